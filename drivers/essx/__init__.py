@@ -1,0 +1,1 @@
+"""ESSX: controller, low-level serial/Modbus devices and errors (spec 4, 5.4)."""
