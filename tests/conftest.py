@@ -5,3 +5,85 @@ import sys
 DRIVERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drivers")
 if DRIVERS not in sys.path:
     sys.path.insert(0, DRIVERS)
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+DEFAULT_CONFIG = os.path.join(DRIVERS, "dcdc_batt_comm.yml")
+
+
+class HTTPClient:
+    """A tiny HTTP client for a server on 127.0.0.1: ``get(path, **params) -> (status, json)``."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def get(self, path, query=None, **params):
+        url = self.base + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        elif query is not None:
+            url += "?" + query
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            body = e.read().decode()
+            e.close()
+            assert e.headers.get_content_type() == "application/json", body
+            return e.code, json.loads(body)
+
+
+class ServerThread:
+    """waitress serving *app* on an ephemeral port of 127.0.0.1 in a thread."""
+
+    def __init__(self, app):
+        import waitress
+
+        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8,
+                                             asyncore_loop_timeout=0.05)
+        self.thread = threading.Thread(target=self.server.run, name="test-waitress", daemon=True)
+        self.thread.start()
+        self.client = HTTPClient("http://127.0.0.1:%d" % self.server.effective_port)
+
+    def stop(self):
+        self.server.close()
+        self.thread.join(5)
+        self.server.task_dispatcher.shutdown()
+
+
+def fast_config(path=DEFAULT_CONFIG):
+    """The shipped configuration with test-friendly timings (no inter-command gap)."""
+    from essx.essx_config import load_config
+
+    config = load_config(path)
+    config.dcdc["command_interval"] = 0.0
+    config.dcdc["wait_for_retry"] = 0.01
+    config.battery_dev["kwparams"]["timeout"] = 0.3
+    return config
+
+
+@pytest.fixture
+def system():
+    """Controller + devices on a simulated converter and battery (no watch thread)."""
+    from essx_server import System
+
+    s = System(fast_config(), simulate=True, watch=False)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def http(system):
+    """An HTTPClient for the server of *system* (``http.system`` gives the system)."""
+    from essx_server import create_app
+
+    st = ServerThread(create_app(system.controller))
+    st.client.system = system
+    yield st.client
+    st.stop()
