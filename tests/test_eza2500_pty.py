@@ -350,9 +350,53 @@ def test_port_without_link(tmp_path):
     assert not _sim_threads()
 
 
+def test_collision_is_counted(rig):
+    """A request put on the line while a reply is still on it is a collision."""
+    sim, dev = rig
+    first = codec.build_request(AD1, AD2, 10, False)
+    dev.write(first)
+    assert dev.read(1) == b"\x02"          # the reply has started
+    dev.dev.write(codec.build_request(AD1, AD2, 1, False))
+    assert dev.read(22 + 9)[-9:] == codec.build_ack(AD1, AD2, 1, False, {"mode": 0})
+    assert sim.collisions == 1
+    assert [r.name for r in sim.received] == ["10-1", "1-1"]
+
+
+def test_wire_time():
+    assert wire_time(1, 19200) == pytest.approx(0.00052, abs=1e-5)
+    assert wire_time(23, 9600) == pytest.approx(23 * 10 / 9600)
+
+
 def test_reply_is_paced_at_wire_speed(rig):
     """The reply needs at least the wire time of request + reply + turnaround."""
     _, dev = rig
     t0 = time.monotonic()
     run(dev, "10-1")
     assert time.monotonic() - t0 >= wire_time(7 + 23, 19200) + 0.005
+
+
+def test_simulator_runs_as_a_script(tmp_path):
+    """``python -m eza2500.simulator --link PATH`` serves until SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    link = tmp_path / "ttyEZA"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    proc = subprocess.Popen([sys.executable, "-m", "eza2500.simulator", "--link", str(link),
+                             "--ad2", "17", "--turnaround", "0.001"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.lexists(link):
+            assert proc.poll() is None and time.monotonic() < deadline, "simulator did not start"
+            time.sleep(0.01)
+        with serial.Serial(str(link), 19200, timeout=0.01) as ser:
+            cmd = eza2500.Command0101(eza2500.EZA2500Device(ser, timeout=1.0))
+            cmd.send(0, 17)
+            assert cmd.recv() == {"mode": 0}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert not os.path.lexists(link)
