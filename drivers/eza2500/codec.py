@@ -86,6 +86,10 @@ def _decimal(value):
     return d if d.is_finite() else None
 
 
+#: Distance (in raw steps) below which a scaled value counts as the next raw.
+_SNAP = decimal.Decimal("1e-6")
+
+
 def encode_value(field, value, clamp=False):
     """Physical value -> raw integer for ``field`` (no range check).
 
@@ -110,6 +114,11 @@ def encode_value(field, value, clamp=False):
     else:
         scaled = _CTX.divide(_CTX.multiply(d, 2 ** field.q), decimal.Decimal(str(field.rating)))
         raw = int(scaled)  # int() of a Decimal truncates toward zero
+        # A value that was itself decoded from a raw (e.g. 6-1's dig sent back
+        # in 6-4) can print a hair below that raw; truncating it would drift
+        # one Q step per round trip.  Snap such float noise, nothing larger.
+        if abs(scaled - raw) > _SNAP and abs(abs(scaled - raw) - 1) < _SNAP:
+            raw += 1 if scaled > 0 else -1
     if not field.raw_min <= raw <= field.raw_max:
         if clamp:
             return max(field.raw_min, min(field.raw_max, raw))
