@@ -297,7 +297,7 @@ class WaitressServer(bottle.ServerAdapter):
         import waitress
 
         self.server = waitress.create_server(handler, host=self.host, port=self.port, **self.options)
-        log.info("serving on http://%s:%d", self.host, self.server.effective_port)
+        log.info("serving on http://%s:%s", self.host, self.server.effective_port)
         self.server.run()
 
 

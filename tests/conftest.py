@@ -40,21 +40,32 @@ class HTTPClient:
 
 
 class ServerThread:
-    """waitress serving *app* on an ephemeral port of 127.0.0.1 in a thread."""
+    """waitress serving *app* on an ephemeral port of 127.0.0.1 in a thread.
+
+    The loop runs in short rounds so that ``stop()`` closes the server from
+    its own thread (closing it from another one races with select()).
+    """
 
     def __init__(self, app):
         import waitress
 
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8,
-                                             asyncore_loop_timeout=0.05)
-        self.thread = threading.Thread(target=self.server.run, name="test-waitress", daemon=True)
+        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="test-waitress", daemon=True)
         self.thread.start()
-        self.client = HTTPClient("http://127.0.0.1:%d" % self.server.effective_port)
+        self.client = HTTPClient("http://127.0.0.1:%d" % int(self.server.effective_port))
+
+    def _serve(self):
+        server = self.server
+        while not self._stop.is_set():
+            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
+        for channel in list(server._map.values()):
+            channel.close()
+        server.task_dispatcher.shutdown()
 
     def stop(self):
-        self.server.close()
+        self._stop.set()
         self.thread.join(5)
-        self.server.task_dispatcher.shutdown()
 
 
 def fast_config(path=DEFAULT_CONFIG):
