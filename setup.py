@@ -20,7 +20,7 @@ setup(
         "waitress>=3.0,<4",
         "PyYAML>=6.0,<7",
         "pyserial>=3.5,<4",
-        "pymodbus>=3.10,<3.17",
+        "pymodbus>=3.16,<3.17",
     ],
     extras_require={
         "bbb": ["Adafruit_BBIO>=1.2,<2"],
