@@ -187,15 +187,22 @@ def validate(fields, params, command=None):
         if f.allowed is not None:
             if d != d.to_integral_value() or int(d) not in f.allowed:
                 raise ESSXValueException("%s=%s is not one of %s%s"
-                                         % (f.name, value, f.range_text(), where))
+                                         % (f.name, _shown(value), f.range_text(), where))
         else:
             lo = f.lo if f.lo is not None else f.raw_min
             hi = f.hi if f.hi is not None else f.raw_max
             if not decimal.Decimal(str(lo)) <= d <= decimal.Decimal(str(hi)):
                 raise ESSXValueException("%s=%s is out of range %s%s"
-                                         % (f.name, value, f.range_text(), where))
+                                         % (f.name, _shown(value), f.range_text(), where))
         raws[f.name] = encode_value(f, d)
     return raws
+
+
+def _shown(value):
+    """A value as the user would write it: 1000.0 -> "1000"."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
 
 # --- payloads and frames -------------------------------------------------------
