@@ -13,7 +13,7 @@ setup(
     package_dir={"": "drivers"},
     packages=["essx", "eza2500", "battery_emulator"],
     py_modules=["essx_server"],
-    data_files=[("share/dcdc_batt_comm", ["drivers/dcdc_batt_comm.yml"])],
+    data_files=[("share/dcdc_batt_comm", ["drivers/dcdc_batt_comm.yml", "drivers/openapi.json"])],
     # Ranges are the ones the test suite ran against.
     install_requires=[
         "bottle>=0.12.25,<0.14",

@@ -18,7 +18,7 @@ import threading
 
 import bottle
 
-from essx.essx_exception import ESSXException, ESSXParameterException
+from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
 from essx.essx_type_oes import parse_mode, parse_number
 
 log = logging.getLogger("essx_server")
@@ -206,8 +206,12 @@ def create_app(controller, *, goodbye=None, reload_config=None):
 
     @route("/openapi.json")
     def openapi(params):
-        with open(OPENAPI_PATH, encoding="utf-8") as f:
-            return json.load(f)
+        path = _installed_path(OPENAPI_PATH)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise ESSXConfigException("API document %s cannot be read: %s" % (path, e)) from e
 
     def json_error(error):
         bottle.response.content_type = "application/json"
@@ -314,12 +318,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _default_config_path(path):
-    """Beside essx_server.py, or where a non-editable install put the example."""
-    if path == DEFAULT_CONFIG and not os.path.exists(path):
-        installed = os.path.join(sys.prefix, "share", "dcdc_batt_comm", "dcdc_batt_comm.yml")
+def _installed_path(path):
+    """*path* (beside essx_server.py) if it exists, else the copy a non-editable
+    install put in ``<prefix>/share/dcdc_batt_comm/`` (setup.py's data_files)
+    when that exists, else *path*."""
+    if not os.path.exists(path):
+        installed = os.path.join(sys.prefix, "share", "dcdc_batt_comm", os.path.basename(path))
         if os.path.exists(installed):
             return installed
+    return path
+
+
+def _default_config_path(path):
+    """Beside essx_server.py, or where a non-editable install put the example."""
+    if path == DEFAULT_CONFIG:
+        return _installed_path(path)
     return path
 
 

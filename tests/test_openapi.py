@@ -1,0 +1,224 @@
+"""drivers/openapi.json: it describes exactly the Bottle app's routes, its query
+parameters carry EZA2500.md's ranges, and real 200/400 bodies validate
+against its schemas (jsonschema; those tests skip when it is not installed).
+"""
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import DRIVERS
+
+OPENAPI = os.path.join(DRIVERS, "openapi.json")
+SET_PARAMS = {
+    "/remote/set": {"mode": False, "dvg": False, "dig": False, "drg": False},
+    "/dcdc/set": {"mode": False, "dvg": False, "dig": False, "drg": False},
+    "/remote/set/current": {"dig": True},
+    "/remote/set/voltage": {"dvg": True, "drg": False},
+}
+
+
+@pytest.fixture(scope="module")
+def doc():
+    with open(OPENAPI, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def operations(doc):
+    """{(path, METHOD): operation} of the document."""
+    return {(path, method.upper()): op for path, item in doc["paths"].items()
+            for method, op in item.items() if method in ("get", "put", "post", "delete", "patch", "head", "options")}
+
+
+def resolve(doc, node):
+    while "$ref" in node:
+        assert node["$ref"].startswith("#/"), node["$ref"]
+        target = doc
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def test_document_is_openapi_3(doc):
+    assert re.match(r"^3\.\d+\.\d+$", doc["openapi"])
+    assert doc["info"]["title"] and doc["info"]["version"]
+    ids = [op["operationId"] for op in operations(doc).values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_route_is_documented_and_nothing_else():
+    from essx_server import create_app
+
+    app = create_app(controller=None)
+    routes = {(r.rule, r.method) for r in app.routes}
+    with open(OPENAPI, encoding="utf-8") as f:
+        documented = set(operations(json.load(f)))
+    assert routes - documented == set(), "routes missing from openapi.json"
+    assert documented - routes == set(), "openapi.json documents routes the app does not have"
+    # the aliases of web-api.md are there
+    for path in ("/dcdc/get", "/dcdc/get/status", "/dcdc/set", "/all/get", "/battery/get",
+                 "/essx/goodbye", "/openapi.json"):
+        assert (path, "GET") in routes
+
+
+def test_every_reference_resolves(doc):
+    def walk(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                resolve(doc, node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(doc)
+
+
+def test_every_operation_answers_json_200_and_400_error(doc):
+    for (path, _), op in operations(doc).items():
+        responses = op["responses"]
+        assert "200" in responses and "application/json" in responses["200"]["content"], path
+        error = responses["400"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/Error"}, path
+    err = doc["components"]["schemas"]["Error"]
+    assert err["required"] == ["err"] and err["additionalProperties"] is False
+    assert "404" in doc["paths"]["/essx/goodbye"]["get"]["responses"]
+
+
+def test_set_parameters_carry_the_command_table_ranges(doc):
+    import eza2500
+    from essx.essx_type_oes import SETTABLE_MODES
+
+    fields = {f.name: f for g in (eza2500.group(4), eza2500.group(6))
+              for f in g.request_fields(True)}
+    for path, expected in SET_PARAMS.items():
+        params = {p["name"]: p for p in doc["paths"][path]["get"].get("parameters", [])}
+        assert set(params) == set(expected), path
+        for name, required in expected.items():
+            p = params[name]
+            assert p["in"] == "query" and p["required"] is required, (path, name)
+            schema = p["schema"]
+            if name == "mode":
+                assert schema == {"type": "string", "enum": ["0x%04x" % m for m in SETTABLE_MODES]}
+            else:
+                assert schema["type"] == "number"
+                assert (schema["minimum"], schema["maximum"]) == (fields[name].lo, fields[name].hi), name
+    assert (fields["dvg"].lo, fields["dvg"].hi) == (260, 390)
+    assert (fields["drg"].lo, fields["drg"].hi) == (0, 3.999)
+    assert (fields["dig"].lo, fields["dig"].hi) == (0, 8.5162)
+    # routes that take no parameters declare none
+    for (path, _), op in operations(doc).items():
+        if path not in SET_PARAMS:
+            assert not op.get("parameters"), path
+
+
+def test_served_document_is_the_file(http, doc):
+    status, body = http.get("/openapi.json")
+    assert status == 200
+    assert body == doc
+
+
+def test_installed_copy_is_found(monkeypatch, tmp_path):
+    """A non-editable install puts openapi.json in <prefix>/share/dcdc_batt_comm (setup.py data_files)."""
+    import essx_server
+
+    share = tmp_path / "share" / "dcdc_batt_comm"
+    share.mkdir(parents=True)
+    (share / "openapi.json").write_text('{"openapi": "3.0.3"}')
+    monkeypatch.setattr(essx_server.sys, "prefix", str(tmp_path))
+    missing = str(tmp_path / "site-packages" / "openapi.json")
+    assert essx_server._installed_path(missing) == str(share / "openapi.json")
+    assert essx_server._installed_path(OPENAPI) == OPENAPI
+    with open(os.path.join(os.path.dirname(DRIVERS), "setup.py"), encoding="utf-8") as f:
+        assert "drivers/openapi.json" in f.read()
+
+
+# -- bodies against the schemas ---------------------------------------------------------
+
+def validator(doc, path, status="200", method="get"):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    root = dict(schema, components=doc["components"])
+    cls = jsonschema.Draft7Validator
+    cls.check_schema(root)
+    return cls(root)
+
+
+def assert_valid(doc, path, body, status="200"):
+    errors = sorted(validator(doc, path, status).iter_errors(body), key=str)
+    assert not errors, "%s %s: %s" % (path, status, "; ".join(e.message for e in errors[:5]))
+
+
+CALLS = [
+    ("/1/log/data", {}),
+    ("/battery/get", {}),
+    ("/remote/get", {}),
+    ("/dcdc/get", {}),
+    ("/remote/get/status", {}),
+    ("/dcdc/get/status", {}),
+    ("/remote/set", {"mode": "0x0014", "dvg": 350, "dig": 2.5, "drg": 0.1}),
+    ("/dcdc/set", {"mode": "0x0041", "dvg": 350, "dig": 1, "drg": 0}),
+    ("/dcdc/set", {"dig": 1.5}),
+    ("/dcdc/set", {"dvg": 360, "drg": 0}),
+    ("/remote/set/current", {"dig": 2}),
+    ("/remote/set/voltage", {"dvg": 300, "drg": 0.1}),
+    ("/remote/ioctl/set", {}),
+    ("/remote/ioctl/get", {}),
+    ("/all/get", {}),
+    ("/remote/ioctl/clr_alarm", {}),
+    ("/version/get", {}),
+    ("/essx/hello", {}),
+    ("/openapi.json", {}),
+]
+
+
+def test_real_200_bodies_validate(http, doc):
+    pytest.importorskip("jsonschema")
+    for path, params in CALLS:
+        status, body = http.get(path, **params)
+        assert status == 200, (path, body)
+        assert_valid(doc, path, body)
+    assert {p for p, _ in CALLS} | {"/essx/goodbye"} == set(doc["paths"])
+
+
+def test_real_400_and_404_bodies_validate(http, doc):
+    pytest.importorskip("jsonschema")
+    for path, params in [("/remote/set", {"mode": "0x0014", "dvg": 1000, "dig": 1, "drg": 0}),
+                         ("/remote/set/current", {}), ("/dcdc/set", {"mode": "20"})]:
+        status, body = http.get(path, **params)
+        assert status == 400
+        assert_valid(doc, path, body, "400")
+    http.system.battery_sim.silent = True
+    status, body = http.get("/all/get")
+    http.system.battery_sim.silent = False
+    assert status == 400
+    assert_valid(doc, "/all/get", body, "400")
+    status, body = http.get("/essx/goodbye")
+    assert status == 404
+    assert_valid(doc, "/essx/goodbye", body, "404")
+
+
+def test_schemas_fix_the_exact_key_sets(http, doc):
+    """A body with a key more or a key less does not validate."""
+    pytest.importorskip("jsonschema")
+    status, body = http.get("/remote/get")
+    assert status == 200
+    v = validator(doc, "/remote/get")
+    assert v.is_valid(body)
+    assert not v.is_valid(dict(body, extra=1))
+    for key in body:
+        assert not v.is_valid({k: b for k, b in body.items() if k != key}), key
+    nested = json.loads(json.dumps(body))
+    nested["meter"].pop("ig")
+    assert not v.is_valid(nested)
+    nested = json.loads(json.dumps(body))
+    nested["status"]["status"] = "20"
+    assert not v.is_valid(nested)
+    # /dcdc/set's three shapes are told apart
+    v = validator(doc, "/dcdc/set")
+    status, body = http.get("/dcdc/set", dig=1)
+    assert status == 200 and v.is_valid(body)
+    assert not v.is_valid(dict(body, vdis={"dvg": 350.0, "drg": 0.0}))
