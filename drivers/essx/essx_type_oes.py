@@ -13,6 +13,7 @@ parallel.
 
 import logging
 import math
+import re
 import threading
 import time
 
@@ -52,12 +53,24 @@ PARAM_KEYS = ("cib", "ubv", "ogv", "obv", "ugv")
 METER_KEYS = ("wg", "tmp", "vb", "wb", "vg", "ib", "ig")
 
 
+#: A plain ASCII decimal number as clients write it ("350", "2.5", "-0.5",
+#: Java's "1.0E-4").  float() alone would also take "3_50" (350), "\uff13\uff15\uff10"
+#: (full-width 350) and other Unicode digits.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: "0x" and ASCII hex digits; int(text, 16) alone would also take "0x0_14".
+_HEX = re.compile(r"0[xX][0-9a-fA-F]+")
+#: Whitespace tolerated around a parameter (ASCII only).
+_SPACE = " \t\r\n\f\v"
+
+
 def parse_number(name, value):
     """Turn a request parameter into a float.
 
     Args:
         name: the parameter name, for the message.
-        value: a str from the query string, or a number.
+        value: a str from the query string (a plain ASCII decimal number,
+            optionally with an exponent and surrounding ASCII whitespace), or
+            a number.
     Returns:
         float (finite).
     Raises:
@@ -68,8 +81,11 @@ def parse_number(name, value):
         raise ESSXParameterException("%s is missing" % name)
     if isinstance(value, bool):
         raise ESSXValueException("%s=%r is not a number" % (name, value))
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip(_SPACE)):
+        raise ESSXValueException("%s=%r is not a number: expected a decimal number such as 350 or 2.5"
+                                 % (name, value))
     try:
-        number = float(value.strip() if isinstance(value, str) else value)
+        number = float(value.strip(_SPACE) if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise ESSXValueException("%s=%r is not a number: expected a decimal number such as 350 or 2.5"
                                  % (name, value)) from None
@@ -93,15 +109,14 @@ def parse_mode(value):
     if isinstance(value, int) and not isinstance(value, bool):
         code = value
     else:
-        text = str(value).strip()
+        text = str(value).strip(_SPACE)
         if not text.lower().startswith("0x"):
             raise ESSXValueException("mode=%r: expected a hex string starting with 0x, one of %s"
                                      % (value, allowed))
-        try:
-            code = int(text, 16)
-        except ValueError:
+        if not _HEX.fullmatch(text):
             raise ESSXValueException("mode=%r is not a hex number: expected one of %s"
-                                     % (value, allowed)) from None
+                                     % (value, allowed))
+        code = int(text, 16)
     if code not in SETTABLE_MODES:
         raise ESSXValueException("mode=%r is not a settable mode: expected one of %s" % (value, allowed))
     return code
