@@ -53,6 +53,20 @@ class SetCache:
             self.values.clear()
 
 
+def _decoded(params, key):
+    """The request's value of *key* as text.
+
+    Bottle's ``getunicode`` answers None for a value that is not UTF-8, which
+    the set routes would take for "absent" and replace with the previous
+    value; such a value is kept instead (its bytes as ``\\xff`` escapes), so
+    the parameter check refuses it and names it.
+    """
+    value = params.getunicode(key)
+    if value is None:
+        value = params.get(key, "").encode("latin-1", "backslashreplace").decode("utf-8", "backslashreplace")
+    return value
+
+
 def _given(params, name):
     """The request's value of *name*, or None when absent."""
     return params.get(name) if name in params else None
@@ -80,7 +94,7 @@ def create_app(controller, *, goodbye=None, reload_config=None):
             bottle.response.content_type = "application/json"
             params = bottle.request.params
             try:
-                body = fn({k: params.getunicode(k) for k in params.keys()})
+                body = fn({k: _decoded(params, k) for k in params.keys()})
             except ESSXException as e:
                 log.warning("%s: %s", bottle.request.path, e)
                 bottle.response.status = 400
