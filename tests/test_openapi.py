@@ -1,6 +1,7 @@
 """drivers/openapi.json: it describes exactly the Bottle app's routes, its query
 parameters carry EZA2500.md's ranges, and real 200/400 bodies validate
-against its schemas (jsonschema; those tests skip when it is not installed).
+against its schemas (jsonschema; those tests skip when it is not installed,
+as does the check with openapi-spec-validator).
 """
 
 import json
@@ -47,6 +48,11 @@ def test_document_is_openapi_3(doc):
     assert doc["info"]["title"] and doc["info"]["version"]
     ids = [op["operationId"] for op in operations(doc).values()]
     assert len(ids) == len(set(ids))
+
+
+def test_document_passes_the_openapi_validator(doc):
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(doc)
 
 
 def test_every_route_is_documented_and_nothing_else():
