@@ -29,6 +29,8 @@ setup(
             "pytest>=8,<10",
             "hypothesis>=6.100,<7",
             "psutil>=5.9,<8",
+            "jsonschema>=4.17,<5",
+            "openapi-spec-validator>=0.7,<1",
         ],
     },
     entry_points={"console_scripts": ["essx-server=essx_server:main"]},
