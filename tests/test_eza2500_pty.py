@@ -302,10 +302,12 @@ def test_noise_on_the_pty_times_out_in_time(rig):
     sim, dev = rig
     stop = threading.Event()
     noise = bytes(b for b in range(256) if b != 0x02) * 4
+    jammed = []
 
     def jam():
         while not stop.is_set():
-            sim._write(sim._master, noise)
+            sim._write(sim._pty.master, noise)
+            jammed.append(len(noise))
             stop.wait(0.001)
 
     sim.inject("silent", count=None)
@@ -321,6 +323,7 @@ def test_noise_on_the_pty_times_out_in_time(rig):
     finally:
         stop.set()
         jammer.join()
+    assert len(jammed) > 1   # the line really was full of noise while the reader waited
 
 
 # --- unplug / replug ---------------------------------------------------------------------------------

@@ -43,13 +43,13 @@ import select
 import signal
 import threading
 import time
-import tty
 
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from battery_emulator import rtu
+from essx.essx_pty import PtyPort
 
 logger = logging.getLogger(__name__)
 
@@ -64,24 +64,6 @@ BITS_PER_CHAR = 10
 START_TIMEOUT_S = 5.0
 #: Raw request frames remembered in ``frames``.
 FRAMES_KEPT = 100
-
-
-class _Pty:
-    """A pty pair in raw mode; the simulator keeps the slave open too, so the
-    master never reads EIO while no client has the port open."""
-
-    def __init__(self):
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self.slave)
-
-    def close(self):
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError as exc:
-                logger.debug("closing pty fd %d: %s", fd, exc)
 
 
 class _Reply:
@@ -220,13 +202,13 @@ class BatterySimulator:
         """
         if self._running:
             return self
-        self._client, self._server_pty = _Pty(), _Pty()
+        self._client = PtyPort(self.link)
+        self._server_pty = PtyPort()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._reset_relay_state()
         self._running = True
         try:
-            self._place_link()
             self._server_ready.clear()
             self._server_error = None
             self._server_thread = threading.Thread(
@@ -265,7 +247,6 @@ class BatterySimulator:
             if self._relay_thread.is_alive():
                 logger.error("battery simulator relay thread did not stop")
             self._relay_thread = None
-        self._remove_link()
         for pty in (self._client, self._server_pty):
             if pty is not None:
                 pty.close()
@@ -293,11 +274,10 @@ class BatterySimulator:
         done = threading.Event()
 
         def swap():
-            old, self._client = self._client, _Pty()
+            old, self._client = self._client, PtyPort(self.link)
             self._reply_queue.clear()
             self._req_buf.clear()
             old.close()
-            self._place_link()
             done.set()
 
         self._commands.append(swap)
@@ -305,20 +285,6 @@ class BatterySimulator:
         if not done.wait(START_TIMEOUT_S):
             raise RuntimeError("battery simulator relay did not reopen the port")
         return self.port
-
-    def _place_link(self):
-        if not self.link:
-            return
-        if os.path.lexists(self.link) and not os.path.islink(self.link):
-            raise ValueError("link %r exists and is not a symlink" % self.link)
-        tmp = "%s.%d.tmp" % (self.link, os.getpid())
-        os.symlink(self._client.path, tmp)
-        os.replace(tmp, self.link)
-
-    def _remove_link(self):
-        if self.link and self._client and os.path.islink(self.link) \
-                and os.readlink(self.link) == self._client.path:
-            os.unlink(self.link)
 
     def _wake(self):
         try:

@@ -34,7 +34,6 @@ Model of the converter (choices of this simulator, not facts of EZA2500.md):
   ``ver15_maj``, ``ver16_min``, ``ver16_maj``.
 """
 import argparse
-import fcntl
 import logging
 import os
 import random
@@ -42,11 +41,11 @@ import select
 import signal
 import threading
 import time
-import tty
 from dataclasses import dataclass, field as dc_field
 from typing import Optional
 
 from essx.essx_exception import ESSXChecksumException, ESSXValueException
+from essx.essx_pty import PtyPort
 
 from . import codec, table
 
@@ -173,8 +172,7 @@ class EZA2500Simulator:
         self._received = []
         self._fault = None
         self._rng = random.Random()
-        self._master = self._slave = None
-        self._slave_name = None
+        self._pty = None
         self._thread = None
         self._stop = threading.Event()
 
@@ -195,11 +193,6 @@ class EZA2500Simulator:
         """Stop serving, close the pty, remove the link; idempotent."""
         self._stop_thread()
         self._close_pty()
-        if self.link and os.path.islink(self.link):
-            try:
-                os.unlink(self.link)
-            except FileNotFoundError:
-                pass
 
     def reopen(self):
         """Simulate unplug/replug: close the pty (clients now get errors) and
@@ -210,7 +203,7 @@ class EZA2500Simulator:
         self._close_pty()
         self._open_pty()
         self._start_thread()
-        logger.info("EZA2500 simulator reopened on %s -> %s", self.link, self._slave_name)
+        logger.info("EZA2500 simulator reopened on %s -> %s", self.link, self._pty.path)
 
     def __enter__(self):
         return self.start()
@@ -221,35 +214,20 @@ class EZA2500Simulator:
     @property
     def port(self):
         """Path a client opens: the link if given, else the slave's name."""
-        return self.link or self._slave_name
+        return self.link or (self._pty.path if self._pty else None)
 
     def _open_pty(self):
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        flags = fcntl.fcntl(master, fcntl.F_GETFL)
-        fcntl.fcntl(master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        self._master, self._slave = master, slave   # keep the slave: no EIO on the master
-        self._slave_name = os.ttyname(slave)
-        if self.link:
-            tmp = "%s.tmp%d" % (self.link, os.getpid())
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            os.symlink(self._slave_name, tmp)
-            os.replace(tmp, self.link)
+        self._pty = PtyPort(self.link)
 
     def _close_pty(self):
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError as exc:
-                    logger.debug("close fd %d: %s", fd, exc)
-        self._master = self._slave = None
+        if self._pty is not None:
+            self._pty.close()
+        self._pty = None
 
     def _start_thread(self):
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(self._master, self._stop),
-                                        name="eza2500-sim %s" % self._slave_name, daemon=True)
+        self._thread = threading.Thread(target=self._serve, args=(self._pty.master, self._stop),
+                                        name="eza2500-sim %s" % self._pty.path, daemon=True)
         self._thread.start()
 
     def _stop_thread(self):
