@@ -98,3 +98,26 @@ def http(system):
     st.client.system = system
     yield st.client
     st.stop()
+
+
+def open_fds():
+    """The file descriptors this process has open (Linux)."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def no_leaks():
+    """Assert that every thread and fd opened in the test is gone afterwards."""
+    threads, fds = set(threading.enumerate()), open_fds()
+    yield
+    assert set(threading.enumerate()) == threads
+    assert open_fds() <= fds
+
+
+@pytest.fixture
+def battery_sim(tmp_path, no_leaks):
+    """A running BatterySimulator reached through a symlink in tmp_path."""
+    from battery_emulator.simulator import BatterySimulator
+
+    with BatterySimulator(link=str(tmp_path / "ttyBAT")) as simulator:
+        yield simulator

@@ -1,13 +1,10 @@
 """BatteryEmulator.check_battery() against the simulated battery on a pty."""
-import os
-import threading
 import time
 
 import pytest
 
 from battery_emulator import BatteryEmulator
 from battery_emulator import battery_emulator as battery_module
-from battery_emulator.simulator import BatterySimulator
 from essx.essx_exception import ESSXConfigException, ESSXException
 from essx.essx_modbus import ESSXModbusClient
 
@@ -17,8 +14,6 @@ TIMEOUT = 0.2  # Modbus timeout in these tests, seconds
 NO_HANG_BOUND = 2 * TIMEOUT + 0.5 + 2.0
 
 
-def _fds():
-    return set(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture(autouse=True)
@@ -28,15 +23,9 @@ def short_retry_wait(monkeypatch):
 
 
 @pytest.fixture
-def sim(tmp_path):
-    """A running battery simulator; asserts no thread or fd is left behind."""
-    threads, fds = set(threading.enumerate()), _fds()
-    simulator = BatterySimulator(link=str(tmp_path / "ttyBAT"))
-    simulator.start()
-    yield simulator
-    simulator.stop()
-    assert set(threading.enumerate()) == threads
-    assert _fds() <= fds
+def sim(battery_sim):
+    """A running battery simulator; no thread or fd is left behind (conftest)."""
+    return battery_sim
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -20,23 +19,9 @@ from essx.essx_modbus import ESSXModbusClient
 DRIVERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drivers")
 
 
-def _fds():
-    return set(os.listdir("/proc/self/fd"))
-
-
 @pytest.fixture
-def no_leaks():
-    """Assert that every thread and fd opened in the test is gone afterwards."""
-    threads, fds = set(threading.enumerate()), _fds()
-    yield
-    assert set(threading.enumerate()) == threads
-    assert _fds() <= fds
-
-
-@pytest.fixture
-def sim(tmp_path, no_leaks):
-    with BatterySimulator(link=str(tmp_path / "ttyBAT")) as simulator:
-        yield simulator
+def sim(battery_sim):
+    return battery_sim
 
 
 @pytest.fixture

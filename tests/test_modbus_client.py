@@ -1,14 +1,11 @@
 """ESSXModbusClient: kwparams mapping, ESSXRS485 as the port, reconnect."""
-import os
 import pathlib
 import sys
-import threading
 
 import pytest
 from pymodbus.exceptions import ConnectionException
 from pymodbus.framer import FramerType
 
-from battery_emulator.simulator import BatterySimulator
 from essx.essx_exception import ESSXConfigException
 from essx.essx_modbus import ESSXModbusClient, client_arguments
 from essx.essx_rs485 import ESSXRS485
@@ -18,20 +15,12 @@ REFERENCE_KWPARAMS = {"method": "rtu", "port": "/dev/ttyO5", "timeout": 1,
                       "baudrate": 9600, "dir_pin": "P8_9"}
 
 
-def _fds():
-    return set(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture
-def sim(tmp_path):
-    """A running battery simulator; asserts no thread or fd is left behind."""
-    threads, fds = set(threading.enumerate()), _fds()
-    simulator = BatterySimulator(link=str(tmp_path / "ttyBAT"))
-    simulator.start()
-    yield simulator
-    simulator.stop()
-    assert set(threading.enumerate()) == threads
-    assert _fds() <= fds
+def sim(battery_sim):
+    """A running battery simulator; no thread or fd is left behind (conftest)."""
+    return battery_sim
 
 
 def test_reference_kwparams_map_to_the_3x_api():
