@@ -370,7 +370,8 @@ def main(argv=None):
     except ESSXException as e:
         log.error("%s", e)
         return 2
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    for signum in (signal.SIGTERM, signal.SIGINT):   # SIGINT too: a background job may start with it ignored
+        signal.signal(signum, _raise_interrupt)
     app = create_app(system.controller,
                      goodbye=(lambda: os.kill(os.getpid(), signal.SIGTERM)) if args.goodbye else None,
                      reload_config=lambda: load_config(config_path))

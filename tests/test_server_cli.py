@@ -61,7 +61,8 @@ def process():
         p.stop()
 
 
-def test_simulate_serves_and_sigterm_exits_0(process):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_simulate_serves_and_a_signal_exits_0(process, signum):
     p = process("--simulate")
     p.wait_ready()
     status, body = p.client.get("/remote/get")
@@ -70,8 +71,9 @@ def test_simulate_serves_and_sigterm_exits_0(process):
     status, body = p.client.get("/remote/set", mode="0x0014", dvg=350, dig=2.5, drg=0)
     assert status == 200, body
     assert body["status"]["operationMode"] == "Grid Autonomy"
-    p.proc.send_signal(signal.SIGTERM)
+    p.proc.send_signal(signum)
     assert p.proc.wait(10) == 0
+    assert "stopped" in p.proc.stdout.read()   # the ports were closed on the way out
 
 
 def test_goodbye_stops_the_process(process):
