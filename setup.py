@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     package_dir={"": "drivers"},
     packages=["essx", "eza2500", "battery_emulator"],
     py_modules=["essx_server"],

@@ -219,3 +219,22 @@ def test_unknown_route_is_json_404(http):
     status, body = http.get("/no/such/route")
     assert status == 404
     assert "err" in body
+
+
+def test_no_battery_configured():
+    """class: 'None' -- battery routes answer with RSOC 0 and interchange permitted."""
+    from conftest import ServerThread, fast_config
+    from essx_server import System, create_app
+
+    config = fast_config()
+    config.battery_dev = None
+    system = System(config, simulate=True, watch=False)
+    server = ServerThread(create_app(system.controller))
+    try:
+        assert system.battery_sim is None
+        assert server.client.get("/battery/get") == (200, {"rsoc": 0.0, "battery_operation_status": 3})
+        status, body = server.client.get("/all/get")
+        assert status == 200 and body["status"]["operationMode"] == "Waiting"
+    finally:
+        server.stop()
+        system.close()
