@@ -80,8 +80,9 @@ def fast_config(path=DEFAULT_CONFIG):
 
 
 @pytest.fixture
-def system():
-    """Controller + devices on a simulated converter and battery (no watch thread)."""
+def system(no_leaks):
+    """Controller + devices on a simulated converter and battery (no watch thread);
+    every thread and fd it opened is gone after the test."""
     from essx_server import System
 
     s = System(fast_config(), simulate=True, watch=False)

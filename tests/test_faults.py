@@ -85,7 +85,7 @@ def faults_config():
 
 
 @pytest.fixture
-def system():
+def system(no_leaks):
     """As conftest's, with a shorter battery timeout."""
     from essx_server import System
 
