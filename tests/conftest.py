@@ -101,6 +101,27 @@ def http(system):
     st.stop()
 
 
+def commands(sim):
+    """Names of the commands the simulated converter received, in order ("1-1", "6-4", ...)."""
+    return [r.name for r in sim.received]
+
+
+def writes(sim):
+    """Names of the write commands ("N-4") the simulated converter received."""
+    return [r.name for r in sim.writes()]
+
+
+@pytest.fixture
+def sim(http):
+    """The simulated converter of *http*, in Waiting, with nothing recorded;
+    faults injected by the test are cleared afterwards."""
+    s = http.system.dcdc_sim
+    s.set(mode=0x0000)
+    s.clear()
+    yield s
+    s.clear_faults()
+
+
 def open_fds():
     """The file descriptors this process has open (Linux)."""
     return set(os.listdir("/proc/self/fd"))

@@ -30,7 +30,8 @@ import pytest
 
 from battery_emulator.battery_emulator import RETRY_WAIT_S, TRIES
 from conftest import ServerThread, fast_config
-from test_server_routes import METER_KEYS, commands
+from conftest import commands
+from test_server_routes import METER_KEYS
 
 #: Allowance on top of the retry budget: HTTP, thread switches, wire time of
 #: the commands that succeed, a loaded CI machine (seconds).
@@ -92,15 +93,6 @@ def system(no_leaks):
     s = System(faults_config(), simulate=True, watch=False)
     yield s
     s.close()
-
-
-@pytest.fixture
-def sim(http):
-    s = http.system.dcdc_sim
-    s.set(mode=0x0000)
-    s.clear()
-    yield s
-    s.clear_faults()
 
 
 @pytest.fixture

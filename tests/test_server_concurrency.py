@@ -2,7 +2,7 @@
 
 import threading
 
-from test_server_routes import commands, writes
+from conftest import commands, writes
 
 
 def test_busy_converter_is_400_naming_the_nak(http):

@@ -2,6 +2,8 @@
 
 import pytest
 
+from conftest import commands
+
 STATUS_KEYS = {"status", "alarmState", "statusName", "alarm", "runningState", "operationMode"}
 METER_KEYS = {"wg", "tmp", "vb", "wb", "vg", "ib", "ig"}
 PARAM_KEYS = {"cib", "ubv", "ogv", "obv", "ugv", "dig"}
@@ -13,29 +15,6 @@ REMOTE_GET_KEYS = {"status", "powermeter", "meter", "vdis", "param"}
 
 # One Q step of each field the tests compare (EZA2500.md command table).
 STEP = {"dvg": 380 / 2**14, "drg": 1 / 2**13, "dig": 7.8125 / 2**13, "vg": 380 / 2**14}
-
-
-def rec_name(record):
-    return record["name"] if isinstance(record, dict) else record.name
-
-
-def rec_write(record):
-    return record["write"] if isinstance(record, dict) else record.write
-
-
-def commands(sim):
-    return [rec_name(r) for r in sim.received]
-
-
-def writes(sim):
-    return [rec_name(r) for r in sim.received if rec_write(r)]
-
-
-@pytest.fixture
-def sim(http):
-    s = http.system.dcdc_sim
-    s.clear()
-    return s
 
 
 def test_remote_get_body_and_sequence(http, sim):
@@ -150,8 +129,8 @@ def test_ioctl_set(http, sim):
         "ubv": 40, "ugv": 300, "obv": 59, "ogv": 400, "bcf": "0x0003", "cvb": 57.6, "dlb": 49,
         "cdb": 1.2, "ddb": 1.8, "drb": 0.0, "cib": 52}
     assert commands(sim) == ["6-1", "6-4", "7-4", "3-4"]
-    six_four = [r for r in sim.received if rec_name(r) == "6-4"][0]
-    params = six_four["params"] if isinstance(six_four, dict) else six_four.params
+    six_four = [r for r in sim.received if r.name == "6-4"][0]
+    params = six_four.params
     assert abs(params["dig"] - 3.0) <= STEP["dig"]   # the converter's present dig is kept
     assert abs(sim.state["cvb"] - 57.6) <= 48 / 2**14
 

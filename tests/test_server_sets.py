@@ -2,15 +2,7 @@
 
 import pytest
 
-from test_server_routes import commands, writes
-
-
-@pytest.fixture
-def sim(http):
-    s = http.system.dcdc_sim
-    s.set(mode=0x0000)
-    s.clear()
-    return s
+from conftest import commands, writes
 
 
 REFUSALS = [
