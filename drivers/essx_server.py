@@ -67,11 +67,6 @@ def _decoded(params, key):
     return value
 
 
-def _given(params, name):
-    """The request's value of *name*, or None when absent."""
-    return params.get(name) if name in params else None
-
-
 def create_app(controller, *, goodbye=None, reload_config=None):
     """Build the Bottle application.
 
@@ -141,7 +136,7 @@ def create_app(controller, *, goodbye=None, reload_config=None):
                     "drg": cache.get("drg", 0)}
         values = {}
         for name in ("mode", "dvg", "dig", "drg"):
-            given = _given(params, name)
+            given = params.get(name)
             if given is None and previous[name] is None:
                 raise ESSXParameterException("%s is missing and no previous value was set" % name)
             values[name] = given if given is not None else previous[name]
@@ -153,14 +148,14 @@ def create_app(controller, *, goodbye=None, reload_config=None):
         return body
 
     def set_current(params):
-        dig = parse_number("dig", _given(params, "dig"))
+        dig = parse_number("dig", params.get("dig"))
         body = controller.remote_set_current({"dig": dig})
         cache.remember(dig=dig)
         return body
 
     def set_voltage(params):
-        dvg = parse_number("dvg", _given(params, "dvg"))
-        given_drg = _given(params, "drg")
+        dvg = parse_number("dvg", params.get("dvg"))
+        given_drg = params.get("drg")
         drg = parse_number("drg", given_drg if given_drg is not None else cache.get("drg", 0))
         body = controller.remote_set_voltage({"dvg": dvg, "drg": drg})
         cache.remember(dvg=dvg, drg=drg)

@@ -122,6 +122,16 @@ def parse_mode(value):
     return code
 
 
+def _meter(reply):
+    """The ``meter`` body block (V, A, W, °C) from a decoded 10-1 reply."""
+    return {k: reply[k] for k in METER_KEYS}
+
+
+def _vdis(reply):
+    """The ``vdis`` body block (dvg V, drg) from a decoded 4-1 or 4-4 reply."""
+    return {"dvg": reply["dvg"], "drg": reply["drg"]}
+
+
 def status_block(mode, cst, alm1):
     """The ``status`` body block from a mode, the 2-1 ``cst`` and the 9-1 ``alm1``.
 
@@ -338,7 +348,10 @@ class ESSXTypeOES:
         """``/remote/get``: 1-1, 2-1, 4-1, 9-1, 10-1, 6-1 (web-api.md).
 
         Returns:
-            {status, powermeter, meter, vdis, param}.
+            {status, powermeter, meter, vdis, param}; meter in V, A, W, °C.
+        Raises:
+            ESSXException: a converter command failed after its retries
+                (timeout, checksum, unexpected reply or NAK; see :meth:`run`).
         """
         with self.dcdc_lock:
             mode = self._run("1-1")["mode"]
@@ -350,13 +363,20 @@ class ESSXTypeOES:
         return {
             "status": status_block(mode, cst, alm1),
             "powermeter": {"p1": 0, "p2": 0, "v1": 0, "i1": 0, "kwh1": 0, "kwh2": 0},
-            "meter": {k: meter[k] for k in METER_KEYS},
-            "vdis": {"dvg": vdis["dvg"], "drg": vdis["drg"]},
+            "meter": _meter(meter),
+            "vdis": _vdis(vdis),
             "param": self._param_values(dig),
         }
 
     def remote_get_status(self, params=None):
-        """``/remote/get/status``: 1-1, 2-1, 10-1.  Returns {status: {alarmState, runningState, operationMode}, meter}."""
+        """``/remote/get/status``: 1-1, 2-1, 10-1.
+
+        Returns:
+            {status: {alarmState, runningState, operationMode}, meter}.
+        Raises:
+            ESSXException: a converter command failed after its retries
+                (timeout, checksum, unexpected reply or NAK; see :meth:`run`).
+        """
         with self.dcdc_lock:
             mode = self._run("1-1")["mode"]
             cst = self._run("2-1")["cst"]
@@ -364,7 +384,7 @@ class ESSXTypeOES:
         full = status_block(mode, cst, 0)
         return {
             "status": {k: full[k] for k in ("alarmState", "runningState", "operationMode")},
-            "meter": {k: meter[k] for k in METER_KEYS},
+            "meter": _meter(meter),
         }
 
     def remote_set(self, params):
@@ -379,7 +399,8 @@ class ESSXTypeOES:
         Returns:
             {status, meter, vdis, param}.
         Raises:
-            ESSXParameterException / ESSXValueException before anything is sent.
+            ESSXParameterException / ESSXValueException: before anything is sent.
+            ESSXException: a converter command failed after its retries.
         """
         mode = parse_mode(params.get("mode"))
         dvg = parse_number("dvg", params.get("dvg"))
@@ -402,23 +423,41 @@ class ESSXTypeOES:
             meter = self._run("10-1")
         return {
             "status": status_block(acks["1-4"]["mode"], cst, alm1),
-            "meter": {k: meter[k] for k in METER_KEYS},
-            "vdis": {"dvg": acks["4-4"]["dvg"], "drg": acks["4-4"]["drg"]},
+            "meter": _meter(meter),
+            "vdis": _vdis(acks["4-4"]),
             "param": self._param_values(acks["6-4"]["dig"]),
         }
 
     def remote_set_current(self, params):
-        """``/remote/set/current``: 6-4 then 10-1.  params: {dig: A}.  Returns {meter, param}."""
+        """``/remote/set/current``: 6-4 then 10-1.
+
+        Args:
+            params: {dig: A}.
+        Returns:
+            {meter, param}.
+        Raises:
+            ESSXParameterException / ESSXValueException: before anything is sent.
+            ESSXException: a converter command failed after its retries.
+        """
         dig = parse_number("dig", params.get("dig"))
         set_current = ("6-4", self._param_values(dig))
         self._check_all((set_current,))
         with self.dcdc_lock:
             ack = self._run(*set_current)
             meter = self._run("10-1")
-        return {"meter": {k: meter[k] for k in METER_KEYS}, "param": self._param_values(ack["dig"])}
+        return {"meter": _meter(meter), "param": self._param_values(ack["dig"])}
 
     def remote_set_voltage(self, params):
-        """``/remote/set/voltage``: 4-4 then 10-1.  params: {dvg: V, drg}.  Returns {meter, vdis}."""
+        """``/remote/set/voltage``: 4-4 then 10-1.
+
+        Args:
+            params: {dvg: V, drg: droop (default 0)}.
+        Returns:
+            {meter, vdis}.
+        Raises:
+            ESSXParameterException / ESSXValueException: before anything is sent.
+            ESSXException: a converter command failed after its retries.
+        """
         dvg = parse_number("dvg", params.get("dvg"))
         drg = parse_number("drg", params.get("drg", 0))
         set_voltage = ("4-4", {"dvg": dvg, "drg": drg})
@@ -426,7 +465,7 @@ class ESSXTypeOES:
         with self.dcdc_lock:
             ack = self._run(*set_voltage)
             meter = self._run("10-1")
-        return {"meter": {k: meter[k] for k in METER_KEYS}, "vdis": {"dvg": ack["dvg"], "drg": ack["drg"]}}
+        return {"meter": _meter(meter), "vdis": _vdis(ack)}
 
     def remote_ioctl_set(self, params=None):
         """``/remote/ioctl/set``: 6-1, 6-4, 7-4, 3-4 with the configured set-up values.
@@ -434,6 +473,10 @@ class ESSXTypeOES:
         ``dig`` for 6-4 is the converter's present value (6-1).  Returns
         {dcdc_converter_name, dcdc_setup_parameter} with the values written
         (from the configuration; ``bcf`` as "0x%04x").
+
+        Raises:
+            ESSXValueException: a configured value is out of range (nothing sent).
+            ESSXException: a converter command failed after its retries.
         """
         cfg = self.dcdc_config["config"]
         setup = ("7-4", {k: cfg[k] for k in ("bcf", "cvb", "dlb", "cdb", "ddb")})
@@ -453,6 +496,12 @@ class ESSXTypeOES:
         """``/remote/ioctl/get`` and ``/all/get``: the battery block and ``/remote/get``.
 
         The battery is read on its own bus in parallel with the converter sequence.
+
+        Returns:
+            the union of :meth:`log_data` and :meth:`remote_get`.
+        Raises:
+            ESSXException: the battery could not be read, or a converter
+                command failed after its retries.
         """
         battery = {}
         failure = []
@@ -475,7 +524,10 @@ class ESSXTypeOES:
         return body
 
     def remote_ioctl_clr_alarm(self, params=None):
-        """``/remote/ioctl/clr_alarm``: 9-4 (d0 = d1 = 0), then as ``/remote/get``."""
+        """``/remote/ioctl/clr_alarm``: 9-4 (d0 = d1 = 0), then as ``/remote/get``.
+
+        Returns and raises as :meth:`remote_get`.
+        """
         with self.dcdc_lock:
             self._run("9-4", {"d0": 0, "d1": 0})
             return self.remote_get()
@@ -494,6 +546,8 @@ class ESSXTypeOES:
 
         Returns:
             True when 1-4 was sent.
+        Raises:
+            ESSXException: 1-4 failed after its retries.
         """
         if not self.bat_config["config"].get("force_dcdc_waiting"):
             return False
