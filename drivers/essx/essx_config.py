@@ -85,19 +85,17 @@ def parse_config(doc, path="<config>"):
     dcdc_dev = _device(ess, "dcdc_dev")
     battery_dev = _device(ess, "battery_dev")
 
-    dcdc_sections = _section_root(root, ess, "dcdc")
     dcdc_name = _str(_get(dcdc_dev, "config", "ess_system.dcdc_dev"), "ess_system.dcdc_dev.config")
-    dcdc = _dcdc_section(dcdc_sections, dcdc_name)
+    dcdc = _dcdc_section(*_section(root, ess, "dcdc", dcdc_name))
 
     dcdc_dev = _dcdc_dev(dcdc_dev)
     battery_cls = battery_dev.get("class", _MISSING)
     if battery_cls in (None, "None"):
         bat_out = None
-        battery = _battery_section({}, None)
+        battery = _battery_section({}, "battery")
     else:
         bat_out = _battery_dev(battery_dev)
-        battery_sections = _section_root(root, ess, "battery")
-        battery = _battery_section(battery_sections, bat_out["config"])
+        battery = _battery_section(*_section(root, ess, "battery", bat_out["config"]))
     return Config(path=path, dcdc_dev=dcdc_dev, battery_dev=bat_out, dcdc=dcdc, battery=battery)
 
 
@@ -170,20 +168,27 @@ def _battery_dev(dev):
     }
 
 
-def _section_root(root, ess, key):
-    """``dcdc``/``battery`` live at the top level (reference) or in ``ess_system``."""
+def _section(root, ess, key, name):
+    """The ``<key>.<name>`` section and its key path.
+
+    ``dcdc``/``battery`` live at the top level (reference) or in ``ess_system``.
+    Returns:
+        (mapping, "dcdc.dcdc_default_eza2500").
+    """
     if key in root:
-        return _mapping(root[key], key), key
-    if key in ess:
-        return _mapping(ess[key], "ess_system." + key), "ess_system." + key
-    raise ESSXConfigException("%s is missing: expected a mapping of %s configurations at the top level"
-                              % (key, key))
-
-
-def _dcdc_section(sections, name):
-    sections, prefix = sections
+        prefix = key
+        sections = root[key]
+    elif key in ess:
+        prefix = "ess_system." + key
+        sections = ess[key]
+    else:
+        raise ESSXConfigException("%s is missing: expected a mapping of %s configurations at the top level"
+                                  % (key, key))
     where = "%s.%s" % (prefix, name)
-    sec = _mapping(_get(sections, name, prefix), where)
+    return _mapping(_get(_mapping(sections, prefix), name, prefix), where), where
+
+
+def _dcdc_section(sec, where):
     raw = _mapping(_get(sec, "config", where), where + ".config")
     config = {}
     for key, value in raw.items():
@@ -231,15 +236,8 @@ def _check_dcdc_ranges(config, where):
             raise ESSXConfigException("%s: %s" % (where, e)) from e
 
 
-def _battery_section(sections, name):
-    if name is None:
-        sec, where = {}, "battery"
-        raw = {}
-    else:
-        sections, prefix = sections
-        where = "%s.%s" % (prefix, name)
-        sec = _mapping(_get(sections, name, prefix), where)
-        raw = _mapping(sec.get("config") or {}, where + ".config")
+def _battery_section(sec, where):
+    raw = _mapping(sec.get("config") or {}, where + ".config")
     force = raw.get("force_dcdc_waiting", False)
     if not isinstance(force, bool):
         raise ESSXConfigException("%s.config.force_dcdc_waiting=%r: expected Yes/No (true/false)" % (where, force))
