@@ -156,10 +156,8 @@ class BatterySimulator:
 
     @property
     def port(self):
-        """Path clients open: ``link`` when given, else the pty slave."""
-        if self.link:
-            return self.link
-        return self._client.path if self._client else None
+        """Path clients open: ``link`` when given, else the pty slave (None when stopped)."""
+        return self._client.port if self._client else self.link
 
     # -- faults -----------------------------------------------------------------
     def inject(self, kind, count=1, code=4):
@@ -268,6 +266,10 @@ class BatterySimulator:
 
         Clients holding the old port get I/O errors; a client that opens
         ``port`` again reaches the new one. Returns the new ``port``.
+
+        Raises:
+            RuntimeError: the simulator is not running, or the relay did not
+                swap the port within START_TIMEOUT_S.
         """
         if not self._running:
             raise RuntimeError("battery simulator is not running")

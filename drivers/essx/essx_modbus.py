@@ -38,6 +38,11 @@ KNOWN_KWPARAMS = ("method", "port", "timeout", "baudrate", "parity", "stopbits",
                   "bytesize", "retries", "dir_pin", "drop_echo", "handle_local_echo")
 
 
+def _refuse(key, value, allowed):
+    raise ESSXConfigException("battery kwparams: %s=%r is not allowed (allowed: %s)"
+                              % (key, value, allowed))
+
+
 def _number(key, value, low, high=None):
     """Return ``value`` as a number within [low, high] or raise ESSXConfigException."""
     try:
@@ -45,16 +50,14 @@ def _number(key, value, low, high=None):
     except (TypeError, ValueError):
         number = None
     if number is None or number < low or (high is not None and number > high) or isinstance(value, bool):
-        allowed = ">= %s" % low if high is None else "%s..%s" % (low, high)
-        raise ESSXConfigException("battery kwparams: %s=%r is not allowed (allowed: %s)"
-                                  % (key, value, allowed))
+        _refuse(key, value, ">= %s" % low if high is None else "%s..%s" % (low, high))
     return number
 
 
 def _choice(key, value, allowed):
+    """Return ``value`` if it is one of ``allowed``, else raise ESSXConfigException."""
     if value not in allowed:
-        raise ESSXConfigException("battery kwparams: %s=%r is not allowed (allowed: %s)"
-                                  % (key, value, ", ".join(str(a) for a in allowed)))
+        _refuse(key, value, ", ".join(str(a) for a in allowed))
     return value
 
 
@@ -201,6 +204,9 @@ class ESSXModbusClient(ModbusSerialClient):
 
         Args:
             size: bytes wanted, or None for "whatever arrives before the gap".
+
+        Returns:
+            bytes: what arrived within the timeout (may be short or empty).
 
         Raises:
             ConnectionException: port not open or I/O error.

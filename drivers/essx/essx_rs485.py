@@ -120,8 +120,7 @@ class BBIOPin:
 
     def close(self):
         """Leave the pin at LOW; the next transmit() sets it up again."""
-        if self._ready:
-            self._gpio.output(self.name, self._gpio.LOW)
+        self.receive()
         self._ready = False
 
 
@@ -337,22 +336,24 @@ class ESSXRS485(serial.Serial):
                 port gone); serial.SerialTimeoutException on write timeout.
         """
         if self._dir_kind in ("none", "rs485"):
-            count = super().write(data)
-            if self.drop_echo:
-                self._discard_echo(bytes(data)[:count])
-            return count
+            return self._send(data, drain=False)
         self._pin.transmit()
         try:
-            count = super().write(data)
+            return self._send(data, drain=True)
+        finally:
+            self._pin.receive()
+
+    def _send(self, data, drain):
+        """``serial.Serial.write``, then (``drain``) tcdrain, then the optional echo drop."""
+        count = super().write(data)
+        if drain:
             try:
                 self.flush()
             except termios.error as exc:
                 raise serial.SerialException("drain failed on %s: %s" % (self.port, exc)) from exc
-            if self.drop_echo:
-                self._discard_echo(bytes(data)[:count])
-            return count
-        finally:
-            self._pin.receive()
+        if self.drop_echo:
+            self._discard_echo(bytes(data)[:count])
+        return count
 
     def _char_time(self):
         """Seconds per character on the wire (start + data + parity + stop)."""
