@@ -118,7 +118,9 @@ def wire_bound(commands, baud, turnaround, interval):
     """Seconds the frames of ``commands`` need at least on the converter line.
 
     Σ (request + reply bytes) × 10 / baud + turnaround per command, plus
-    ``interval`` before every command but the first.
+    ``interval`` before every command but the first; ``baud`` in bits/s,
+    ``turnaround`` and ``interval`` in seconds.  Raises KeyError/ValueError
+    (from eza2500.table) for an unknown command name.
     """
     if not commands:
         return 0.0
@@ -130,7 +132,7 @@ def wire_bound(commands, baud, turnaround, interval):
 
 
 def battery_bound(baud, turnaround):
-    """Seconds one battery read needs at least on the Modbus line."""
+    """Seconds one battery read needs at least on the Modbus line (baud in bits/s, turnaround in s)."""
     return (BATTERY_REQUEST_BYTES + BATTERY_REPLY_BYTES) * BITS_PER_BYTE / baud + turnaround
 
 
@@ -160,8 +162,16 @@ class Route:
         return max(parts) if parts else None
 
 
-def _full_set(route):
-    return lambda i: "%s?mode=0x0000&dvg=%s&dig=%s&drg=%s" % (route, DVG[i % 2], DIG[i % 2], DRG[i % 2])
+def _full_set(route, mode=0x0000):
+    return lambda i: "%s?mode=0x%04x&dvg=%s&dig=%s&drg=%s" % (route, mode, DVG[i % 2], DIG[i % 2], DRG[i % 2])
+
+
+def _set_voltage(route):
+    return lambda i: "%s?dvg=%s&drg=%s" % (route, DVG[i % 2], DRG[i % 2])
+
+
+def _set_current(route):
+    return lambda i: "%s?dig=%s" % (route, DIG[i % 2])
 
 
 def _fixed(path):
@@ -177,11 +187,10 @@ ROUTES = (
     Route("/dcdc/get/status", _fixed("/dcdc/get/status"), GET_STATUS),
     Route("/remote/set", _full_set("/remote/set"), FULL_SET),
     Route("/dcdc/set", _full_set("/dcdc/set"), FULL_SET),
-    Route("/remote/set/current", lambda i: "/remote/set/current?dig=%s" % DIG[i % 2], SET_CURRENT),
-    Route("/dcdc/set?dig", lambda i: "/dcdc/set?dig=%s" % DIG[i % 2], SET_CURRENT),
-    Route("/remote/set/voltage", lambda i: "/remote/set/voltage?dvg=%s&drg=%s" % (DVG[i % 2], DRG[i % 2]),
-          SET_VOLTAGE),
-    Route("/dcdc/set?dvg&drg", lambda i: "/dcdc/set?dvg=%s&drg=%s" % (DVG[i % 2], DRG[i % 2]), SET_VOLTAGE),
+    Route("/remote/set/current", _set_current("/remote/set/current"), SET_CURRENT),
+    Route("/dcdc/set?dig", _set_current("/dcdc/set"), SET_CURRENT),
+    Route("/remote/set/voltage", _set_voltage("/remote/set/voltage"), SET_VOLTAGE),
+    Route("/dcdc/set?dvg&drg", _set_voltage("/dcdc/set"), SET_VOLTAGE),
     Route("/remote/ioctl/set", _fixed("/remote/ioctl/set"), IOCTL_SET),
     Route("/remote/ioctl/get", _fixed("/remote/ioctl/get"), REMOTE_GET, battery=True),
     Route("/all/get", _fixed("/all/get"), REMOTE_GET, battery=True),
@@ -265,33 +274,34 @@ class SimHost:
         return final
 
 
+def load_shipped():
+    """The shipped configuration (drivers/dcdc_batt_comm.yml) as a dict."""
+    import yaml
+
+    with open(SHIPPED_CONFIG, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def dcdc_section(doc):
+    """The converter settings section that ``doc``'s dcdc_dev names (a dict inside ``doc``)."""
+    return doc["dcdc"][doc["ess_system"]["dcdc_dev"][0]["config"]]
+
+
 def write_config(path, dcdc_port, battery_port, interval):
     """The shipped configuration with the simulators' ports and ``command_interval``."""
     import yaml
 
-    with open(SHIPPED_CONFIG, encoding="utf-8") as f:
-        doc = yaml.safe_load(f)
+    doc = load_shipped()
     dev = doc["ess_system"]["dcdc_dev"][0]
     dev["params"][0] = dcdc_port
     dev["kwparams"]["dir_pin"] = "not_used"
     bat = doc["ess_system"]["battery_dev"][0]
     bat["kwparams"]["port"] = battery_port
     bat["kwparams"]["dir_pin"] = "not_used"
-    section = doc["ess_system"]["dcdc_dev"][0]["config"]
-    doc["dcdc"][section]["command_interval"] = interval
+    dcdc_section(doc)["command_interval"] = interval
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(doc, f, sort_keys=False)
     return doc
-
-
-def shipped_setting(key):
-    """A value of the shipped converter section (e.g. command_interval)."""
-    import yaml
-
-    with open(SHIPPED_CONFIG, encoding="utf-8") as f:
-        doc = yaml.safe_load(f)
-    section = doc["ess_system"]["dcdc_dev"][0]["config"]
-    return doc["dcdc"][section][key]
 
 
 class Server:
@@ -299,7 +309,6 @@ class Server:
 
     def __init__(self, config, log):
         self.port = free_port()
-        self.log = log
         self.proc = subprocess.Popen([sys.executable, SERVER, "--config", config, "--host", "127.0.0.1",
                                       "--port", str(self.port)],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -396,7 +405,7 @@ def bench_system(interval, workdir, name):
         sim = SimHost(sim_log)
         config = os.path.join(workdir, "%s.yml" % name)
         doc = write_config(config, sim.info["dcdc_port"], sim.info["battery_port"], interval)
-        section = doc["dcdc"][doc["ess_system"]["dcdc_dev"][0]["config"]]
+        section = dcdc_section(doc)
         settings = {
             "command_interval": interval,
             "dcdc_baud": sim.info["dcdc_baud"],
@@ -603,42 +612,38 @@ def run_soak(port, pid, sim, minutes, sample_every=10.0):
     rec = Recorder()
     stop = threading.Event()
 
-    def v2():
+    def poller(first, gets, set_phase, modes, full_set, partial_sets, extra=()):
+        """One connection: GET ``first`` once, then ``gets`` round after round;
+        in every 5th round (``set_phase``) the full set (category, route) with
+        the next mode of ``modes``, checked, and the ``partial_sets`` (route
+        names); every 20th round ``extra``."""
         c = Client(port)
-        rec.add("/version/get", *c.get("/version/get"))
+        for path in first:
+            rec.add(path, *c.get(path))
+        category, route = full_set
         i = 0
         while not stop.is_set():
-            rec.add("/all/get", *c.get("/all/get"))
-            rec.add("/dcdc/get/status", *c.get("/dcdc/get/status"))
-            if i % 5 == 0:
-                mode = (0x0000, 0x0014)[(i // 5) % 2]
-                _set_check(rec, "/dcdc/set (full)", *c.get(
-                    "/dcdc/set?mode=0x%04x&dvg=%s&dig=%s&drg=%s" % (mode, DVG[i % 2], DIG[i % 2], DRG[i % 2])),
-                    mode=mode)
-                rec.add("/dcdc/set?dvg&drg", *c.get("/dcdc/set?dvg=%s&drg=%s" % (DVG[i % 2], DRG[i % 2])))
-                rec.add("/dcdc/set?dig", *c.get("/dcdc/set?dig=%s" % DIG[i % 2]))
-            i += 1
-        c.close()
-
-    def v1():
-        c = Client(port)
-        i = 0
-        while not stop.is_set():
-            rec.add("/remote/get", *c.get("/remote/get"))
-            rec.add("/1/log/data", *c.get("/1/log/data"))
-            rec.add("/remote/get/status", *c.get("/remote/get/status"))
-            if i % 5 == 2:
-                mode = (0x0014, 0x0000)[(i // 5) % 2]
-                _set_check(rec, "/remote/set", *c.get(
-                    "/remote/set?mode=0x%04x&dvg=%s&dig=%s&drg=%s" % (mode, DVG[i % 2], DIG[i % 2], DRG[i % 2])),
-                    mode=mode)
-                rec.add("/remote/set/voltage", *c.get("/remote/set/voltage?dvg=%s&drg=%s" % (DVG[i % 2], DRG[i % 2])))
-                rec.add("/remote/set/current", *c.get("/remote/set/current?dig=%s" % DIG[i % 2]))
+            for path in gets:
+                rec.add(path, *c.get(path))
+            if i % 5 == set_phase:
+                mode = modes[(i // 5) % 2]
+                _set_check(rec, category, *c.get(_full_set(route, mode)(i)), mode=mode)
+                for name in partial_sets:
+                    rec.add(name, *c.get(ROUTES_BY_NAME[name].path(i)))
             if i % 20 == 7:
-                for path in ("/dcdc/get", "/remote/ioctl/get", "/remote/ioctl/clr_alarm", "/remote/ioctl/set"):
+                for path in extra:
                     rec.add(path, *c.get(path))
             i += 1
         c.close()
+
+    def v2():
+        poller(("/version/get",), ("/all/get", "/dcdc/get/status"), 0, (0x0000, 0x0014),
+               ("/dcdc/set (full)", "/dcdc/set"), ("/dcdc/set?dvg&drg", "/dcdc/set?dig"))
+
+    def v1():
+        poller((), ("/remote/get", "/1/log/data", "/remote/get/status"), 2, (0x0014, 0x0000),
+               ("/remote/set", "/remote/set"), ("/remote/set/voltage", "/remote/set/current"),
+               extra=("/dcdc/get", "/remote/ioctl/get", "/remote/ioctl/clr_alarm", "/remote/ioctl/set"))
 
     def misc():
         c = Client(port, fresh=True)     # a new TCP connection for every request
@@ -787,7 +792,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    default_interval = float(shipped_setting("command_interval"))
+    default_interval = float(dcdc_section(load_shipped())["command_interval"])
     intervals = {"default": [default_interval], "0": [0.0], "both": [default_interval, 0.0]}[args.interval]
     extra_interval = 0.0 if args.interval == "0" else default_interval
     report = {"machine": machine_info(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
