@@ -14,8 +14,6 @@ TIMEOUT = 0.2  # Modbus timeout in these tests, seconds
 NO_HANG_BOUND = 2 * TIMEOUT + 0.5 + 2.0
 
 
-
-
 @pytest.fixture(autouse=True)
 def short_retry_wait(monkeypatch):
     """0.05 s between tries keeps the suite fast; the no-hang test uses the real wait."""

@@ -15,8 +15,6 @@ REFERENCE_KWPARAMS = {"method": "rtu", "port": "/dev/ttyO5", "timeout": 1,
                       "baudrate": 9600, "dir_pin": "P8_9"}
 
 
-
-
 @pytest.fixture
 def sim(battery_sim):
     """A running battery simulator; no thread or fd is left behind (conftest)."""

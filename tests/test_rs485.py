@@ -5,6 +5,7 @@ Hardware-free: the GPIO modules are fakes injected through sys.modules (or
 """
 import os
 import sys
+import time
 import tty
 import types
 
@@ -12,7 +13,7 @@ import pytest
 import serial
 
 from essx.essx_exception import ESSXConfigException
-from essx.essx_rs485 import BBIOPin, ESSXRS485, GpiodPin, NoPin, make_pin
+from essx.essx_rs485 import ECHO_MARGIN_S, BBIOPin, ESSXRS485, GpiodPin, NoPin, make_pin
 
 
 @pytest.fixture
@@ -269,6 +270,10 @@ def test_drop_echo_reads_back_exactly_the_echo(pty_port, fake_bbio):
 def test_drop_echo_without_echo_gives_up_at_its_deadline(pty_port, fake_bbio, caplog):
     path, master = pty_port
     port = ESSXRS485(path, 9600, dir_pin="P8_9", drop_echo=True)
-    port.write(b"Q")  # returns after the echo deadline, with a warning
+    start = time.monotonic()
+    assert port.write(b"Q") == 1  # returns after the echo deadline, with a warning
+    elapsed = time.monotonic() - start
+    assert ECHO_MARGIN_S <= elapsed < ECHO_MARGIN_S + 1.0  # waited, but did not hang
     assert "does not match" in caplog.text
+    assert os.read(master, 10) == b"Q"
     port.close()
