@@ -143,8 +143,9 @@ def test_close_errors_are_ignored():
             raise OSError("close failed")
 
     dev = eza2500.EZA2500Device(BadClose(fail_read=OSError("gone")))
-    with pytest.raises(ESSXIOException):
+    with pytest.raises(ESSXIOException) as err:
         dev.read(1)
+    assert "gone" in str(err.value)  # the read's error, not the close's
 
 
 # --- reader ---------------------------------------------------------------------------------
@@ -240,3 +241,23 @@ def test_reply_from_other_address_is_rejected():
     cmd.send(0, 16)
     with pytest.raises(ESSXValueException):
         cmd.recv()
+
+
+def test_reopen_sets_low_level_timeout_and_wraps_its_errors():
+    class Reconfig(FakePort):
+        fail = False
+
+        def __setattr__(self, name, value):
+            if name == "timeout" and self.fail:
+                raise OSError("cannot configure")
+            super().__setattr__(name, value)
+
+    port = Reconfig()
+    dev = eza2500.EZA2500Device(port)
+    port.is_open, port.timeout = False, None
+    dev.write(b"x")
+    assert port.timeout == 0.01
+    port.is_open, port.fail = False, True
+    with pytest.raises(ESSXIOException, match="cannot configure"):
+        dev.write(b"x")
+    assert not port.is_open

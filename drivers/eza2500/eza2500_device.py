@@ -45,11 +45,10 @@ class EZA2500Device:
     def __init__(self, dev=None, timeout=None):
         self.dev = dev
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
-        if dev is not None and hasattr(dev, "timeout"):
-            try:
-                dev.timeout = LOW_LEVEL_TIMEOUT
-            except (AttributeError, TypeError, ValueError) + IO_ERRORS as exc:
-                logger.debug("cannot set the low-level timeout of %s: %s", self.port, exc)
+        try:
+            self._set_low_level_timeout()
+        except (AttributeError, TypeError, ValueError) + IO_ERRORS as exc:
+            logger.debug("cannot set the low-level timeout of %s: %s", self.port, exc)
 
     @property
     def port(self):
@@ -57,6 +56,12 @@ class EZA2500Device:
         return getattr(self.dev, "port", None) or getattr(self.dev, "name", None) or repr(self.dev)
 
     # --- port state ----------------------------------------------------------
+
+    def _set_low_level_timeout(self):
+        """Bound one low-level read to LOW_LEVEL_TIMEOUT (spec 5.3.1.1), if the
+        port has a ``timeout``; the setter's own errors propagate."""
+        if hasattr(self.dev, "timeout"):
+            self.dev.timeout = LOW_LEVEL_TIMEOUT
 
     def _fail(self, what, exc):
         """Drop the port after an I/O error and raise ESSXIOException."""
@@ -79,20 +84,21 @@ class EZA2500Device:
             logger.info("opening %s", self.port)
             try:
                 self.dev.open()
+                self._set_low_level_timeout()
             except IO_ERRORS as exc:
                 self._fail("open", exc)
-            if hasattr(self.dev, "timeout"):
-                self.dev.timeout = LOW_LEVEL_TIMEOUT
 
     def in_waiting(self):
-        """Bytes already received and not read (0 if the port cannot tell)."""
+        """Bytes already received and not read (0 if the port cannot tell);
+        ESSXIOException if the port failed (it is closed for a reopen)."""
         try:
             return int(getattr(self.dev, "in_waiting", 0) or 0)
         except IO_ERRORS as exc:
             self._fail("in_waiting", exc)
 
     def reset_input(self):
-        """Drop stale input, if the port can."""
+        """Drop stale input, if the port can; ESSXIOException if the port
+        failed (it is closed for a reopen)."""
         reset = getattr(self.dev, "reset_input_buffer", None)
         if reset is not None:
             try:
@@ -101,6 +107,14 @@ class EZA2500Device:
                 self._fail("reset_input_buffer", exc)
 
     # --- reading ----------------------------------------------------------------
+
+    def _read_raw(self, size):
+        """One low-level read (b"" when nothing came); a port error closes the
+        port and raises ESSXIOException."""
+        try:
+            return self.dev.read(size) or b""
+        except IO_ERRORS as exc:
+            self._fail("read", exc)
 
     def read_some(self, size, deadline):
         """One low-level read of at most ``size`` bytes (may return fewer or b"").
@@ -114,23 +128,18 @@ class EZA2500Device:
         """
         if time.monotonic() >= deadline:
             raise ESSXTimeoutException("read timeout on %s" % self.port)
-        try:
-            return self.dev.read(size) or b""
-        except IO_ERRORS as exc:
-            self._fail("read", exc)
+        return self._read_raw(size)
 
     def read_until_deadline(self, size, deadline):
-        """Exactly ``size`` bytes, or ESSXTimeoutException at ``deadline``
-        (a monotonic time); ESSXIOException if the port fails."""
+        """Exactly ``size`` bytes (bytes), or ESSXTimeoutException at
+        ``deadline`` (a ``time.monotonic()`` value, seconds); ESSXIOException
+        if the port fails."""
         buf = bytearray()
         while len(buf) < size:
             if time.monotonic() >= deadline:
                 raise ESSXTimeoutException("read timeout on %s: %d of %d bytes (%s)"
                                            % (self.port, len(buf), size, hexdump(buf)))
-            try:
-                buf += self.dev.read(size - len(buf)) or b""
-            except IO_ERRORS as exc:
-                self._fail("read", exc)
+            buf += self._read_raw(size - len(buf))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("<- %s", hexdump(buf))
         return bytes(buf)
