@@ -127,8 +127,9 @@ def encode_value(field, value, clamp=False):
 
 
 def decode_value(field, raw):
-    """Raw integer -> physical value: ``raw * rating / 2**Q`` as float
-    (computed exactly with Decimal), or the raw int for a raw field."""
+    """Raw integer -> physical value (units of ``field.unit``): ``raw * rating
+    / 2**Q`` as float (computed exactly with Decimal), or the raw int for a raw
+    field.  Never raises for an int ``raw``."""
     if field.is_raw:
         return int(raw)
     exact = _CTX.divide(_CTX.multiply(decimal.Decimal(raw), decimal.Decimal(str(field.rating))), 2 ** field.q)
@@ -189,8 +190,7 @@ def validate(fields, params, command=None):
                 raise ESSXValueException("%s=%s is not one of %s%s"
                                          % (f.name, _shown(value), f.range_text(), where))
         else:
-            lo = f.lo if f.lo is not None else f.raw_min
-            hi = f.hi if f.hi is not None else f.raw_max
+            lo, hi = f.bounds
             if not decimal.Decimal(str(lo)) <= d <= decimal.Decimal(str(hi)):
                 raise ESSXValueException("%s=%s is out of range %s%s"
                                          % (f.name, _shown(value), f.range_text(), where))
@@ -217,13 +217,18 @@ def pack_payload(fields, raws):
 
 
 def unpack_payload(fields, payload):
-    """Payload bytes -> dict name -> raw (ValueError if the size is wrong)."""
+    """Payload bytes -> dict name -> raw (``struct.error`` if the size is wrong)."""
     return dict(zip((f.name for f in fields), struct.unpack(_fmt(fields), payload)))
 
 
 def decode_fields(fields, raws):
     """dict name -> raw  ->  dict name -> physical value."""
     return {f.name: decode_value(f, raws[f.name]) for f in fields}
+
+
+def _shape_ok(frame, sfd):
+    """True when ``frame`` starts with ``sfd`` and is as long as its LEN says."""
+    return len(frame) >= FRAME_OVERHEAD and frame[0] == sfd and frame[1] + FRAME_OVERHEAD == len(frame)
 
 
 def _frame(sfd, ad1, ad2, cmd, payload):
@@ -260,10 +265,19 @@ def build_ack(ad1, ad2, group, write, values, raw=False):
     """ACK frame of "N-1"/"N-4" carrying ``values`` (simulator side).
 
     Args:
+        ad1, ad2: addresses (0..255).
+        group: ``table.Group`` or its number.
+        write: True for the ACK of "N-4".
         values: dict name -> physical value (encoded with saturation to the
-            wire type), or name -> raw int when ``raw`` is True.
+            wire type), or name -> raw int when ``raw`` is True; every ACK
+            field must be present, extra keys are ignored.
     Returns:
         bytes: SFD(0x02) LEN AD1 AD2 CMD payload CHK.
+    Raises:
+        KeyError: a field is missing from ``values`` (or no such group).
+        ValueError: ``write`` for a read-only group.
+        ESSXValueException: a value is not a number (an integer for a raw field).
+        struct.error: a raw value does not fit its wire type (``raw`` only).
     """
     g = _group(group)
     fields = g.ack_fields(write)
@@ -279,6 +293,11 @@ def build_nak(ad1, ad2, cmd, ercd):
 def check_reply(frame, group, write, ad1=None, ad2=None):
     """Validate a complete reply frame of "N-1"/"N-4" without decoding it.
 
+    Args:
+        frame: bytes of one whole frame (SFD .. CHK).
+        group: ``table.Group`` or its number.
+        write: True for a reply to "N-4".
+        ad1, ad2: expected addresses, or None not to check.
     Returns:
         True for an ACK, False for a NAK.
     Raises:
@@ -287,8 +306,8 @@ def check_reply(frame, group, write, ad1=None, ad2=None):
     """
     g = _group(group)
     name = g.name(write)
-    ack_payload = g.ack_length(write) - FRAME_OVERHEAD
-    if len(frame) < FRAME_OVERHEAD or frame[0] != SFD_REPLY or frame[1] + FRAME_OVERHEAD != len(frame):
+    ack_payload = table.payload_size(g.ack_fields(write))
+    if not _shape_ok(frame, SFD_REPLY):
         raise ESSXValueException("malformed reply to %s: %s" % (name, hexdump(frame)))
     if frame[1] not in (ack_payload, NAK_PAYLOAD):
         raise ESSXValueException("unexpected LEN %d in reply to %s (ACK %d, NAK %d)"
@@ -341,7 +360,7 @@ def parse_request(frame):
         ESSXChecksumException: checksum mismatch.
     """
     frame = bytes(frame)
-    if len(frame) < FRAME_OVERHEAD or frame[0] != SFD_REQUEST or frame[1] + FRAME_OVERHEAD != len(frame):
+    if not _shape_ok(frame, SFD_REQUEST):
         raise ESSXValueException("malformed request: %s" % hexdump(frame))
     if not checksum_ok(frame):
         raise ESSXChecksumException("bad checksum in request: %s" % hexdump(frame))
@@ -351,7 +370,7 @@ def parse_request(frame):
     if g is None:
         return Request(ad1, ad2, cmd, None, write, False, None, {}, {}, frame)
     name = g.name(write)
-    if write and (g.write is None or frame[1] != g.request_length(True) - FRAME_OVERHEAD):
+    if write and (g.write is None or frame[1] != table.payload_size(g.write)):
         return Request(ad1, ad2, cmd, g, write, False, name, {}, {}, frame)
     if not write:
         return Request(ad1, ad2, cmd, g, False, True, name, {}, {}, frame)

@@ -37,26 +37,16 @@ class Command:
         self.response = {}
         self._address = (None, None)
 
-    @property
-    def request_fields(self):
-        """Fields of the request payload (empty for a read)."""
-        return self.group.request_fields(self.write)
-
-    def check_params(self, params):
-        """Validate ``params`` for this command without encoding a frame.
-
-        Returns:
-            dict name -> raw int (empty for a read).
-        Raises:
-            ESSXParameterException: a field is missing.
-            ESSXValueException: a value is not a number or out of range.
-        """
-        return codec.validate(self.request_fields, params, self.name)
-
     def pack_senddata(self, ad1, ad2, params=None):
         """The request frame (bytes) for addresses ``ad1``/``ad2``; no I/O.
 
-        Reads ignore ``params``.  Raises like ``check_params``.
+        Args:
+            ad1, ad2: addresses (0..255).
+            params: dict name -> physical value (V, A, ... per ``table``) for
+                a write; reads ignore it.
+        Raises:
+            ESSXParameterException: a field is missing.
+            ESSXValueException: a value is not a number or out of range.
         """
         return codec.build_request(ad1, ad2, self.group, self.write, params)
 

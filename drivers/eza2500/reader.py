@@ -10,7 +10,7 @@ import time
 from essx.essx_exception import ESSXChecksumException, ESSXTimeoutException, ESSXValueException
 
 from .codec import check_reply, hexdump
-from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY
+from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY, payload_size
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def read_reply(device, group, write, deadline=None, ad1=None, ad2=None):
     if deadline is None:
         deadline = time.monotonic() + device.timeout
     name = group.name(write)
-    lengths = (group.ack_length(write) - FRAME_OVERHEAD, NAK_PAYLOAD)
+    lengths = (payload_size(group.ack_fields(write)), NAK_PAYLOAD)
     buf = bytearray()
     discarded = 0
     last_error = None

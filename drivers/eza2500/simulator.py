@@ -41,7 +41,7 @@ import select
 import signal
 import threading
 import time
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
 from typing import Optional
 
 from essx.essx_exception import ESSXChecksumException, ESSXValueException
@@ -140,7 +140,6 @@ class Received:
     ad2: int = 0
     reply: Optional[bytes] = None
     fault: Optional[str] = None
-    extra: dict = dc_field(default_factory=dict)
 
     def __getitem__(self, key):
         """Dict-style access: ``rec['name']``."""

@@ -82,6 +82,12 @@ class Field:
         return WIRE_TYPES[self.wire][2]
 
     @property
+    def bounds(self):
+        """(lo, hi) a write may carry, in physical units: the settable range,
+        or the wire type's raw range for a field without one."""
+        return (self.lo, self.hi) if self.lo is not None else (self.raw_min, self.raw_max)
+
+    @property
     def is_raw(self):
         """True when the field travels unscaled (no Q-format)."""
         return self.q is None
@@ -90,8 +96,7 @@ class Field:
         """Human text of what a write may carry: "[260, 390] V" or "{0x0000, ...}"."""
         if self.allowed is not None:
             return "{%s}" % ", ".join("0x%04x" % v for v in sorted(self.allowed))
-        lo, hi = (self.lo, self.hi) if self.lo is not None else (self.raw_min, self.raw_max)
-        text = "[%s, %s]" % (_num(lo), _num(hi))
+        text = "[%s, %s]" % tuple(_num(b) for b in self.bounds)
         return text + (" " + self.unit if self.unit else "")
 
 
@@ -126,7 +131,8 @@ class Group:
         return "%d-%d" % (self.number, 4 if write else 1)
 
     def request_fields(self, write):
-        """Fields of the request payload (empty for a read)."""
+        """Fields of the request payload (empty for a read); ValueError for a
+        write to a read-only group."""
         if not write:
             return ()
         if self.write is None:
@@ -134,7 +140,7 @@ class Group:
         return self.write
 
     def ack_fields(self, write):
-        """Fields of the ACK payload."""
+        """Fields of the ACK payload; ValueError for a write to a read-only group."""
         if not write:
             return self.read
         if self.write is None:
