@@ -22,20 +22,11 @@ from essx.essx_exception import (
 AD1, AD2 = 0, 16
 
 
-def _fds():
-    return set(os.listdir("/proc/self/fd"))
-
-
-def _sim_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("eza2500-sim")]
-
-
 @pytest.fixture
-def rig(tmp_path):
+def rig(tmp_path, no_leaks):
     """(sim, dev): a simulator on a pty (reached through a symlink) and an
     EZA2500Device over a pyserial port opened on it.  Teardown checks that no
-    thread or file descriptor is left behind."""
-    fds_before = _fds()
+    thread or file descriptor is left behind (``no_leaks``) nor the link."""
     sim = EZA2500Simulator(AD1, AD2, 19200, 0.005, link=str(tmp_path / "ttyEZA"))
     sim.start()
     ser = serial.Serial(sim.port, 19200, timeout=0.01)
@@ -46,8 +37,6 @@ def rig(tmp_path):
         ser.close()
         sim.stop()
         sim.stop()  # idempotent
-    assert not _sim_threads()
-    assert _fds() <= fds_before
     assert not os.path.lexists(str(tmp_path / "ttyEZA"))
 
 
@@ -343,14 +332,14 @@ def test_reopen_and_device_reopens_port(rig):
     assert dev.dev.is_open and dev.dev.timeout == 0.01
 
 
-def test_port_without_link(tmp_path):
+def test_port_without_link(no_leaks):
     with EZA2500Simulator() as sim:
         assert sim.port.startswith("/dev/pts/")
         with serial.Serial(sim.port, 19200, timeout=0.01) as ser:
             assert run(eza2500.EZA2500Device(ser), "15-1") == {"min": 0, "maj": 1}
         with pytest.raises(ValueError):
             sim.reopen()
-    assert not _sim_threads()
+    assert sim.port is None
 
 
 def test_collision_is_counted(rig):
