@@ -1,0 +1,92 @@
+"""What happened on a bus: one ``Exchange`` per try, sent to listeners.
+
+The owner of a bus (the converter's link, the battery reader) reports every
+try it makes, where it makes it, to the listeners added to it; observers
+(counters, status, the live page) are such listeners.  Observing therefore
+adds no traffic: everything an observer knows comes from exchanges that
+already happened.
+"""
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Mapping, Optional
+
+log = logging.getLogger(__name__)
+
+#: Outcomes of a converter try (``outcome`` of a ``bus="dcdc"`` exchange).
+#: A NAK's outcome carries its code: "nak_0xfffc".
+DCDC_OUTCOMES = ("ack", "timeout", "io_error", "checksum", "unexpected")
+#: Outcomes of a battery try (``bus="battery"``).
+BATTERY_OUTCOMES = ("ok", "timeout", "io_error", "exception", "value")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One try of one command on one bus.
+
+    Attributes:
+        bus: "dcdc" (the EZA2500 line) or "battery" (the Modbus line).
+        command: "6-4" for the converter; "read" for a battery register read.
+        outcome: one of ``DCDC_OUTCOMES`` or "nak_0x%04x" (converter), or one
+            of ``BATTERY_OUTCOMES`` (battery).
+        seconds: duration of the try, s (send to reply or failure).
+        attempt: 1 for the first try of a command, 2 for its first retry, ...
+        port: the serial device ("/dev/ttyO2").
+        values: the decoded reply (physical values: V, A, W, °C, %) on
+            success, else None.  Battery: {"rsoc": %, "permitted": bool}.
+        error: the failure's message, else None.
+        time: wall-clock time at the end of the try (``time.time()``, s).
+    """
+
+    bus: str
+    command: str
+    outcome: str
+    seconds: float
+    attempt: int = 1
+    port: str = ""
+    values: Optional[Mapping[str, Any]] = None
+    error: Optional[str] = None
+    time: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        """True for an answered try ("ack" or "ok")."""
+        return self.outcome in ("ack", "ok")
+
+
+Listener = Callable[[Exchange], None]
+
+
+class Listeners:
+    """The listeners of one bus owner.
+
+    ``add(fn)`` registers ``fn(exchange)``; ``emit(exchange)`` calls each in
+    the bus owner's thread, in order.  A listener that raises is logged and
+    skipped: observing never breaks a bus.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fns: List[Listener] = []
+
+    def add(self, fn: Listener) -> None:
+        """Register ``fn``; called for every later exchange."""
+        with self._lock:
+            self._fns.append(fn)
+
+    def remove(self, fn: Listener) -> None:
+        """Unregister ``fn`` (no error if it was not registered)."""
+        with self._lock:
+            if fn in self._fns:
+                self._fns.remove(fn)
+
+    def emit(self, exchange: Exchange) -> None:
+        """Give ``exchange`` to every listener."""
+        with self._lock:
+            fns = list(self._fns)
+        for fn in fns:
+            try:
+                fn(exchange)
+            except Exception:  # noqa: BLE001 - an observer's defect must not fail the bus
+                log.exception("exchange listener %r failed", fn)
