@@ -1,4 +1,4 @@
-"""EZA2500 DC/DC converter protocol: table, codec, commands, device, simulator.
+"""EZA2500 DC/DC converter protocol: table, codec, commands, device, link, simulator.
 
 ``import eza2500; eza2500.Command0404(dev)`` works for every command of
 EZA2500.md ("1-1" ... "16-1", "1-4" ... "9-4"); ``COMMANDS`` maps names to
@@ -21,11 +21,12 @@ from .codec import (
 from .commands import COMMANDS, Command
 from .commands import *  # noqa: F401,F403 - Command0101 ... Command1601
 from .eza2500_device import EZA2500Device
+from .link import EZA2500Link, RequestFrame
 from .reader import read_reply
 from .table import GROUPS, MODES, NAK_LENGTH, Field, Group, command_names, group, group_by_cmd, parse_name
 
 __all__ = [
-    "COMMANDS", "Command", "EZA2500Device", "read_reply",
+    "COMMANDS", "Command", "EZA2500Device", "EZA2500Link", "RequestFrame", "read_reply",
     "GROUPS", "MODES", "NAK_LENGTH", "Field", "Group", "command_names", "group", "group_by_cmd",
     "parse_name",
     "build_ack", "build_nak", "build_request", "checksum", "checksum_ok", "decode_value",

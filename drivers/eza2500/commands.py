@@ -6,6 +6,7 @@ one generic ``Command`` and each named class is produced from ``table.GROUPS``.
 """
 import logging
 import time
+from typing import Any, Dict, Mapping, Optional
 
 from essx.essx_exception import ESSXDeviceException
 
@@ -32,12 +33,12 @@ class Command:
     write = False
     name = None
 
-    def __init__(self, dev):
+    def __init__(self, dev: Any) -> None:
         self.dev = dev
         self.response = {}
         self._address = (None, None)
 
-    def pack_senddata(self, ad1, ad2, params=None):
+    def pack_senddata(self, ad1: int, ad2: int, params: Optional[Mapping[str, Any]] = None) -> bytes:
         """The request frame (bytes) for addresses ``ad1``/``ad2``; no I/O.
 
         Args:
@@ -50,7 +51,7 @@ class Command:
         """
         return codec.build_request(ad1, ad2, self.group, self.write, params)
 
-    def send(self, ad1, ad2, params=None):
+    def send(self, ad1: int, ad2: int, params: Optional[Mapping[str, Any]] = None) -> None:
         """Validate and encode, then write the request to the device.
 
         Nothing is written if validation fails.
@@ -62,7 +63,7 @@ class Command:
         self._address = (ad1, ad2)
         self.dev.write(data)
 
-    def recv(self, deadline=None):
+    def recv(self, deadline: Optional[float] = None) -> Dict[str, Any]:
         """Read and decode the reply to the last ``send``.
 
         Args:

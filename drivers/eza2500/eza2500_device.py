@@ -5,7 +5,9 @@ The low-level object only needs pyserial's ``read(n)`` and ``write(data)``;
 ``reset_input_buffer()`` are used when it has them.
 """
 import logging
+import os
 import time
+from typing import Any, Optional
 
 from essx.essx_exception import ESSXIOException, ESSXTimeoutException
 
@@ -28,6 +30,15 @@ DEFAULT_TIMEOUT = 0.1
 LOW_LEVEL_TIMEOUT = 0.01
 
 
+def port_error(exc: BaseException) -> str:
+    """The reason of a port failure as an operator reads it: "No such file or
+    directory" for pyserial's "could not open port ...: [Errno 2] ..."."""
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int) and errno > 0:
+        return os.strerror(errno)
+    return str(exc)
+
+
 class EZA2500Device:
     """Reads and writes whole byte strings within a deadline.
 
@@ -42,16 +53,19 @@ class EZA2500Device:
     5.3.1.1): a deadline may be overrun by about 10 ms.
     """
 
-    def __init__(self, dev=None, timeout=None):
+    def __init__(self, dev: Any = None, timeout: Optional[float] = None) -> None:
         self.dev = dev
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+        #: True once opened, False after the port failed or could not be
+        #: opened, None before the first try (for the once-per-change log).
+        self.available = True if getattr(dev, "is_open", False) else None
         try:
             self._set_low_level_timeout()
         except (AttributeError, TypeError, ValueError) + IO_ERRORS as exc:
             logger.debug("cannot set the low-level timeout of %s: %s", self.port, exc)
 
     @property
-    def port(self):
+    def port(self) -> str:
         """A name for the underlying port (for messages)."""
         return getattr(self.dev, "port", None) or getattr(self.dev, "name", None) or repr(self.dev)
 
@@ -66,9 +80,23 @@ class EZA2500Device:
     def _fail(self, what, exc):
         """Drop the port after an I/O error and raise ESSXIOException."""
         self.close()
+        self._set_available(False, exc)
         raise ESSXIOException("%s on %s failed: %s" % (what, self.port, exc)) from exc
 
-    def close(self):
+    def _set_available(self, available, exc=None):
+        """Log once per change: WARNING when the port is lost or cannot be
+        opened, INFO when it is opened (again)."""
+        if available == self.available:
+            return
+        if available:
+            logger.info("converter port %s opened", self.port)
+        elif self.available is None:
+            logger.warning("converter port %s unavailable: %s", self.port, port_error(exc))
+        else:
+            logger.warning("converter port %s lost: %s", self.port, port_error(exc))
+        self.available = available
+
+    def close(self) -> None:
         """Close the port, ignoring errors of the close itself; the next
         ``write`` reopens it."""
         close = getattr(self.dev, "close", None)
@@ -79,16 +107,31 @@ class EZA2500Device:
         except Exception as exc:  # noqa: BLE001 - a failing close must not hide the real error
             logger.debug("closing %s: %s", self.port, exc)
 
-    def _ensure_open(self):
-        if getattr(self.dev, "is_open", True) is False:
-            logger.info("opening %s", self.port)
-            try:
-                self.dev.open()
-                self._set_low_level_timeout()
-            except IO_ERRORS as exc:
-                self._fail("open", exc)
+    @property
+    def is_open(self) -> bool:
+        """True when the port is open (a port without ``is_open`` counts as open)."""
+        return getattr(self.dev, "is_open", True) is not False
 
-    def in_waiting(self):
+    def ensure_open(self) -> None:
+        """Open the port if it is closed (absent at start, or dropped after
+        an I/O error).
+
+        Raises:
+            ESSXIOException: "converter port /dev/ttyUSB0: No such file or
+                directory"; the next call tries again.
+        """
+        if self.is_open:
+            return
+        try:
+            self.dev.open()
+            self._set_low_level_timeout()
+        except IO_ERRORS as exc:
+            self.close()
+            self._set_available(False, exc)
+            raise ESSXIOException("converter port %s: %s" % (self.port, port_error(exc))) from exc
+        self._set_available(True)
+
+    def in_waiting(self) -> int:
         """Bytes already received and not read (0 if the port cannot tell);
         ESSXIOException if the port failed (it is closed for a reopen)."""
         try:
@@ -96,7 +139,7 @@ class EZA2500Device:
         except IO_ERRORS as exc:
             self._fail("in_waiting", exc)
 
-    def reset_input(self):
+    def reset_input(self) -> None:
         """Drop stale input, if the port can; ESSXIOException if the port
         failed (it is closed for a reopen)."""
         reset = getattr(self.dev, "reset_input_buffer", None)
@@ -116,7 +159,7 @@ class EZA2500Device:
         except IO_ERRORS as exc:
             self._fail("read", exc)
 
-    def read_some(self, size, deadline):
+    def read_some(self, size: int, deadline: float) -> bytes:
         """One low-level read of at most ``size`` bytes (may return fewer or b"").
 
         Args:
@@ -130,7 +173,7 @@ class EZA2500Device:
             raise ESSXTimeoutException("read timeout on %s" % self.port)
         return self._read_raw(size)
 
-    def read_until_deadline(self, size, deadline):
+    def read_until_deadline(self, size: int, deadline: float) -> bytes:
         """Exactly ``size`` bytes (bytes), or ESSXTimeoutException at
         ``deadline`` (a ``time.monotonic()`` value, seconds); ESSXIOException
         if the port fails."""
@@ -140,11 +183,9 @@ class EZA2500Device:
                 raise ESSXTimeoutException("read timeout on %s: %d of %d bytes (%s)"
                                            % (self.port, len(buf), size, hexdump(buf)))
             buf += self._read_raw(size - len(buf))
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("<- %s", hexdump(buf))
         return bytes(buf)
 
-    def read(self, size):
+    def read(self, size: int) -> bytes:
         """Exactly ``size`` bytes within ``self.timeout`` seconds (spec 5.3.1.1).
 
         Raises:
@@ -155,7 +196,7 @@ class EZA2500Device:
 
     # --- writing ----------------------------------------------------------------
 
-    def write(self, data):
+    def write(self, data: bytes) -> int:
         """Write all of ``data`` within ``self.timeout`` seconds (spec 5.3.1.2).
 
         A closed port is reopened first and stale input is dropped, since every
@@ -167,10 +208,8 @@ class EZA2500Device:
             ESSXIOException: the port failed (it is closed for a reopen).
         """
         deadline = time.monotonic() + self.timeout
-        self._ensure_open()
+        self.ensure_open()
         self.reset_input()
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("-> %s", hexdump(data))
         rest = bytes(data)
         while rest:
             try:

@@ -6,16 +6,18 @@ at most one low-level read, ~10 ms), never later.
 """
 import logging
 import time
+from typing import Any, Optional
 
 from essx.essx_exception import ESSXChecksumException, ESSXTimeoutException, ESSXValueException
 
 from .codec import check_reply, hexdump
-from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY, payload_size
+from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY, Group, payload_size
 
 logger = logging.getLogger(__name__)
 
 
-def read_reply(device, group, write, deadline=None, ad1=None, ad2=None):
+def read_reply(device: Any, group: Group, write: bool, deadline: Optional[float] = None,
+               ad1: Optional[int] = None, ad2: Optional[int] = None) -> bytes:
     """Read the reply to "N-1"/"N-4" from ``device``.
 
     Bytes before SFD 0x02 are discarded; a LEN that is neither the ACK's nor
@@ -72,8 +74,6 @@ def read_reply(device, group, write, deadline=None, ad1=None, ad2=None):
                     raise
                 if discarded:
                     logger.debug("discarded %d bytes before the reply to %s", discarded, name)
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("<- %s", hexdump(frame))
                 return frame
             need = total - len(buf)
         else:

@@ -1,0 +1,279 @@
+"""EZA2500Link, the converter's bus owner, against the pty simulator."""
+import logging
+import os
+import threading
+import time
+from typing import Iterator, List, Tuple
+
+import pytest
+import serial
+
+import eza2500
+from eza2500 import codec
+from eza2500.link import EZA2500Link, describe, link_settings
+from eza2500.simulator import EZA2500Simulator
+from essx.essx_exception import (
+    ESSXDeviceException,
+    ESSXIOException,
+    ESSXTimeoutException,
+    ESSXValueException,
+)
+from essx.exchange import Exchange
+
+AD1, AD2 = 0, 16
+SIX_FOUR = dict(cib=52, dig=2.5, ubv=40, ugv=300, obv=59, ogv=400)
+
+
+@pytest.fixture
+def rig(tmp_path, no_leaks) -> Iterator[Tuple[EZA2500Simulator, EZA2500Link, List[Exchange]]]:
+    """(sim, link, exchanges): a link over a pyserial port on the simulator's
+    pty, with a listener collecting every Exchange."""
+    sim = EZA2500Simulator(AD1, AD2, 19200, 0.005, link=str(tmp_path / "ttyEZA"))
+    sim.start()
+    ser = serial.Serial(sim.port, 19200, timeout=0.01)
+    link = EZA2500Link(eza2500.EZA2500Device(ser), AD1, AD2, timeout_retries=2, error_retries=2,
+                       retry_wait=0.01, command_interval=0.0)
+    seen: List[Exchange] = []
+    link.listeners.add(seen.append)
+    try:
+        yield sim, link, seen
+    finally:
+        ser.close()
+        sim.stop()
+
+
+def test_transact_returns_the_decoded_ack_and_tracks_the_mode(rig):
+    sim, link, seen = rig
+    assert link.mode is None
+    assert link.transact("1-1") == {"mode": 0}
+    assert link.mode == 0
+    assert link.transact("1-4", {"mode": 0x0041}) == {"mode": 0x0041}
+    assert link.mode == 0x0041 and sim.state["mode"] == 0x0041
+    sim.inject("nak", ercd=0xFFFE)
+    with pytest.raises(ESSXDeviceException):
+        link.transact("10-1")
+    assert link.mode is None                    # unknown after any failed command
+    assert [(e.command, e.outcome, e.attempt) for e in seen] == [
+        ("1-1", "ack", 1), ("1-4", "ack", 1), ("10-1", "nak_0xfffe", 1)]
+    assert all(e.bus == "dcdc" and e.port == link.port for e in seen)
+    assert seen[1].values == {"mode": 0x0041} and seen[2].values is None
+    assert "0xfffe" in seen[2].error
+
+
+def test_one_encode_per_command_the_same_bytes_on_every_try(rig, monkeypatch):
+    sim, link, seen = rig
+    calls = []
+    build = codec.build_request
+    monkeypatch.setattr(codec, "build_request", lambda *a, **k: calls.append(a) or build(*a, **k))
+    sim.inject("silent", 2)
+    assert link.transact("6-4", SIX_FOUR)["dig"] == pytest.approx(2.5, abs=7.8125 / 2**13)
+    assert len(calls) == 1
+    frames = [r.raw for r in sim.received]
+    assert len(frames) == 3 and len(set(frames)) == 1
+    assert [(e.outcome, e.attempt) for e in seen] == [("timeout", 1), ("timeout", 2), ("ack", 3)]
+
+
+@pytest.mark.parametrize("fault,kw,budget,outcome", [
+    ("silent", {}, "timeout_retries", "timeout"),
+    ("bad_checksum", {}, "error_retries", "checksum"),
+    ("nak", {"ercd": 0xFFFC}, "error_retries", "nak_0xfffc"),
+    ("nak", {"ercd": 0xFFFD}, "error_retries", "nak_0xfffd"),
+])
+def test_each_failure_draws_on_its_budget(rig, fault, kw, budget, outcome):
+    sim, link, seen = rig
+    link.configure(timeout_retries=1 if budget == "error_retries" else 3,
+                   error_retries=1 if budget == "timeout_retries" else 3)
+    tries = getattr(link, budget) + 1
+    sim.inject(fault, None, **kw)
+    with pytest.raises(Exception) as err:
+        link.transact("2-1")
+    sim.clear_faults()
+    assert "after %d tries" % tries in str(err.value) and "2-1" in str(err.value)
+    assert [r.name for r in sim.received] == ["2-1"] * tries
+    assert [e.outcome for e in seen] == [outcome] * tries
+    assert [e.attempt for e in seen] == list(range(1, tries + 1))
+
+
+@pytest.mark.parametrize("ercd", [0xFFFF, 0xFFFE, 0xFFFB])
+def test_other_naks_fail_at_once(rig, ercd):
+    sim, link, _ = rig
+    sim.inject("nak", None, ercd=ercd)
+    with pytest.raises(ESSXDeviceException) as err:
+        link.transact("6-4", SIX_FOUR)
+    sim.clear_faults()
+    assert err.value.ercd == ercd and "after 1 try" in str(err.value)
+    assert [r.name for r in sim.received] == ["6-4"]
+
+
+def test_bad_parameters_send_nothing(rig):
+    sim, link, seen = rig
+    with pytest.raises(ESSXValueException, match="dvg=1000"):
+        link.transact("4-4", {"dvg": 1000, "drg": 0})
+    with pytest.raises(ESSXValueException, match="no EZA2500 command"):
+        link.request("2-4")
+    assert sim.received == [] and seen == []
+
+
+def test_command_interval_is_kept_before_the_next_command(rig):
+    sim, link, _ = rig
+    link.configure(command_interval=0.3)
+    link.transact("1-1")
+    link.transact("2-1")
+    first, second = sim.received
+    assert second.time - first.time >= 0.3
+
+
+def test_failure_in_a_sequence_names_the_writes_already_applied(rig):
+    sim, link, _ = rig
+    set_mode = link.request("1-4", {"mode": 0x0041})
+    set_voltage = link.request("4-4", {"dvg": 360, "drg": 0})
+
+    def refuse_after_4_4(exchange: Exchange) -> None:
+        if exchange.command == "4-4" and exchange.ok:
+            sim.inject("nak", ercd=0xFFFE)
+
+    link.listeners.add(refuse_after_4_4)
+    with pytest.raises(ESSXDeviceException) as err:
+        with link.sequence():
+            link.transact(set_mode)
+            link.transact(set_voltage)
+            link.transact("6-4", SIX_FOUR)
+    text = str(err.value)
+    assert "NAK 0xfffe" in text and "6-4" in text
+    assert "already applied: 1-4 mode=0x0041, 4-4 dvg=360 drg=0" in text
+    assert err.value.ercd == 0xFFFE
+    # a new sequence starts with nothing applied
+    sim.inject("nak", ercd=0xFFFE)
+    with pytest.raises(ESSXDeviceException) as err:
+        link.transact("6-4", SIX_FOUR)
+    assert "already applied" not in str(err.value)
+
+
+def test_describe_shows_values_as_written():
+    link = EZA2500Link(eza2500.EZA2500Device(None), AD1, AD2)
+    assert describe(link.request("6-4", SIX_FOUR)) == "6-4 cib=52 dig=2.5 ubv=40 ugv=300 obv=59 ogv=400"
+    assert describe(link.request("4-4", {"dvg": 360.0, "drg": 0.1})) == "4-4 dvg=360 drg=0.1"
+
+
+def test_busy_line_refuses_within_line_wait_and_sends_nothing(rig):
+    sim, link, _ = rig
+    link.configure(line_wait=0.2)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with link.sequence():
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        t0 = time.monotonic()
+        with pytest.raises(ESSXTimeoutException, match="converter line busy.*nothing sent"):
+            link.transact("1-4", {"mode": 0x0014})
+        assert time.monotonic() - t0 >= 0.2
+    finally:
+        release.set()
+        holder.join()
+    assert sim.received == []
+    assert link.transact("1-1") == {"mode": 0}   # the line is free again
+
+
+def test_max_waiting_refuses_at_once(rig):
+    sim, link, _ = rig
+    link.configure(line_wait=10, max_waiting=1)
+    held, release = threading.Event(), threading.Event()
+    results = []
+
+    def hold() -> None:
+        with link.sequence():
+            held.set()
+            release.wait(5)
+
+    def wait_for_line() -> None:
+        results.append(link.transact("1-1"))
+
+    holder, waiter = threading.Thread(target=hold), threading.Thread(target=wait_for_line)
+    holder.start()
+    try:
+        assert held.wait(5)
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while link.waiting < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert link.waiting == 1
+        with pytest.raises(ESSXTimeoutException, match="already waiting.*nothing sent"):
+            link.transact("1-4", {"mode": 0x0014})
+    finally:
+        release.set()
+        holder.join()
+        waiter.join()
+    assert results == [{"mode": 0}]
+    assert [r.name for r in sim.received] == ["1-1"]
+
+
+def test_sequence_is_reentrant(rig):
+    sim, link, _ = rig
+    link.configure(line_wait=0.2)
+    with link.sequence():
+        with link.sequence():
+            link.transact("1-1")
+        link.transact("2-1")
+    assert [r.name for r in sim.received] == ["1-1", "2-1"]
+
+
+def test_debug_log_names_each_frame(rig, caplog):
+    _, link, _ = rig
+    with caplog.at_level(logging.DEBUG, logger="eza2500.link"):
+        link.transact("1-1")
+    lines = [r.getMessage() for r in caplog.records if r.name == "eza2500.link"]
+    assert lines == ["-> 1-1 05 00 00 10 00 10 00",
+                     "<- 1-1 ACK " + codec.hexdump(codec.build_ack(AD1, AD2, 1, False, {"mode": 0}))]
+
+
+def test_configure_applies_every_setting(rig):
+    _, link, _ = rig
+    link.configure(timeout_retries=4, error_retries=5, retry_wait=0.5, command_interval=0.25,
+                   line_wait=2, max_waiting=3, timeout=0.4)
+    assert (link.timeout_retries, link.error_retries, link.retry_wait, link.command_interval,
+            link.line_wait, link.max_waiting, link.device.timeout) == (4, 5, 0.5, 0.25, 2.0, 3, 0.4)
+
+
+def test_link_settings_from_a_section():
+    class Section:
+        number_of_timeout_retry, number_of_dcdc_error_retry = 1, 2
+        wait_for_retry, command_interval, line_wait = 0.3, 0.062, 4.0
+
+    assert link_settings(Section()) == {"timeout_retries": 1, "error_retries": 2, "retry_wait": 0.3,
+                                        "command_interval": 0.062, "line_wait": 4.0}
+
+
+# -- a port that is absent, then appears ------------------------------------------------
+
+def test_absent_port_is_opened_when_it_appears(tmp_path, no_leaks, caplog):
+    from essx.essx_rs485 import ESSXRS485
+
+    path = str(tmp_path / "ttyUSB0")
+    port = ESSXRS485(None, 19200, dir_pin="not_used")
+    port.port = path                    # set, not opened: the device is absent
+    link = EZA2500Link(eza2500.EZA2500Device(port), AD1, AD2, timeout_retries=1, retry_wait=0.01,
+                       command_interval=0.0)
+    assert not link.is_open and link.port == path
+    sim = EZA2500Simulator(AD1, AD2, link=path)
+    try:
+        with caplog.at_level(logging.INFO, logger="eza2500.eza2500_device"):
+            for _ in range(3):
+                with pytest.raises(ESSXIOException) as err:
+                    link.transact("1-1")
+                assert "converter port %s: No such file or directory" % path in str(err.value)
+            sim.start()
+            assert link.transact("1-1") == {"mode": 0} and link.is_open
+            assert link.transact("2-1")["cst"] == 0
+        logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+        assert logged == [("WARNING", "converter port %s unavailable: No such file or directory" % path),
+                          ("INFO", "converter port %s opened" % path)]
+    finally:
+        port.close()
+        sim.stop()
+    assert not os.path.lexists(path)
