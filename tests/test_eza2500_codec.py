@@ -137,9 +137,8 @@ def test_encode_decode_round_trip_within_one_step(data):
 
 @given(st.sampled_from(SETTABLE_Q), st.integers(0, 0xFFFF))
 def test_decode_encode_raw_is_stable(f, raw):
-    """A decoded raw encodes back to itself: str() of a float may lie just under
-    the exact value, and encode_value snaps that noise instead of truncating
-    one Q step away (so a value read and written back does not drift)."""
+    """A decoded raw encodes back to itself: the decoded value carries its
+    exact Decimal, so a value read and written back does not drift."""
     assert codec.encode_value(f, codec.decode_value(f, raw)) == raw
 
 
@@ -219,8 +218,39 @@ def test_parse_reply_checksum_and_cmd_errors():
     wrong_cmd = codec.with_checksum(GOLDEN_10_1_FRAME[:4] + b"\x0a" + GOLDEN_10_1_FRAME[5:])
     with pytest.raises(ESSXValueException, match="unexpected CMD"):
         codec.parse_reply(wrong_cmd, g, False)
-    with pytest.raises(ESSXValueException):
-        codec.parse_reply(GOLDEN_10_1_FRAME, g, False, 0, 17)
+
+
+def test_reply_from_other_addresses_is_accepted_and_logged(caplog):
+    """As the reference: the reply's AD1/AD2 are not compared (DEBUG line)."""
+    g = table.group(10)
+    with caplog.at_level("DEBUG", logger="eza2500.codec"):
+        assert codec.check_reply(GOLDEN_10_1_FRAME, g, False, 0, 17) is True
+        values = codec.parse_reply(GOLDEN_10_1_FRAME, g, False, 1, 16)
+    assert values == codec.parse_reply(GOLDEN_10_1_FRAME, g, False, 0, 16)
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
+    assert len(lines) == 2 and "0/16" in lines[0] and "0/17" in lines[0] and "1/16" in lines[1]
+    nak = codec.build_nak(3, 4, 0x00, table.ERCD_BUSY)
+    with pytest.raises(ESSXDeviceException):
+        codec.parse_reply(nak, table.group(1), False, 0, 16)
+
+
+@pytest.mark.parametrize("ad1, ad2, bad", [
+    (256, 16, "ad1=256"), (-1, 16, "ad1=-1"), (0, 0x110, "ad2=272"), (16.0, 16, "ad1=16.0"),
+    ("0", 16, "ad1='0'"), (True, 16, "ad1=True"), (0, None, "ad2=None"),
+])
+def test_addresses_outside_a_byte_are_refused(ad1, ad2, bad):
+    for build in (lambda: eza2500.Command0101(None).pack_senddata(ad1, ad2, None),
+                  lambda: eza2500.Command0404(None).pack_senddata(ad1, ad2, {"dvg": 300, "drg": 0}),
+                  lambda: codec.build_ack(ad1, ad2, 1, False, {"mode": 0}),
+                  lambda: codec.build_nak(ad1, ad2, 0x00, table.ERCD_BUSY)):
+        with pytest.raises(ESSXValueException) as err:
+            build()
+        assert bad in str(err.value) and "0..255" in str(err.value)
+
+
+def test_address_bounds_accepted():
+    frame = eza2500.Command0101(None).pack_senddata(255, 0, None)
+    assert frame == codec.with_checksum(H("05 00 ff 00 00 00 00"))
 
 
 def test_parse_request_round_trip():

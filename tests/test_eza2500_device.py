@@ -235,12 +235,13 @@ def test_command_validation_before_any_io():
     assert port.written == [] and port.calls == []
 
 
-def test_reply_from_other_address_is_rejected():
-    port = FakePort([codec.build_ack(0, 17, 1, False, {"mode": 0})])
+def test_reply_from_other_address_is_accepted():
+    """As the reference: a reply's AD1/AD2 are not compared with the request's."""
+    port = FakePort([codec.build_ack(0, 17, 1, False, {"mode": 0x14})])
     cmd = eza2500.Command0101(eza2500.EZA2500Device(port, timeout=0.05))
     cmd.send(0, 16)
-    with pytest.raises(ESSXValueException):
-        cmd.recv()
+    cmd.recv()
+    assert cmd.response == {"mode": 0x14}
 
 
 def test_reopen_sets_low_level_timeout_and_wraps_its_errors():
