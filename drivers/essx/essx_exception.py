@@ -83,6 +83,12 @@ class ESSXDeviceException(ESSXException):
             self.ercd, self.meaning = None, None
             super().__init__(ercd)
 
+    def __reduce__(self):
+        """Pickles back to the same code and command (or reference message)."""
+        if self.ercd is None:
+            return (type(self), (self.reason, self.command))
+        return (type(self), (self.ercd, self.command))
+
     @property
     def retryable(self) -> bool:
         """True for the codes ``eza2500.table.NAKS`` marks for retry; False
