@@ -9,6 +9,7 @@ and serves with waitress until SIGINT/SIGTERM.
 """
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -98,7 +99,7 @@ def create_app(controller, *, goodbye=None, reload_config=None):
                 log.exception("%s failed", bottle.request.path)
                 bottle.response.status = 400
                 return json.dumps({"err": "internal error: %s: %s" % (type(e).__name__, e)})
-            return json.dumps(body)
+            return json.dumps(body, default=float)  # Decimal set-up values, as the reference's JSON plugin
         return handler
 
     def route(*paths):
@@ -252,22 +253,22 @@ class System:
         self.simulators = []
         self.dcdc_sim = self.battery_sim = None
         dev = config.dcdc_dev
-        port, baud = dev["params"]
-        dcdc_kw = dict(dev["kwparams"])
+        port, baud = dev.port, dev.baudrate
+        dcdc_kw = dict(dev.rs485, dir_pin=dev.dir_pin)
         bat = config.battery_dev
-        bat_kw = dict(bat["kwparams"]) if bat else None
+        bat_kw = dataclasses.asdict(bat.kwparams) if bat else None
         try:
             if simulate:
                 from battery_emulator.simulator import BatterySimulator
                 from eza2500.simulator import EZA2500Simulator
 
-                sim = EZA2500Simulator(ad1=dev["address1"], ad2=dev["address2"], baudrate=baud)
+                sim = EZA2500Simulator(ad1=dev.address1, ad2=dev.address2, baudrate=baud)
                 sim.start()
                 self.simulators.append(sim)
                 self.dcdc_sim = sim
                 port, dcdc_kw["dir_pin"] = sim.port, "not_used"
                 if bat:
-                    bsim = BatterySimulator(unit=bat["unit"], baudrate=bat_kw.get("baudrate", 9600))
+                    bsim = BatterySimulator(unit=bat.unit, baudrate=bat.kwparams.baudrate)
                     bsim.start()
                     self.simulators.append(bsim)
                     self.battery_sim = bsim
@@ -275,16 +276,16 @@ class System:
                 log.info("simulated converter on %s, simulated battery on %s", port,
                          bat_kw["port"] if bat else "(none)")
             self.serial = ESSXRS485(port, baud, **dcdc_kw)
-            dcdc = EZA2500Device(dev=self.serial, timeout=config.dcdc["timeout"])
+            dcdc = EZA2500Device(dev=self.serial, timeout=config.dcdc.timeout)
             self.modbus = None
             battery = None
             if bat:
                 self.modbus = ESSXModbusClient(**bat_kw)
-                battery = BatteryEmulator(dev=self.modbus, modbus_adr_rsoc=bat["modbus_adr_rsoc"],
-                                          modbus_adr_status=bat["modbus_adr_status"], unit=bat["unit"])
+                battery = BatteryEmulator(dev=self.modbus, modbus_adr_rsoc=bat.modbus_adr_rsoc,
+                                          modbus_adr_status=bat.modbus_adr_status, unit=bat.unit)
             self.controller = ESSXTypeOES(dcdc_dev=dcdc, bat_dev=battery, dcdc_config=config.dcdc,
-                                          bat_config=config.battery, ad1=dev["address1"],
-                                          ad2=dev["address2"], name=dev["name"], watch=watch)
+                                          bat_config=config.battery, ad1=dev.address1,
+                                          ad2=dev.address2, name=dev.name, watch=watch)
         except BaseException:
             self.close()
             raise

@@ -73,10 +73,25 @@ def fast_config(path=DEFAULT_CONFIG):
     from essx.essx_config import load_config
 
     config = load_config(path)
-    config.dcdc["command_interval"] = 0.0
-    config.dcdc["wait_for_retry"] = 0.01
-    config.battery_dev["kwparams"]["timeout"] = 0.3
-    return config
+    return with_settings(config, dcdc={"command_interval": 0.0, "wait_for_retry": 0.01},
+                         battery_kwparams={"timeout": 0.3})
+
+
+def with_settings(config, dcdc=None, battery=None, dcdc_dev=None, battery_dev=None, battery_kwparams=None):
+    """A copy of the frozen ``config`` with some fields of its sections replaced."""
+    from dataclasses import replace
+
+    changes = {}
+    if dcdc:
+        changes["dcdc"] = replace(config.dcdc, **dcdc)
+    if battery:
+        changes["battery"] = replace(config.battery, **battery)
+    if dcdc_dev:
+        changes["dcdc_dev"] = replace(config.dcdc_dev, **dcdc_dev)
+    if config.battery_dev is not None and (battery_dev or battery_kwparams):
+        bat = replace(config.battery_dev, **(battery_dev or {}))
+        changes["battery_dev"] = replace(bat, kwparams=replace(bat.kwparams, **(battery_kwparams or {})))
+    return replace(config, **changes)
 
 
 @pytest.fixture

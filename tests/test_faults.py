@@ -29,7 +29,7 @@ import time
 import pytest
 
 from battery_emulator.battery_emulator import RETRY_WAIT_S, TRIES
-from conftest import ServerThread, fast_config
+from conftest import ServerThread, fast_config, with_settings
 from conftest import commands
 from test_server_routes import METER_KEYS
 
@@ -51,7 +51,7 @@ def timed_get(http, path, **params):
 
 
 def dcdc_setting(http, key):
-    return http.system.controller.dcdc_config[key]
+    return getattr(http.system.controller.dcdc_config, key)
 
 
 def converter_budget(http, tries):
@@ -80,9 +80,7 @@ BATTERY_TIMEOUT = 0.15
 
 
 def faults_config():
-    config = fast_config()
-    config.battery_dev["kwparams"]["timeout"] = BATTERY_TIMEOUT
-    return config
+    return with_settings(fast_config(), battery_kwparams={"timeout": BATTERY_TIMEOUT})
 
 
 @pytest.fixture
@@ -338,13 +336,12 @@ def linked(tmp_path):
     config = faults_config()
     dev = config.dcdc_dev
     link, blink = str(tmp_path / "ttyEZA"), str(tmp_path / "ttyBAT")
-    sim = EZA2500Simulator(ad1=dev["address1"], ad2=dev["address2"], link=link).start()
+    sim = EZA2500Simulator(ad1=dev.address1, ad2=dev.address2, link=link).start()
     bsim = None
     try:
-        bsim = BatterySimulator(unit=config.battery_dev["unit"], link=blink).start()
-        dev["params"] = [link, 19200]
-        dev["kwparams"] = dict(dev["kwparams"], dir_pin="not_used")
-        config.battery_dev["kwparams"].update(port=blink, dir_pin="not_used")
+        bsim = BatterySimulator(unit=config.battery_dev.unit, link=blink).start()
+        config = with_settings(config, dcdc_dev={"port": link, "baudrate": 19200, "dir_pin": "not_used"},
+                               battery_kwparams={"port": blink, "dir_pin": "not_used"})
         system = System(config, simulate=False, watch=False)
     except BaseException:
         sim.stop()

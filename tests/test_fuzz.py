@@ -33,7 +33,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ServerThread, fast_config
+from conftest import ServerThread, fast_config, with_settings
 
 MIN_REQUESTS = 1000
 EXAMPLES = 360          # sessions; ~3.5 fuzzed requests each, besides hello and primer
@@ -258,9 +258,7 @@ def fuzz_http():
     """A server on a simulated converter and battery whose line runs at 230400 baud."""
     from essx_server import System, create_app
 
-    config = fast_config()
-    config.dcdc["command_interval"] = 0.0
-    config.dcdc_dev["params"][1] = 230400
+    config = with_settings(fast_config(), dcdc={"command_interval": 0.0}, dcdc_dev={"baudrate": 230400})
     system = System(config, simulate=True, watch=False)
     system.dcdc_sim.turnaround = 0.0005
     server = ServerThread(create_app(system.controller))

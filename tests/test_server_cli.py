@@ -116,13 +116,12 @@ def test_bad_config_stops_the_server_naming_the_key(process, tmp_path):
     (lambda d: d["ess_system"].pop("dcdc_dev"), "ess_system.dcdc_dev is missing"),
     (lambda d: d["ess_system"]["dcdc_dev"][0].update(address2="x"), "ess_system.dcdc_dev.address2"),
     (lambda d: d["ess_system"]["dcdc_dev"][0].update({"class": "Foo"}), "ess_system.dcdc_dev.class"),
-    (lambda d: d["ess_system"]["battery_dev"][0]["kwparams"].update(method="ascii"), "kwparams.method"),
+    (lambda d: d["ess_system"]["battery_dev"][0]["kwparams"].update(method="binary"), "kwparams.method"),
     (lambda d: d["dcdc"]["dcdc_default_eza2500"]["config"].pop("ogv"), "config.ogv is missing"),
     (lambda d: d["dcdc"]["dcdc_default_eza2500"]["config"].update(ogv=500), "ogv"),
-    (lambda d: d["dcdc"]["dcdc_default_eza2500"]["config"].update(zzz=1), "config.zzz"),
     (lambda d: d["dcdc"]["dcdc_default_eza2500"].update(wait_for_retry="slow"), "wait_for_retry"),
-    (lambda d: d["battery"]["battery_emulator"]["config"].update(force_dcdc_waiting="maybe"),
-     "force_dcdc_waiting"),
+    (lambda d: d["battery"]["battery_emulator"]["config"].update(check_interval="often"),
+     "battery.battery_emulator.config.check_interval"),
     (lambda d: d.pop("battery"), "battery is missing"),
 ])
 def test_config_errors_name_the_key(tmp_path, mutate, fragment):
@@ -150,11 +149,11 @@ def test_config_forms_and_aliases(tmp_path):
     sec["config"]["tbv"] = sec["config"].pop("cvb")  # the spec table's name
     ess["battery_dev"][0]["class"] = "None"
     config = load_config(_write(tmp_path, doc))
-    assert config.dcdc_dev["params"] == ["/dev/ttyO2", 19200]
-    assert config.dcdc["wait_for_retry"] == 0.25
-    assert config.dcdc["config"]["cvb"] == 57.6
+    assert (config.dcdc_dev.port, config.dcdc_dev.baudrate) == ("/dev/ttyO2", 19200)
+    assert config.dcdc.wait_for_retry == 0.25
+    assert config.dcdc.config["cvb"] == 57.6
     assert config.battery_dev is None
-    assert config.dcdc["command_interval"] == 0.062
+    assert config.dcdc.command_interval == 0.062
 
 
 def test_ioctl_set_rereads_the_file_and_keeps_settings_when_broken(tmp_path):
@@ -180,7 +179,7 @@ def test_ioctl_set_rereads_the_file_and_keeps_settings_when_broken(tmp_path):
         assert status == 400
         assert "YAML" in body["err"]
         assert system.dcdc_sim.received == []
-        assert system.controller.dcdc_config["config"]["cvb"] == 55.0
+        assert system.controller.dcdc_config.config["cvb"] == 55.0
     finally:
         server.stop()
         system.close()

@@ -1,8 +1,14 @@
 """Buses under load, the battery-watch thread, and a converter that stays busy."""
 
 import threading
+from dataclasses import replace
 
 from conftest import commands, writes
+
+
+def force_waiting(controller, on):
+    """Turn the battery section's force_dcdc_waiting on or off (as a reload would)."""
+    controller.update_config(controller.dcdc_config, replace(controller.bat_config, force_dcdc_waiting=on))
 
 
 def test_busy_converter_is_400_naming_the_nak(http):
@@ -15,7 +21,7 @@ def test_busy_converter_is_400_naming_the_nak(http):
         sim.clear_faults()
     assert status == 400
     assert "0xfffc" in body["err"] and "busy" in body["err"]
-    retries = http.system.controller.dcdc_config["number_of_dcdc_error_retry"]
+    retries = http.system.controller.dcdc_config.number_of_dcdc_error_retry
     assert commands(sim) == ["1-1"] * (retries + 1)
     # the server still serves
     assert http.get("/remote/get/status")[0] == 200
@@ -38,7 +44,7 @@ def test_concurrent_requests_and_watch_never_collide(http):
     system = http.system
     sim, bsim = system.dcdc_sim, system.battery_sim
     controller = system.controller
-    controller.bat_config["config"]["force_dcdc_waiting"] = True
+    force_waiting(controller, True)
     bsim.permitted = False
     failures = []
     stop = threading.Event()
@@ -75,14 +81,14 @@ def test_watch_thread_sets_waiting_when_forbidden(system):
     sim.set(mode=0x0014)
     sim.clear()
     bsim.permitted = True
-    controller.bat_config["config"]["force_dcdc_waiting"] = True
+    force_waiting(controller, True)
     assert controller.check_and_wait() is False
     assert writes(sim) == []
     bsim.permitted = False
     assert controller.check_and_wait() is True
     assert writes(sim) == ["1-4"]
     assert sim.state["mode"] == 0
-    controller.bat_config["config"]["force_dcdc_waiting"] = False
+    force_waiting(controller, False)
     sim.clear()
     assert controller.check_and_wait() is False
     assert commands(sim) == []
@@ -91,8 +97,7 @@ def test_watch_thread_sets_waiting_when_forbidden(system):
 def test_watch_thread_runs_and_stops(system):
     from essx.essx_type_oes import ESSXTypeOES
 
-    cfg = dict(system.controller.bat_config)
-    cfg["config"] = dict(cfg["config"], force_dcdc_waiting=True, check_interval=0.1)
+    cfg = replace(system.controller.bat_config, force_dcdc_waiting=True, check_interval=0.1)
     system.battery_sim.permitted = False
     system.dcdc_sim.set(mode=0x0014)
     controller = ESSXTypeOES(system.controller.dcdc_dev, system.controller.bat_dev,

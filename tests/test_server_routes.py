@@ -203,10 +203,10 @@ def test_unknown_route_is_json_404(http):
 def test_no_battery_configured():
     """class: 'None' -- battery routes answer with RSOC 0 and interchange permitted."""
     from conftest import ServerThread, fast_config
+    from dataclasses import replace
     from essx_server import System, create_app
 
-    config = fast_config()
-    config.battery_dev = None
+    config = replace(fast_config(), battery_dev=None)
     system = System(config, simulate=True, watch=False)
     server = ServerThread(create_app(system.controller))
     try:

@@ -198,10 +198,7 @@ class ESSXTypeOES:
             self.bat_config = bat_config
 
     def _setting(self, key, default):
-        value = self.dcdc_config.get(key)
-        if value is None and key == "wait_for_retry":
-            value = self.dcdc_config.get("wait_retry")
-        return default if value is None else value
+        return getattr(self.dcdc_config, key)
 
     # -- one command --------------------------------------------------------------
 
@@ -289,7 +286,7 @@ class ESSXTypeOES:
     # -- parameter checks ------------------------------------------------------
 
     def _param_values(self, dig):
-        cfg = self.dcdc_config["config"]
+        cfg = self.dcdc_config.config
         values = {k: cfg[k] for k in PARAM_KEYS}
         values["dig"] = dig
         return values
@@ -314,8 +311,7 @@ class ESSXTypeOES:
         if comm_err:
             reason = getattr(self.bat_dev, "last_error", None) or "no answer"
             raise ESSXTimeoutException("battery could not be read: %s" % reason)
-        cfg = self.bat_config["config"]
-        voltage, current = cfg["battery_voltage"], cfg["battery_current"]
+        voltage, current = self.bat_config.battery_voltage, self.bat_config.battery_current
         return {
             "system_time": {"year": 0, "month": 0, "day": 0, "hour": 0, "minute": 0},
             "rsoc": rsoc,
@@ -478,7 +474,7 @@ class ESSXTypeOES:
             ESSXValueException: a configured value is out of range (nothing sent).
             ESSXException: a converter command failed after its retries.
         """
-        cfg = self.dcdc_config["config"]
+        cfg = self.dcdc_config.config
         setup = ("7-4", {k: cfg[k] for k in ("bcf", "cvb", "dlb", "cdb", "ddb")})
         battery_cv = ("3-4", {"cvb": cfg["cvb"], "drb": cfg["drb"]})
         self._check_all((("6-4", self._param_values(0)), setup, battery_cv))
@@ -535,7 +531,7 @@ class ESSXTypeOES:
     # -- battery watch ---------------------------------------------------------------
 
     def _watch_battery(self):
-        while not self._stop.wait(self.bat_config["config"].get("check_interval", 10)):
+        while not self._stop.wait(self.bat_config.check_interval):
             try:
                 self.check_and_wait()
             except ESSXException as e:
@@ -549,7 +545,7 @@ class ESSXTypeOES:
         Raises:
             ESSXException: 1-4 failed after its retries.
         """
-        if not self.bat_config["config"].get("force_dcdc_waiting"):
+        if not self.bat_config.force_dcdc_waiting:
             return False
         rsoc, bos, comm_err = self.check_battery()
         if bos != 0 and not comm_err:
