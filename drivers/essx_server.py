@@ -10,7 +10,6 @@ and serves with waitress until SIGINT/SIGTERM.
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -20,7 +19,7 @@ import threading
 import bottle
 
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
-from essx.essx_type_oes import parse_mode, parse_number
+from essx.web import SetCache, build_app  # noqa: F401 - SetCache: re-exported
 
 log = logging.getLogger("essx_server")
 
@@ -30,206 +29,28 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dcdc_
 OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
 
 
-class SetCache:
-    """The "previous value" rule of the set routes (web-api.md).
-
-    Holds the last ``mode`` (int), ``dvg`` (V), ``dig`` (A) and ``drg`` that a
-    set call applied successfully; ``/essx/hello`` forgets them.
-    """
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.values = {}
-
-    def get(self, name, default=None):
-        with self.lock:
-            return self.values.get(name, default)
-
-    def remember(self, **values):
-        with self.lock:
-            self.values.update(values)
-
-    def forget(self):
-        with self.lock:
-            self.values.clear()
-
-
-def _decoded(params, key):
-    """The request's value of *key* as text.
-
-    Bottle's ``getunicode`` answers None for a value that is not UTF-8, which
-    the set routes would take for "absent" and replace with the previous
-    value; such a value is kept instead (its bytes as ``\\xff`` escapes), so
-    the parameter check refuses it and names it.
-    """
-    value = params.getunicode(key)
-    if value is None:
-        value = params.get(key, "").encode("latin-1", "backslashreplace").decode("utf-8", "backslashreplace")
-    return value
-
-
-def create_app(controller, *, goodbye=None, reload_config=None):
-    """Build the Bottle application.
+def create_app(controller, *, goodbye=None, reload_config=None, config=None, simulate=False):
+    """Build the Bottle application (the routes are in ``essx.web``).
 
     Args:
-        controller: an ``ESSXTypeOES``.
+        controller: an ``ESSXTypeOES`` (None only to list the routes); the
+            application's recorder listens to ``controller.link`` and
+            ``controller.bat_dev`` (when not None).
         goodbye: None to disable ``/essx/goodbye`` (404); else a callable run
             after its answer is sent (it should stop the server).
         reload_config: None, or a callable returning a new ``Config`` for
             ``/remote/ioctl/set`` (raises ``ESSXConfigException`` on a bad file).
+        config: the ``Config`` the server runs with, shown by ``/essx/status``
+            (path, baud rates); None when unknown.
+        simulate: True when the devices are simulators (``/essx/status``, the
+            live page's banner).
     Returns:
-        bottle.Bottle.
+        bottle.Bottle; ``app.config["essx.recorder"]`` is its ``essx.observe.Recorder``.
     """
-    app = bottle.Bottle()
-    cache = SetCache()
-    app.config["essx.cache"] = cache
-
-    def answer(fn):
-        """Run *fn* and shape its result or failure as the reference does."""
-        def handler():
-            bottle.response.content_type = "application/json"
-            params = bottle.request.params
-            try:
-                body = fn({k: _decoded(params, k) for k in params.keys()})
-            except ESSXException as e:
-                log.warning("%s: %s", bottle.request.path, e)
-                bottle.response.status = 400
-                return json.dumps({"err": str(e)})
-            except Exception as e:   # a defect of ours: logged with its traceback, still JSON
-                log.exception("%s failed", bottle.request.path)
-                bottle.response.status = 400
-                return json.dumps({"err": "internal error: %s: %s" % (type(e).__name__, e)})
-            return json.dumps(body, default=float)  # Decimal set-up values, as the reference's JSON plugin
-        return handler
-
-    def route(*paths):
-        def register(fn):
-            for path in paths:
-                app.route(path, "GET", answer(fn))
-            return fn
-        return register
-
-    @route("/1/log/data")
-    def log_data(params):
-        return controller.log_data(params)
-
-    @route("/battery/get")
-    def battery_get(params):
-        data = controller.log_data(params)
-        return {k: data[k] for k in ("rsoc", "battery_operation_status")}
-
-    @route("/remote/get")
-    def remote_get(params):
-        return controller.remote_get(params)
-
-    @route("/dcdc/get")
-    def dcdc_get(params):
-        body = controller.remote_get(params)
-        body.pop("powermeter", None)
-        return body
-
-    @route("/remote/get/status", "/dcdc/get/status")
-    def remote_get_status(params):
-        return controller.remote_get_status(params)
-
-    def full_set(params):
-        previous = {"mode": cache.get("mode"), "dvg": cache.get("dvg"), "dig": cache.get("dig"),
-                    "drg": cache.get("drg", 0)}
-        values = {}
-        for name in ("mode", "dvg", "dig", "drg"):
-            given = params.get(name)
-            if given is None and previous[name] is None:
-                raise ESSXParameterException("%s is missing and no previous value was set" % name)
-            values[name] = given if given is not None else previous[name]
-        values["mode"] = parse_mode(values["mode"])
-        for name in ("dvg", "dig", "drg"):
-            values[name] = parse_number(name, values[name])
-        body = controller.remote_set(values)
-        cache.remember(**values)
-        return body
-
-    def set_current(params):
-        dig = parse_number("dig", params.get("dig"))
-        body = controller.remote_set_current({"dig": dig})
-        cache.remember(dig=dig)
-        return body
-
-    def set_voltage(params):
-        dvg = parse_number("dvg", params.get("dvg"))
-        given_drg = params.get("drg")
-        drg = parse_number("drg", given_drg if given_drg is not None else cache.get("drg", 0))
-        body = controller.remote_set_voltage({"dvg": dvg, "drg": drg})
-        cache.remember(dvg=dvg, drg=drg)
-        return body
-
-    route("/remote/set")(full_set)
-    route("/remote/set/current")(set_current)
-    route("/remote/set/voltage")(set_voltage)
-
-    @route("/dcdc/set")
-    def dcdc_set(params):
-        present = {name for name in ("mode", "dvg", "dig", "drg") if name in params}
-        if present == {"dig"}:
-            return set_current(params)
-        if "dvg" in present and not present & {"dig", "mode"}:
-            return set_voltage(params)
-        return full_set(params)
-
-    @route("/remote/ioctl/set")
-    def ioctl_set(params):
-        if reload_config is not None:
-            config = reload_config()
-            controller.update_config(config.dcdc, config.battery)
-        return controller.remote_ioctl_set(params)
-
-    @route("/remote/ioctl/get")
-    def ioctl_get(params):
-        return controller.remote_ioctl_get(params)
-
-    @route("/all/get")
-    def all_get(params):
-        body = controller.remote_ioctl_get(params)
-        keys = ("rsoc", "battery_operation_status", "meter", "param", "status", "vdis")
-        return {k: body[k] for k in keys}
-
-    @route("/remote/ioctl/clr_alarm")
-    def clr_alarm(params):
-        return controller.remote_ioctl_clr_alarm(params)
-
-    @route("/version/get")
-    def version_get(params):
-        return {"comm_interface_version": COMM_INTERFACE_VERSION,
-                "dcdc_batt_comm_version": DCDC_BATT_COMM_VERSION}
-
-    @route("/essx/hello")
-    def hello(params):
-        cache.forget()
-        return {"message": "hello world"}
-
-    @route("/essx/goodbye")
-    def goodbye_route(params):
-        if goodbye is None:
-            bottle.response.status = 404
-            return {"err": "/essx/goodbye is disabled; start the server with --goodbye to enable it"}
-        threading.Timer(0.2, goodbye).start()
-        return {"message": "goodbye"}
-
-    @route("/openapi.json")
-    def openapi(params):
-        path = _installed_path(OPENAPI_PATH)
-        try:
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError) as e:
-            raise ESSXConfigException("API document %s cannot be read: %s" % (path, e)) from e
-
-    def json_error(error):
-        bottle.response.content_type = "application/json"
-        return json.dumps({"err": "%s: %s" % (error.status_line, bottle.request.path)})
-
-    for code in (404, 405, 500):
-        app.error(code)(json_error)
-    return app
+    return build_app(controller, goodbye=goodbye, reload_config=reload_config, config=config,
+                     simulate=simulate, openapi_path=lambda: _installed_path(OPENAPI_PATH),
+                     versions={"comm_interface_version": COMM_INTERFACE_VERSION,
+                               "dcdc_batt_comm_version": DCDC_BATT_COMM_VERSION})
 
 
 # -- start-up -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ as does the check with openapi-spec-validator).
 import json
 import os
 import re
+import urllib.request
 
 import pytest
 
@@ -83,9 +84,16 @@ def test_every_reference_resolves(doc):
     walk(doc)
 
 
+#: Observation routes that answer text, not JSON (and never 400).
+TEXT_ROUTES = {"/metrics": "text/plain", "/": "text/html"}
+
+
 def test_every_operation_answers_json_200_and_400_error(doc):
     for (path, _), op in operations(doc).items():
         responses = op["responses"]
+        if path in TEXT_ROUTES:
+            assert set(responses) == {"200"} and set(responses["200"]["content"]) == {TEXT_ROUTES[path]}, path
+            continue
         assert "200" in responses and "application/json" in responses["200"]["content"], path
         error = responses["400"]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/Error"}, path
@@ -96,7 +104,7 @@ def test_every_operation_answers_json_200_and_400_error(doc):
 
 def test_set_parameters_carry_the_command_table_ranges(doc):
     import eza2500
-    from essx.essx_type_oes import SETTABLE_MODES
+    from eza2500.table import SETTABLE_MODES
 
     fields = {f.name: f for g in (eza2500.group(4), eza2500.group(6))
               for f in g.request_fields(True)}
@@ -117,8 +125,11 @@ def test_set_parameters_carry_the_command_table_ranges(doc):
     assert (fields["dig"].lo, fields["dig"].hi) == (0, 8.5162)
     # routes that take no parameters declare none
     for (path, _), op in operations(doc).items():
-        if path not in SET_PARAMS:
+        if path not in SET_PARAMS and path != "/essx/history":
             assert not op.get("parameters"), path
+    since, = doc["paths"]["/essx/history"]["get"]["parameters"]
+    assert (since["name"], since["in"], since["required"], since["schema"]["type"]) == \
+        ("since", "query", False, "number")
 
 
 def test_served_document_is_the_file(http, doc):
@@ -144,10 +155,22 @@ def test_installed_copy_is_found(monkeypatch, tmp_path):
 
 # -- bodies against the schemas ---------------------------------------------------------
 
+def draft7(node):
+    """An OpenAPI 3.0 schema as JSON Schema draft 7: ``nullable: true`` becomes a "null" type."""
+    if isinstance(node, list):
+        return [draft7(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: draft7(v) for k, v in node.items() if k != "nullable"}
+    if node.get("nullable"):
+        out["type"] = [node["type"], "null"]
+    return out
+
+
 def validator(doc, path, status="200", method="get"):
     jsonschema = pytest.importorskip("jsonschema")
     schema = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
-    root = dict(schema, components=doc["components"])
+    root = draft7(dict(schema, components=doc["components"]))
     cls = jsonschema.Draft7Validator
     cls.check_schema(root)
     return cls(root)
@@ -178,6 +201,9 @@ CALLS = [
     ("/version/get", {}),
     ("/essx/hello", {}),
     ("/openapi.json", {}),
+    ("/essx/status", {}),   # after the calls above: every block and both buses are known
+    ("/essx/history", {}),
+    ("/essx/history", {"since": 0}),
 ]
 
 
@@ -187,13 +213,21 @@ def test_real_200_bodies_validate(http, doc):
         status, body = http.get(path, **params)
         assert status == 200, (path, body)
         assert_valid(doc, path, body)
-    assert {p for p, _ in CALLS} | {"/essx/goodbye"} == set(doc["paths"])
+    assert {p for p, _ in CALLS} | {"/essx/goodbye"} | set(TEXT_ROUTES) == set(doc["paths"])
+    status, body = http.get("/essx/status")
+    assert set(body["converter"]) == {"mode", "status", "alarm", "meter", "vdis", "param"}
+    assert set(body["buses"]) == {"dcdc", "battery"} and set(body["battery"]) == {"rsoc", "permitted"}
+    assert all(len(points) >= 1 for points in http.get("/essx/history")[1]["series"].values())
+    for path, content_type in TEXT_ROUTES.items():
+        with urllib.request.urlopen(http.base + path, timeout=30) as r:
+            assert (r.status, r.headers.get_content_type()) == (200, content_type), path
 
 
 def test_real_400_and_404_bodies_validate(http, doc):
     pytest.importorskip("jsonschema")
     for path, params in [("/remote/set", {"mode": "0x0014", "dvg": 1000, "dig": 1, "drg": 0}),
-                         ("/remote/set/current", {}), ("/dcdc/set", {"mode": "20"})]:
+                         ("/remote/set/current", {}), ("/dcdc/set", {"mode": "20"}),
+                         ("/essx/history", {"since": "yesterday"})]:
         status, body = http.get(path, **params)
         assert status == 400
         assert_valid(doc, path, body, "400")

@@ -1,0 +1,92 @@
+"""The JSON views of a ``Recorder``: ``/essx/status`` and ``/essx/history``.
+
+Shapes (times are Unix seconds, ages seconds before the answer, None when
+never seen):
+
+``status_body`` ->
+    {"version", "uptime_s", "simulate", "config",
+     "buses": {"dcdc"|"battery": {"port", "baud", "open", "last_success",
+               "last_success_age_s", "tries", "ok", "failures", "retries",
+               "last_error", "last_error_time", "last_error_age_s"}},
+     "converter": {block: {"values": {...}, "time", "age_s"}},
+     "operation": {"mode", "operationMode", "alarmState", "runningState"},
+     "battery": {"rsoc"|"permitted": {"value", "time", "age_s"}},
+     "commands": [{"command", "outcome", "count"}],
+     "battery_reads": {outcome: count}, "http": [{"route", "status", "count"}],
+     "errors": [{"time", "age_s", "bus", "command", "outcome", "attempt", "error"}]}
+
+``history_body`` -> {"time", "seconds": 3600, "series": {"vg"|"ig"|"wb"|"rsoc": [[t, value], ...]}}
+"""
+from typing import Any, Dict, Optional
+
+from essx.observe import HISTORY_SECONDS, Recorder
+from eza2500 import table
+
+
+def _age(now: float, t: Optional[float]) -> Optional[float]:
+    return None if t is None else round(max(0.0, now - t), 3)
+
+
+def bus_settings(config) -> Dict[str, Optional[int]]:
+    """{"dcdc": baud, "battery": baud or None} of a ``essx_config.Config`` (None: unknown)."""
+    if config is None:
+        return {"dcdc": None, "battery": None}
+    battery = config.battery_dev
+    return {"dcdc": config.dcdc_dev.baudrate,
+            "battery": battery.kwparams.baudrate if battery is not None else None}
+
+
+def _bus(recorder: Recorder, name: str, bus: Dict[str, Any], baud, now: float) -> Dict[str, Any]:
+    port, opened = recorder.port_state(name)
+    return {"port": port, "baud": baud, "open": opened,
+            "last_success": bus["last_success"], "last_success_age_s": _age(now, bus["last_success"]),
+            "tries": bus["tries"], "ok": bus["ok"], "failures": bus["tries"] - bus["ok"],
+            "retries": bus["retries"], "last_error": bus["last_error"],
+            "last_error_time": bus["last_error_time"], "last_error_age_s": _age(now, bus["last_error_time"])}
+
+
+def operation(converter: Dict[str, Any]) -> Dict[str, Optional[str]]:
+    """The status words decoded with ``eza2500.table`` (None where not yet read)."""
+    mode = converter.get("mode", ({}, None))[0].get("mode")
+    cst = converter.get("status", ({}, None))[0].get("cst")
+    body = {"mode": None if mode is None else "0x%04x" % mode,
+            "operationMode": None if mode is None else table.mode_name(mode),
+            "alarmState": None, "runningState": None}
+    if cst is not None:
+        running, alarm = table.decode_cst(cst)
+        body["runningState"] = table.RUNNING_STATES.get(running, table.UNKNOWN_NAME)
+        body["alarmState"] = table.ALARM_STATES.get(alarm, table.UNKNOWN_NAME)
+    return body
+
+
+def status_body(recorder: Recorder, *, version: str, simulate: bool, config=None) -> Dict[str, Any]:
+    """The body of ``/essx/status`` (shape in the module docstring)."""
+    snap = recorder.snapshot()
+    now = snap["time"]
+    bauds = bus_settings(config)
+    buses = {name: _bus(recorder, name, bus, bauds[name], now) for name, bus in snap["buses"].items()
+             if name != "battery" or config is None or config.battery_dev is not None}
+    return {
+        "version": version,
+        "uptime_s": round(now - snap["started"], 3),
+        "simulate": bool(simulate),
+        "config": None if config is None else str(config.path),
+        "time": now,
+        "buses": buses,
+        "converter": {block: {"values": values, "time": t, "age_s": _age(now, t)}
+                      for block, (values, t) in sorted(snap["converter"].items())},
+        "operation": operation(snap["converter"]),
+        "battery": {key: {"value": value, "time": t, "age_s": _age(now, t)}
+                    for key, (value, t) in sorted(snap["battery"].items())},
+        "commands": [{"command": c, "outcome": o, "count": n} for (c, o), n in sorted(snap["commands"].items())],
+        "battery_reads": snap["battery_reads"],
+        "http": [{"route": r, "status": s, "count": n} for (r, s), n in sorted(snap["http"].items())],
+        "errors": [dict(e, age_s=_age(now, e["time"])) for e in reversed(snap["errors"])],
+    }
+
+
+def history_body(recorder: Recorder, since: float = 0.0) -> Dict[str, Any]:
+    """The body of ``/essx/history?since=T`` (points newer than T; shape in the module docstring)."""
+    series = recorder.history_since(since)
+    return {"time": recorder.now(), "seconds": HISTORY_SECONDS,
+            "series": {name: [[round(t, 3), v] for t, v in points] for name, points in series.items()}}

@@ -1,0 +1,307 @@
+"""The Web API's Bottle application: the routes of web-api.md plus observation.
+
+Every apis-main route is a GET answering 200 + JSON, or 400 + ``{"err":
+"..."}`` for any failure (spec 4.1, 5.1; web-api.md).  Beside them, the
+observation routes read only the application's ``Recorder`` (essx.observe),
+never a device: ``/`` (the live page), ``/essx/status``, ``/essx/history``
+and ``/metrics`` (docs/observability.md).
+
+Each state-changing request (the set routes, ``/remote/ioctl/set``,
+``/remote/ioctl/clr_alarm``) logs one INFO line: route, parameters,
+converter commands sent (from the link's exchanges), result, ms.
+"""
+import functools
+import importlib.resources
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import bottle
+
+from essx import metrics, status
+from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
+from essx.essx_params import parse_mode, parse_number
+from essx.observe import Recorder
+
+log = logging.getLogger("essx_server")
+
+#: Routes that change the converter's state: each logs one INFO line.
+CHANGING = frozenset(("/remote/set", "/remote/set/current", "/remote/set/voltage", "/dcdc/set",
+                      "/remote/ioctl/set", "/remote/ioctl/clr_alarm"))
+#: Route label of requests no route matched (404, 405) in the HTTP counters.
+UNMATCHED = "(unmatched)"
+#: Route label of a request Bottle itself failed (500).
+FAILED = "(failed)"
+
+
+class SetCache:
+    """The "previous value" rule of the set routes (web-api.md).
+
+    Holds the last ``mode`` (int), ``dvg`` (V), ``dig`` (A) and ``drg`` that a
+    set call applied successfully; ``/essx/hello`` forgets them.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.values = {}
+
+    def get(self, name, default=None):
+        with self.lock:
+            return self.values.get(name, default)
+
+    def remember(self, **values):
+        with self.lock:
+            self.values.update(values)
+
+    def forget(self):
+        with self.lock:
+            self.values.clear()
+
+
+def _decoded(params, key):
+    """The request's value of *key* as text.
+
+    Bottle's ``getunicode`` answers None for a value that is not UTF-8, which
+    the set routes would take for "absent" and replace with the previous
+    value; such a value is kept instead (its bytes as ``\\xff`` escapes), so
+    the parameter check refuses it and names it.
+    """
+    value = params.getunicode(key)
+    if value is None:
+        value = params.get(key, "").encode("latin-1", "backslashreplace").decode("utf-8", "backslashreplace")
+    return value
+
+
+def _call(fn, params) -> str:
+    """Run the route function *fn*; its body, or its failure shaped as the reference does."""
+    try:
+        return json.dumps(fn(params), default=float)  # Decimal set-up values, as the reference's JSON plugin
+    except ESSXException as e:
+        log.warning("%s: %s", bottle.request.path, e)
+        bottle.response.status = 400
+        return json.dumps({"err": str(e)})
+    except Exception as e:   # a defect of ours: logged with its traceback, still JSON
+        log.exception("%s failed", bottle.request.path)
+        bottle.response.status = 400
+        return json.dumps({"err": "internal error: %s: %s" % (type(e).__name__, e)})
+
+
+def _log_change(rule, params, sent, code, text, started):
+    """The one INFO line of a state-changing request."""
+    result = "200" if code == 200 else "%d %s" % (code, json.loads(text).get("err"))
+    log.info("%s %s: %s; %d converter command(s) sent%s; %.1f ms", rule,
+             " ".join("%s=%s" % kv for kv in sorted(params.items())) or "(no parameters)", result,
+             len(sent), " (%s)" % " ".join(sent) if sent else "", (time.perf_counter() - started) * 1000)
+
+
+def _json_route(app, recorder, rule, fn):
+    """Register GET *rule* answering *fn(params)* as JSON, counted in *recorder*."""
+    changing = rule in CHANGING
+
+    def handler():
+        started = time.perf_counter()
+        bottle.response.content_type = "application/json"
+        params = bottle.request.params
+        given = {k: _decoded(params, k) for k in params.keys()}
+        if changing:
+            with recorder.commands_sent() as sent:
+                text = _call(fn, given)
+            _log_change(rule, given, sent, bottle.response.status_code, text, started)
+        else:
+            text = _call(fn, given)
+        recorder.on_http(rule, bottle.response.status_code)
+        return text
+
+    app.route(rule, "GET", handler)
+
+
+def _raw_route(app, recorder, rule, content_type, fn):
+    """Register GET *rule* answering the bytes/text of *fn()* with *content_type*."""
+
+    def handler():
+        body = fn()
+        bottle.response.content_type = content_type
+        recorder.on_http(rule, 200)
+        return body
+
+    app.route(rule, "GET", handler)
+
+
+class ApiRoutes:
+    """The apis-main routes (web-api.md): each method takes the request's
+    parameters (dict of str) and returns the JSON body, raising
+    ``ESSXException`` for a 400."""
+
+    def __init__(self, controller, cache: SetCache, reload_config, goodbye, versions, openapi_path):
+        self.controller = controller
+        self.cache = cache
+        self.reload_config = reload_config
+        self.goodbye = goodbye
+        self.versions = dict(versions)
+        self.openapi_path = openapi_path
+
+    def battery_get(self, params):
+        data = self.controller.log_data(params)
+        return {k: data[k] for k in ("rsoc", "battery_operation_status")}
+
+    def dcdc_get(self, params):
+        body = self.controller.remote_get(params)
+        body.pop("powermeter", None)
+        return body
+
+    def full_set(self, params):
+        cache = self.cache
+        previous = {"mode": cache.get("mode"), "dvg": cache.get("dvg"), "dig": cache.get("dig"),
+                    "drg": cache.get("drg", 0)}
+        values = {}
+        for name in ("mode", "dvg", "dig", "drg"):
+            given = params.get(name)
+            if given is None and previous[name] is None:
+                raise ESSXParameterException("%s is missing and no previous value was set" % name)
+            values[name] = given if given is not None else previous[name]
+        values["mode"] = parse_mode(values["mode"])
+        for name in ("dvg", "dig", "drg"):
+            values[name] = parse_number(name, values[name])
+        body = self.controller.remote_set(values)
+        cache.remember(**values)
+        return body
+
+    def set_current(self, params):
+        dig = parse_number("dig", params.get("dig"))
+        body = self.controller.remote_set_current({"dig": dig})
+        self.cache.remember(dig=dig)
+        return body
+
+    def set_voltage(self, params):
+        dvg = parse_number("dvg", params.get("dvg"))
+        given_drg = params.get("drg")
+        drg = parse_number("drg", given_drg if given_drg is not None else self.cache.get("drg", 0))
+        body = self.controller.remote_set_voltage({"dvg": dvg, "drg": drg})
+        self.cache.remember(dvg=dvg, drg=drg)
+        return body
+
+    def dcdc_set(self, params):
+        present = {name for name in ("mode", "dvg", "dig", "drg") if name in params}
+        if present == {"dig"}:
+            return self.set_current(params)
+        if "dvg" in present and not present & {"dig", "mode"}:
+            return self.set_voltage(params)
+        return self.full_set(params)
+
+    def ioctl_set(self, params):
+        if self.reload_config is not None:
+            config = self.reload_config()
+            self.controller.update_config(config.dcdc, config.battery)
+        return self.controller.remote_ioctl_set(params)
+
+    def all_get(self, params):
+        body = self.controller.remote_ioctl_get(params)
+        keys = ("rsoc", "battery_operation_status", "meter", "param", "status", "vdis")
+        return {k: body[k] for k in keys}
+
+    def version_get(self, params):
+        return dict(self.versions)
+
+    def hello(self, params):
+        self.cache.forget()
+        return {"message": "hello world"}
+
+    def goodbye_route(self, params):
+        if self.goodbye is None:
+            bottle.response.status = 404
+            return {"err": "/essx/goodbye is disabled; start the server with --goodbye to enable it"}
+        threading.Timer(0.2, self.goodbye).start()
+        return {"message": "goodbye"}
+
+    def openapi(self, params):
+        path = self.openapi_path()
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise ESSXConfigException("API document %s cannot be read: %s" % (path, e)) from e
+
+    def table(self) -> Dict[str, Callable[[Mapping[str, str]], Any]]:
+        """rule -> route function, for every apis-main route (aliases included)."""
+        c = self.controller
+        return {
+            "/1/log/data": lambda p: c.log_data(p), "/battery/get": self.battery_get,
+            "/remote/get": lambda p: c.remote_get(p), "/dcdc/get": self.dcdc_get,
+            "/remote/get/status": lambda p: c.remote_get_status(p),
+            "/dcdc/get/status": lambda p: c.remote_get_status(p),
+            "/remote/set": self.full_set, "/remote/set/current": self.set_current,
+            "/remote/set/voltage": self.set_voltage, "/dcdc/set": self.dcdc_set,
+            "/remote/ioctl/set": self.ioctl_set, "/remote/ioctl/get": lambda p: c.remote_ioctl_get(p),
+            "/all/get": self.all_get, "/remote/ioctl/clr_alarm": lambda p: c.remote_ioctl_clr_alarm(p),
+            "/version/get": self.version_get, "/essx/hello": self.hello,
+            "/essx/goodbye": self.goodbye_route, "/openapi.json": self.openapi,
+        }
+
+
+@functools.lru_cache(maxsize=1)
+def page() -> str:
+    """The live page (package data essx/static/index.html); OSError when the
+    install left it out."""
+    return importlib.resources.files("essx").joinpath("static", "index.html").read_text(encoding="utf-8")
+
+
+def _since(params) -> float:
+    """The ``since`` parameter of /essx/history (Unix time, s; 0 when absent)."""
+    text = params.get("since")
+    try:
+        return float(text) if text not in (None, "") else 0.0
+    except ValueError:
+        raise ESSXParameterException("since must be a Unix time in seconds, got %r" % text) from None
+
+
+def _observation_routes(app, recorder, *, version, simulate, config):
+    """/, /essx/status, /essx/history and /metrics: read *recorder* only."""
+    registry = metrics.registry(recorder, version)
+    _json_route(app, recorder, "/essx/status",
+                lambda p: status.status_body(recorder, version=version, simulate=simulate, config=config))
+    _json_route(app, recorder, "/essx/history", lambda p: status.history_body(recorder, _since(p)))
+    _raw_route(app, recorder, "/metrics", metrics.CONTENT_TYPE, lambda: metrics.exposition(registry))
+    _raw_route(app, recorder, "/", "text/html; charset=utf-8", page)
+
+
+def _attach(recorder: Recorder, controller) -> None:
+    """Listen to the controller's bus owners (its link; its battery, when configured)."""
+    if controller is None:       # an app built only to list its routes
+        return
+    if getattr(controller, "link", None) is not None:   # TEMPORARY until the controller owns a link
+        recorder.attach("dcdc", controller.link)
+    if controller.bat_dev is not None and hasattr(controller.bat_dev, "listeners"):   # TEMPORARY
+        recorder.attach("battery", controller.bat_dev)
+
+
+def build_app(controller, *, versions: Mapping[str, str], openapi_path: Callable[[], str],
+              goodbye: Optional[Callable[[], None]] = None, reload_config=None, config=None,
+              simulate: bool = False) -> bottle.Bottle:
+    """The Bottle application (see ``essx_server.create_app`` for the arguments).
+
+    ``versions``: the body of /version/get; ``openapi_path()``: where the
+    API document is.  ``app.config["essx.recorder"]`` is the application's
+    ``Recorder``, ``app.config["essx.cache"]`` its ``SetCache``.
+    """
+    app = bottle.Bottle()
+    cache = SetCache()
+    recorder = Recorder()
+    app.config["essx.cache"] = cache
+    app.config["essx.recorder"] = recorder
+    api = ApiRoutes(controller, cache, reload_config, goodbye, versions, openapi_path)
+    for rule, fn in api.table().items():
+        _json_route(app, recorder, rule, fn)
+    _observation_routes(app, recorder, version=versions["dcdc_batt_comm_version"], simulate=simulate,
+                        config=config)
+
+    def json_error(error):
+        recorder.on_http(UNMATCHED if error.status_code in (404, 405) else FAILED, error.status_code)
+        bottle.response.content_type = "application/json"
+        return json.dumps({"err": "%s: %s" % (error.status_line, bottle.request.path)})
+
+    for code in (404, 405, 500):
+        app.error(code)(json_error)
+    _attach(recorder, controller)
+    return app
