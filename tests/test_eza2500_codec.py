@@ -40,12 +40,12 @@ def test_golden_6_4_request():
 
 
 def test_golden_nak():
-    frame = codec.build_nak(0, 16, 0x00, 0xFFFC)
+    frame = codec.build_nak(0, 16, 0x00, table.ERCD_BUSY)
     assert frame == H("02 02 00 10 80 fc ff 8b 02")
     assert len(frame) == table.NAK_LENGTH == 9
     with pytest.raises(ESSXDeviceException) as err:
         codec.parse_reply(frame, table.group(1), False)
-    assert err.value.ercd == 0xFFFC and err.value.command == "1-1" and err.value.retryable
+    assert err.value.ercd == table.ERCD_BUSY and err.value.command == "1-1" and err.value.retryable
 
 
 GOLDEN_10_1 = dict(vg=350, ig=2.5, vb=52, ib=-16.5, wg=875, wb=-858, ic=0, tmp=30.5)
@@ -118,6 +118,47 @@ def test_lookup_and_lengths():
 
 def test_mode_allowed_values():
     assert table.group(1).write[0].allowed == {0x0000, 0x0002, 0x0014, 0x0041}
+    assert table.SETTABLE_MODES == (0x0000, 0x0002, 0x0014, 0x0041)
+    assert frozenset(table.SETTABLE_MODES) == table.MODES
+    assert all(table.mode_name(m) != table.UNKNOWN_NAME for m in table.SETTABLE_MODES)
+    assert table.mode_name(0x0003) == table.UNKNOWN_NAME
+
+
+def test_nak_rows():
+    codes = [table.ERCD_NOT_SUPPORTED, table.ERCD_PARAMETER_INVALID, table.ERCD_CANNOT_ACCEPT,
+             table.ERCD_BUSY, table.ERCD_INTERNAL]
+    assert codes == list(range(0xFFFF, 0xFFFA, -1)) and list(table.NAKS) == codes
+    assert all(table.NAKS[c].ercd == c and table.NAKS[c].meaning for c in codes)
+    assert [table.nak_retryable(c) for c in codes] == [False, False, True, True, False]
+    assert table.nak_meaning(0x1234) == table.UNKNOWN_ERCD and not table.nak_retryable(0x1234)
+
+
+@pytest.mark.parametrize("cst, running, alarm", [(0, 0, 0), (1, 1, 0), (2, 2, 0), (0b0110, 2, 1),
+                                                 (0b1001, 1, 2), (0xFFF0, 0, 0), (0b1111, 3, 3)])
+def test_decode_cst(cst, running, alarm):
+    assert table.decode_cst(cst) == (running, alarm)
+
+
+def test_status_names():
+    assert table.RUNNING_STATES == {0: "off", 1: "charge", 2: "discharge"}
+    assert table.ALARM_STATES == {0: "No alarm", 1: "Light alarm", 2: "Heavy alarm"}
+
+
+COMPUTED = {"vg", "ig", "ib", "wg", "wb", "cst"}
+
+
+def test_every_read_field_has_an_initial_value_or_is_computed():
+    for g in table.GROUPS:
+        for f in g.read:
+            assert (f.initial is None) == (f.name in COMPUTED), (g.number, f.name)
+
+
+def test_initial_values_are_settable():
+    for g in table.GROUPS:
+        if g.write is not None and g.number != 9:
+            params = {f.name: f.initial for f in g.write}
+            assert codec.validate(g.write, params) == {f.name: codec.encode_value(f, f.initial) for f in g.write}
+    assert table.group(1).read[0].initial == table.MODE_WAITING
 
 
 # --- Q-format round trip -----------------------------------------------------------

@@ -15,8 +15,8 @@ payload CHK(2), i.e. 7 bytes plus the payload; a NAK carries ERCD (u16) as
 its payload and is therefore 9 bytes long.
 """
 import decimal
-from dataclasses import dataclass
-from typing import Dict, FrozenSet, Optional, Tuple, Union
+from dataclasses import dataclass, replace
+from typing import Dict, FrozenSet, List, Optional, Tuple, Union
 
 #: A physical value as the table writes it (int or float).
 Number = Union[int, float]
@@ -277,119 +277,159 @@ def payload_size(fields: Tuple[Field, ...]) -> int:
 
 # --- the table (EZA2500.md, "Command table"); one row per field -----------
 #
-# Legend of a row:  (name, wire, Q, rating, lo, hi, unit, initial)
+# Legend (one row per field, in wire order within each group):
+#   group    command group number (15,16: the same field in both groups)
+#   name     field name (EZA2500.md)
 #   wire     H u16, h i16, B u8
-#   Q        Q-format exponent; None = raw (value travels unscaled)
+#   Q        Q-format exponent; "-" = raw field (value travels unscaled)
 #   rating   the Q-format is relative to it: value = raw * rating / 2**Q
-#   lo, hi   settable physical range (None: not settable)
-#   initial  the simulator's initial value (None: computed / no state)
+#   in       r: in the "N-1" ACK; w: in the "N-4" request and its ACK
+#   =        the same field as the row of that name above (not a second fact)
+#   lo hi    settable physical range, inclusive ("-": not settable)
+#   initial  the simulator's initial value ("-": computed by the simulator,
+#            or no state kept); "48.0" is a float, "48" an int
+#   Group 12 holds the Q of each meter, group 13 of each internal value;
+#   group 14 the ratings as n / 2**nq (a guess of the simulator).
+#   1-4 takes only SETTABLE_MODES in ``mode`` (``Field.allowed``).
+_ROWS = """
+  group name  in  wire  Q   rating  lo    hi      unit  initial
+  1     mode  rw  H     -   -       -     -       -     0
+  2     cst   r   H     -   -       -     -       -     -
+  2     ext   r   H     -   -       -     -       -     0
+  3     cvb   rw  H     14  48      32    62      V     48.0
+  3     drb   rw  H     13  1       0     3.999   -     0.0
+  4     dvg   rw  H     14  380     260   390     V     350.0
+  4     drg   rw  H     13  1       0     3.999   -     0.0
+  5     pdz   rw  H     14  380     0     57      V     0.0
+  5     mdz   rw  H     14  380     0     57      V     0.0
+  6     cib   rw  H     13  52.08   0     56.77   A     52.0
+  6     dig   rw  H     13  7.8125  0     8.5162  A     2.5
+  6     ubv   rw  H     14  48      32    68      V     40.0
+  6     ugv   rw  H     14  380     260   425     V     300.0
+  6     obv   rw  H     14  48      32    68      V     59.0
+  6     ogv   rw  H     14  380     260   425     V     400.0
+  7     bcf   rw  H     -   -       0     0xFFFF  -     0x000B
+  7     cvb   rw  =
+  7     dlb   rw  H     14  48      32    64      V     48.0
+  7     cdb   rw  H     14  48      0     12      V     6.0
+  7     ddb   rw  H     14  48      0     12      V     1.0
+  8     ccr   rw  H     14  48      0     12      V     0.0
+  8     ddr   rw  H     14  48      0     12      V     0.0
+  9     alm1  r   H     -   -       -     -       -     0
+  9     alm2  r   H     -   -       -     -       -     0
+  9     alm3  r   H     -   -       -     -       -     0
+  9     d0    w   B     -   -       0     0xFF    -     -
+  9     d1    w   B     -   -       0     0xFF    -     -
+  10    vg    r   h     14  380     -     -       V     -
+  10    ig    r   h     13  7.8125  -     -       A     -
+  10    vb    r   h     14  48      -     -       V     52.0
+  10    ib    r   h     13  52.08   -     -       A     -
+  10    wg    r   h     11  2500    -     -       W     -
+  10    wb    r   h     11  2500    -     -       W     -
+  10    ic    r   h     -   -       -     -       -     0
+  10    tmp   r   h     7   1       -     -       °C    30.5
+  11    ts    r   h     -   -       -     -       -     0
+  11    tp    r   h     -   -       -     -       -     0
+  11    v5s   r   h     10  1       -     -       V     5.0
+  11    fan1  r   h     0   1       -     -       -     0.0
+  11    fan2  r   h     0   1       -     -       -     0.0
+  11    fan3  r   h     0   1       -     -       -     0.0
+  11    fan4  r   h     0   1       -     -       -     0.0
+  11    fan5  r   h     0   1       -     -       -     0.0
+  12    vgq   r   H     -   -       -     -       -     14
+  12    igq   r   H     -   -       -     -       -     13
+  12    vbq   r   H     -   -       -     -       -     14
+  12    ibq   r   H     -   -       -     -       -     13
+  12    wgq   r   H     -   -       -     -       -     11
+  12    wbq   r   H     -   -       -     -       -     11
+  12    icq   r   H     -   -       -     -       -     0
+  12    tmpq  r   H     -   -       -     -       -     7
+  13    tsq   r   H     -   -       -     -       -     0
+  13    tpq   r   H     -   -       -     -       -     0
+  13    v5q   r   H     -   -       -     -       -     10
+  13    fn1q  r   H     -   -       -     -       -     0
+  13    fn2q  r   H     -   -       -     -       -     0
+  13    fn3q  r   H     -   -       -     -       -     0
+  13    fn4q  r   H     -   -       -     -       -     0
+  13    fn5q  r   H     -   -       -     -       -     0
+  14    vgn   r   H     -   -       -     -       -     380
+  14    vgnq  r   H     -   -       -     -       -     0
+  14    ign   r   H     -   -       -     -       -     125
+  14    ignq  r   H     -   -       -     -       -     4
+  14    vbn   r   H     -   -       -     -       -     48
+  14    vbnq  r   H     -   -       -     -       -     0
+  14    ibn   r   H     -   -       -     -       -     1667
+  14    ibnq  r   H     -   -       -     -       -     5
+  14    wn    r   H     -   -       -     -       -     2500
+  14    wnq   r   H     -   -       -     -       -     0
+  15,16 min   r   B     -   -       -     -       -     0
+  15,16 maj   r   B     -   -       -     -       -     1
+"""
 
-_ = None
+
+def _number(text: str) -> Optional[Number]:
+    """A cell of _ROWS: "-" -> None, "0x000B"/"48" -> int, "48.0" -> float."""
+    if text == "-":
+        return None
+    try:
+        return int(text, 0)
+    except ValueError:
+        return float(text)
 
 
-def _rows(*rows) -> Tuple[Field, ...]:
-    """Fields from rows of the legend above (a Field passes through)."""
-    return tuple(r if isinstance(r, Field) else Field(r[0], r[1], r[2], r[3], r[4], r[5], r[6], None, r[7])
-                 for r in rows)
+def _parse_rows(text: str) -> Tuple[Tuple[int, str, Field], ...]:
+    """_ROWS -> ((group number, part, Field), ...) in row order."""
+    rows: list = []
+    for line in text.strip().splitlines()[1:]:
+        cells = line.split()
+        if cells[3] == "=":
+            field = next(f for _, _, f in rows if f.name == cells[1])
+        else:
+            name, _, wire, q, rating, lo, hi, unit, initial = cells[1:]
+            field = Field(name, wire, _number(q), _number(rating), _number(lo), _number(hi),
+                          "" if unit == "-" else unit, None, _number(initial))
+        for number in cells[0].split(","):
+            rows.append((int(number), cells[2], field))
+    return tuple(rows)
 
 
-def _raws(names: str, wire: str, initials: Tuple[Number, ...]) -> Tuple[Field, ...]:
-    """Read-only raw fields named by ``names`` with their initial values."""
-    return tuple(Field(n, wire, initial=v) for n, v in zip(names.split(), initials))
+_FIELDS = _parse_rows(_ROWS)
 
 
-_MODE_READ = Field("mode", "H", initial=MODE_WAITING)
-_MODE_WRITE = Field("mode", "H", allowed=MODES, initial=MODE_WAITING)
-#      name   wire  Q   rating  lo     hi       unit  initial
-_CVB = _rows(
-    ("cvb", "H",  14, 48,     32,    62,      "V",  48.0),
-)[0]
-_G3 = _rows(
-    _CVB,
-    ("drb", "H",  13, 1,      0,     3.999,   "",   0.0),
-)
-_G4 = _rows(
-    ("dvg", "H",  14, 380,    260,   390,     "V",  350.0),
-    ("drg", "H",  13, 1,      0,     3.999,   "",   0.0),
-)
-_G5 = _rows(
-    ("pdz", "H",  14, 380,    0,     57,      "V",  0.0),
-    ("mdz", "H",  14, 380,    0,     57,      "V",  0.0),
-)
-_G6 = _rows(
-    ("cib", "H",  13, 52.08,  0,     56.77,   "A",  52.0),
-    ("dig", "H",  13, 7.8125, 0,     8.5162,  "A",  2.5),
-    ("ubv", "H",  14, 48,     32,    68,      "V",  40.0),
-    ("ugv", "H",  14, 380,    260,   425,     "V",  300.0),
-    ("obv", "H",  14, 48,     32,    68,      "V",  59.0),
-    ("ogv", "H",  14, 380,    260,   425,     "V",  400.0),
-)
-_G7 = _rows(
-    ("bcf", "H",  _,  _,      0,     0xFFFF,  "",   0x000B),
-    _CVB,
-    ("dlb", "H",  14, 48,     32,    64,      "V",  48.0),
-    ("cdb", "H",  14, 48,     0,     12,      "V",  6.0),
-    ("ddb", "H",  14, 48,     0,     12,      "V",  1.0),
-)
-_G8 = _rows(
-    ("ccr", "H",  14, 48,     0,     12,      "V",  0.0),
-    ("ddr", "H",  14, 48,     0,     12,      "V",  0.0),
-)
-_G2 = _rows(
-    ("cst", "H",  _,  _,      _,     _,       "",   _),
-    ("ext", "H",  _,  _,      _,     _,       "",   0),
-)
-_G9_READ = _raws("alm1 alm2 alm3", "H", (0, 0, 0))
-_G9_WRITE = _rows(
-    ("d0",  "B",  _,  _,      0,     0xFF,    "",   _),
-    ("d1",  "B",  _,  _,      0,     0xFF,    "",   _),
-)
-_G10 = _rows(
-    ("vg",  "h",  14, 380,    _,     _,       "V",  _),
-    ("ig",  "h",  13, 7.8125, _,     _,       "A",  _),
-    ("vb",  "h",  14, 48,     _,     _,       "V",  52.0),
-    ("ib",  "h",  13, 52.08,  _,     _,       "A",  _),
-    ("wg",  "h",  11, 2500,   _,     _,       "W",  _),
-    ("wb",  "h",  11, 2500,   _,     _,       "W",  _),
-    ("ic",  "h",  _,  _,      _,     _,       "",   0),
-    ("tmp", "h",  7,  1,      _,     _,       "°C", 30.5),
-)
-_G11 = _rows(
-    ("ts",   "h", _,  _,      _,     _,       "",   0),
-    ("tp",   "h", _,  _,      _,     _,       "",   0),
-    ("v5s",  "h", 10, 1,      _,     _,       "V",  5.0),
-    ("fan1", "h", 0,  1,      _,     _,       "",   0.0),
-    ("fan2", "h", 0,  1,      _,     _,       "",   0.0),
-    ("fan3", "h", 0,  1,      _,     _,       "",   0.0),
-    ("fan4", "h", 0,  1,      _,     _,       "",   0.0),
-    ("fan5", "h", 0,  1,      _,     _,       "",   0.0),
-)
-#: Group 12: the Q of each meter; group 13 of each internal value.
-_G12 = _raws("vgq igq vbq ibq wgq wbq icq tmpq", "H", (14, 13, 14, 13, 11, 11, 0, 7))
-_G13 = _raws("tsq tpq v5q fn1q fn2q fn3q fn4q fn5q", "H", (0, 0, 10, 0, 0, 0, 0, 0))
-#: Group 14: ratings as n / 2**nq (a guess of the simulator).
-_G14 = _raws("vgn vgnq ign ignq vbn vbnq ibn ibnq wn wnq", "H",
-             (380, 0, 125, 4, 48, 0, 1667, 5, 2500, 0))
-_VERSION = _raws("min maj", "B", (0, 1))
+def _fields(number: int, part: str) -> Optional[Tuple[Field, ...]]:
+    """Fields of group ``number`` in the "N-1" ACK (``part`` "r") or in the
+    "N-4" request and its ACK ("w"), in row (wire) order; None when empty."""
+    fields = tuple(f for n, p, f in _FIELDS if n == number and part in p)
+    if number == 1 and part == "w":  # 1-4 takes only the settable modes
+        fields = tuple(replace(f, allowed=MODES) for f in fields)
+    return fields or None
 
-GROUPS: Tuple[Group, ...] = (
-    Group(1, 0x00, "operation mode", (_MODE_READ,), (_MODE_WRITE,)),
-    Group(2, 0x01, "status", _G2),
-    Group(3, 0x18, "battery CV", _G3, _G3),
-    Group(4, 0x1A, "grid voltage", _G4, _G4),
-    Group(5, 0x17, "dead zone", _G5, _G5),
-    Group(6, 0x1C, "protection", _G6, _G6),
-    Group(7, 0x1D, "battery setup", _G7, _G7),
-    Group(8, 0x16, "battery deviation", _G8, _G8),
-    Group(9, 0x12, "alarms", _G9_READ, _G9_WRITE, _G9_WRITE),
-    Group(10, 0x09, "meters", _G10),
-    Group(11, 0x0A, "internal", _G11),
-    Group(12, 0x0D, "meter Q", _G12),
-    Group(13, 0x0E, "internal Q", _G13),
-    Group(14, 0x11, "ratings", _G14),
-    Group(15, 0x1E, "version", _VERSION),
-    Group(16, 0x1F, "version", _VERSION),
-)
+
+def _group(number: int, cmd: int, title: str) -> Group:
+    """A Group from its number, CMD and title, with its fields from _ROWS."""
+    write = _fields(number, "w")
+    return Group(number, cmd, title, _fields(number, "r"), write, write)
+
+
+#: Legend:  number, CMD, title  (EZA2500.md, "Command table").
+GROUPS: Tuple[Group, ...] = tuple(_group(*row) for row in (
+    (1,  0x00, "operation mode"),
+    (2,  0x01, "status"),
+    (3,  0x18, "battery CV"),
+    (4,  0x1A, "grid voltage"),
+    (5,  0x17, "dead zone"),
+    (6,  0x1C, "protection"),
+    (7,  0x1D, "battery setup"),
+    (8,  0x16, "battery deviation"),
+    (9,  0x12, "alarms"),
+    (10, 0x09, "meters"),
+    (11, 0x0A, "internal"),
+    (12, 0x0D, "meter Q"),
+    (13, 0x0E, "internal Q"),
+    (14, 0x11, "ratings"),
+    (15, 0x1E, "version"),
+    (16, 0x1F, "version"),
+))
 
 _BY_NUMBER = {g.number: g for g in GROUPS}
 _BY_CMD = {g.cmd: g for g in GROUPS}
@@ -418,7 +458,7 @@ def parse_name(name: str) -> Tuple[Group, bool]:
     return g, kind == 4
 
 
-def command_names() -> list:
+def command_names() -> List[str]:
     """Every command name in table order: "1-1", "1-4", "2-1", "3-1", "3-4", ..."""
     names = []
     for g in GROUPS:
