@@ -295,7 +295,7 @@ def test_noise_on_the_pty_times_out_in_time(rig):
 
     def jam():
         while not stop.is_set():
-            sim._write(sim._pty.master, noise)
+            sim.write_raw(noise)
             jammed.append(len(noise))
             stop.wait(0.001)
 

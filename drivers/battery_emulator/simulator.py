@@ -12,19 +12,23 @@ Register map (battery-modbus.md), input registers, PDU addresses:
 Other addresses answer "illegal data address". The map is one shared block,
 so holding-register reads (function 3) see the same values.
 
-Layout: two ptys and a relay thread between their masters::
+RSOC and the status follow a ``BatteryModel`` (``physics.py``): a converter
+simulator given the same model moves its RSOC with the power it carries.
+
+Layout: two ptys and one line engine between their masters::
 
     client -- slave A (port, or the symlink ``link``) = master A
-                        relay thread (framing, faults, pacing)
+                        PacedPty thread (framing, faults, pacing)
     pymodbus ModbusSerialServer -- slave B = master B
 
 A pty master has no path, and pymodbus's serial server opens its port by
-path, so the server opens slave B. The relay frames requests (unit filter,
-CRC check, request count, collision count), applies the faults (silent,
-exception replies, bad CRC) and paces every reply at the configured baud
-(10 bits a byte) after ``turnaround`` from the request's end on the wire,
-deadline-based. The pymodbus server runs in its own thread with its own
-asyncio loop.
+path, so the server opens slave B. The line (``essx.paced_pty.PacedPty``,
+shared with the converter simulator) frames requests; this module filters
+the unit, checks the CRC, counts requests, applies the faults (silent,
+exception replies, bad CRC) and has every reply paced at the configured
+baud (10 bits a byte) after ``turnaround`` from the request's end on the
+wire, deadline-based. The pymodbus server runs in its own thread with its
+own asyncio loop.
 
 Needs pymodbus 3.16 (``SimDevice`` with ``action``; the older datastore
 contexts are deep-copied into the server in 3.16, so values written to them at
@@ -39,17 +43,18 @@ import asyncio
 import collections
 import logging
 import os
-import select
 import signal
 import threading
-import time
+from typing import List, Optional
 
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from battery_emulator import rtu
+from battery_emulator.physics import BatteryModel
 from essx.essx_pty import PtyPort
+from essx.paced_pty import PacedPty, wire_time
 
 logger = logging.getLogger(__name__)
 
@@ -58,44 +63,53 @@ VENDOR = "SM"  # simulator; ASCII pair in register 30010
 RSOC_ADDRESS = 29  # 30030
 STATUS_ADDRESS = 30  # 30031
 STATUS_NOT_PERMITTED = 0x0001
-#: Bits per character on the wire used for pacing (start + 8 + stop).
-BITS_PER_CHAR = 10
 #: How long start() waits for the server thread to be listening, seconds.
 START_TIMEOUT_S = 5.0
 #: Raw request frames remembered in ``frames``.
 FRAMES_KEPT = 100
 
 
-class _Reply:
-    """A reply frame on its way out, byte by byte at the baud rate."""
-
-    def __init__(self, frame, start):
-        self.frame = frame
-        self.start = start  # monotonic time the first byte is due
-        self.sent = 0
+def cut_requests(buf: bytearray, at_gap: bool) -> List[bytes]:
+    """Framer for ``PacedPty``: complete RTU request frames off the front of
+    ``buf`` (length by function code); at a gap, whatever is left is a frame."""
+    frames = []
+    while buf:
+        length = rtu.request_length(buf)
+        if length and len(buf) >= length:
+            frames.append(bytes(buf[:length]))
+            del buf[:length]
+        elif at_gap:
+            frames.append(bytes(buf))
+            buf.clear()
+        else:
+            break
+    return frames
 
 
 class BatterySimulator:
     """A simulated battery on a pty (see module docstring).
 
-    ``BatterySimulator(unit=1, rsoc=55.5, permitted=True, baudrate=9600,
-    turnaround=0.005, link=None)``
-
     Args:
         unit: Modbus unit answered (others are ignored, as on a bus).
-        rsoc: RSOC, % (0.0-100.0), stored in 0.1 % steps.
-        permitted: interchange permitted (status bit 0 = 0).
+        rsoc: initial RSOC, % (0.0-100.0), served in 0.1 % steps (ignored
+            when ``model`` is given).
+        permitted: False forbids interchange whatever the RSOC (status
+            bit 0 = 1); True: permitted within the model's RSOC limits.
         baudrate: pacing of replies, bits/s (10 bits a byte).
         turnaround: seconds from the request's end on the wire to the reply.
         link: path of a symlink to the client side pty (replaced if it is
             already a symlink); ``port`` is this path when given.
+        model: the ``BatteryModel`` behind the registers (RSOC, limits,
+            capacity, speed); default ``BatteryModel(rsoc=rsoc)`` (4800 Wh,
+            limits 0..100 %: always permitted).  A converter simulator
+            given the same model moves its RSOC.
 
-    Run-time settable: ``rsoc``, ``permitted``, ``silent`` (no replies at
-    all while True); faults by ``inject()``. Counters: ``requests`` (int,
-    request frames with a good CRC, any unit, also while silent),
-    ``collisions`` (int, request bytes that arrived while a reply was queued
-    or being sent); ``frames`` holds the last FRAMES_KEPT such requests
-    (bytes). ``start()``/``stop()`` or a ``with`` block.
+    Run-time settable: ``rsoc`` (writes the model's RSOC), ``permitted``,
+    ``silent`` (no replies at all while True); faults by ``inject()``.
+    Counters: ``requests`` (int, request frames with a good CRC, any unit,
+    also while silent), ``collisions`` (int, request bytes that arrived while
+    a reply was queued or being sent); ``frames`` holds the last FRAMES_KEPT
+    such requests (bytes). ``start()``/``stop()`` or a ``with`` block.
 
     Raises:
         ValueError: a value out of range, or ``link`` exists and is not a
@@ -103,8 +117,9 @@ class BatterySimulator:
         RuntimeError: start() could not bring the server up.
     """
 
-    def __init__(self, unit=1, rsoc=55.5, permitted=True, baudrate=9600,
-                 turnaround=0.005, link=None):
+    def __init__(self, unit: int = 1, rsoc: float = 55.5, permitted: bool = True,
+                 baudrate: float = 9600, turnaround: float = 0.005, link: Optional[str] = None,
+                 *, model: Optional[BatteryModel] = None):
         if not 1 <= int(unit) <= 247:
             raise ValueError("unit=%r is not allowed (allowed: 1..247)" % (unit,))
         if baudrate <= 0 or turnaround < 0:
@@ -113,54 +128,64 @@ class BatterySimulator:
         self.baudrate = baudrate
         self.turnaround = turnaround
         self.link = link
-        self.rsoc = rsoc
+        self.model = model if model is not None else BatteryModel(rsoc=rsoc)
         self.permitted = permitted
         self.silent = False
         self.requests = 0
-        self.collisions = 0
         self.frames = collections.deque(maxlen=FRAMES_KEPT)
         self._lock = threading.Lock()
         self._exception_faults = collections.deque()  # exception codes, one per request
         self._crc_faults = 0
-        self._running = False
-        self._client = self._server_pty = None
-        self._wake_r = self._wake_w = None
-        self._commands = collections.deque()
-        self._relay_thread = self._server_thread = None
+        self._server_pty = None
+        self._server_thread = None
         self._loop = self._stop_async = None
         self._server_ready = threading.Event()
         self._server_error = None
-        self._reset_relay_state()
+        self._reply_due = 0.0
+        self._rep_buf = bytearray()
+        self._line = PacedPty(cut_requests, self._on_request, baudrate,
+                              gap=wire_time(3.5, baudrate), link=link, name="battery-sim")
 
     # -- values -----------------------------------------------------------------
     @property
-    def rsoc(self):
-        """RSOC, % (float); setting it writes register 30030 (0.1 % steps)."""
-        return self._rsoc_raw / 10.0
+    def rsoc(self) -> float:
+        """RSOC, % (float, the model's); setting it writes the model's RSOC."""
+        return self.model.rsoc
 
     @rsoc.setter
-    def rsoc(self, value):
-        raw = int(round(float(value) * 10))
-        if not 0 <= raw <= 1000:
-            raise ValueError("rsoc=%r is not allowed (allowed: 0.0..100.0 %%)" % (value,))
-        self._rsoc_raw = raw
+    def rsoc(self, value: float) -> None:
+        self.model.rsoc = value
 
     @property
-    def permitted(self):
-        """Interchange permitted; setting it writes bit 0 of register 30031."""
-        return not self._status & STATUS_NOT_PERMITTED
+    def _rsoc_raw(self) -> int:
+        return int(round(self.model.rsoc * 10))
+
+    @property
+    def permitted(self) -> bool:
+        """Interchange permitted: not forbidden by a set False, and the
+        model's RSOC within its limits.  Register 30031 bit 0 is its negation."""
+        return not self._forbidden and self.model.permitted
 
     @permitted.setter
-    def permitted(self, value):
-        self._status = 0 if value else STATUS_NOT_PERMITTED
+    def permitted(self, value: bool) -> None:
+        self._forbidden = not value
 
     @property
-    def port(self):
+    def _status(self) -> int:
+        return 0 if self.permitted else STATUS_NOT_PERMITTED
+
+    @property
+    def port(self) -> Optional[str]:
         """Path clients open: ``link`` when given, else the pty slave (None when stopped)."""
-        return self._client.port if self._client else self.link
+        return self._line.port
+
+    @property
+    def collisions(self) -> int:
+        """Request bytes that arrived while a reply was queued or on the line."""
+        return self._line.collision_bytes
 
     # -- faults -----------------------------------------------------------------
-    def inject(self, kind, count=1, code=4):
+    def inject(self, kind: str, count: int = 1, code: int = 4) -> None:
         """Arm a fault for the next ``count`` requests / replies.
 
         Args:
@@ -184,7 +209,7 @@ class BatterySimulator:
             else:
                 raise ValueError("fault %r is not known (known: 'exception', 'bad_crc')" % (kind,))
 
-    def clear_faults(self):
+    def clear_faults(self) -> None:
         """Disarm every injected fault and leave silent mode."""
         with self._lock:
             self._exception_faults.clear()
@@ -192,21 +217,20 @@ class BatterySimulator:
         self.silent = False
 
     # -- life cycle ---------------------------------------------------------------
-    def start(self):
-        """Create the ptys, start relay and server; return once the server listens.
+    def start(self) -> "BatterySimulator":
+        """Create the ptys, start the line and the server; return once the server listens.
 
         Raises:
+            ValueError: ``link`` exists and is not a symlink.
             RuntimeError: the server did not come up within START_TIMEOUT_S.
         """
-        if self._running:
+        if self._line.running:
             return self
-        self._client = PtyPort(self.link)
         self._server_pty = PtyPort()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self._reset_relay_state()
-        self._running = True
+        self._rep_buf.clear()
         try:
+            self._line.watch(self._server_pty.master, self._on_reply_bytes)
+            self._line.start()
             self._server_ready.clear()
             self._server_error = None
             self._server_thread = threading.Thread(
@@ -215,20 +239,16 @@ class BatterySimulator:
             if not self._server_ready.wait(START_TIMEOUT_S) or self._server_error:
                 raise RuntimeError("battery simulator server did not start: %s"
                                    % (self._server_error or "timeout"))
-            self._relay_thread = threading.Thread(
-                target=self._relay, name="battery-sim-relay", daemon=True)
-            self._relay_thread.start()
         except BaseException:
             self.stop()
             raise
         logger.info("battery simulator unit %d on %s", self.unit, self.port)
         return self
 
-    def stop(self):
-        """Stop server and relay, close every pty and fd, remove ``link``. Idempotent."""
-        if not self._running:
+    def stop(self) -> None:
+        """Stop server and line, close every pty and fd, remove ``link``. Idempotent."""
+        if self._server_pty is None:
             return
-        self._running = False
         if self._loop is not None and self._server_thread is not None:
             try:
                 self._loop.call_soon_threadsafe(self._stop_async.set)
@@ -239,20 +259,9 @@ class BatterySimulator:
             if self._server_thread.is_alive():
                 logger.error("battery simulator server thread did not stop")
             self._server_thread = None
-        if self._relay_thread is not None:
-            self._wake()
-            self._relay_thread.join(START_TIMEOUT_S)
-            if self._relay_thread.is_alive():
-                logger.error("battery simulator relay thread did not stop")
-            self._relay_thread = None
-        for pty in (self._client, self._server_pty):
-            if pty is not None:
-                pty.close()
-        self._client = self._server_pty = None
-        for fd in (self._wake_r, self._wake_w):
-            if fd is not None:
-                os.close(fd)
-        self._wake_r = self._wake_w = None
+        self._line.stop()
+        self._server_pty.close()
+        self._server_pty = None
         self._loop = self._stop_async = None
 
     def __enter__(self):
@@ -261,38 +270,19 @@ class BatterySimulator:
     def __exit__(self, *exc_info):
         self.stop()
 
-    def reopen(self):
+    def reopen(self) -> str:
         """Unplug/replug: close the client side pty, open a new one at ``link``.
 
         Clients holding the old port get I/O errors; a client that opens
         ``port`` again reaches the new one. Returns the new ``port``.
 
         Raises:
-            RuntimeError: the simulator is not running, or the relay did not
-                swap the port within START_TIMEOUT_S.
+            RuntimeError: the simulator is not running, or the line did not
+                swap the port within its time limit.
         """
-        if not self._running:
+        if not self._line.running:
             raise RuntimeError("battery simulator is not running")
-        done = threading.Event()
-
-        def swap():
-            old, self._client = self._client, PtyPort(self.link)
-            self._reply_queue.clear()
-            self._req_buf.clear()
-            old.close()
-            done.set()
-
-        self._commands.append(swap)
-        self._wake()
-        if not done.wait(START_TIMEOUT_S):
-            raise RuntimeError("battery simulator relay did not reopen the port")
-        return self.port
-
-    def _wake(self):
-        try:
-            os.write(self._wake_w, b"x")
-        except (OSError, TypeError) as exc:
-            logger.debug("wake relay: %s", exc)
+        return self._line.reopen()
 
     # -- the pymodbus server thread ------------------------------------------------
     def _device(self):
@@ -341,98 +331,9 @@ class BatterySimulator:
                 if ModbusBaseServer.active_server is server:  # pymodbus keeps it globally
                     ModbusBaseServer.active_server = None
 
-    # -- the relay thread ------------------------------------------------------------
-    def _char_time(self):
-        return BITS_PER_CHAR / float(self.baudrate)
-
-    def _reset_relay_state(self):
-        self._req_buf = bytearray()
-        self._req_first = self._req_last = 0.0
-        self._rep_buf = bytearray()
-        self._reply_due = 0.0
-        self._reply_queue = collections.deque()
-
-    def _relay(self):
-        while self._running:
-            timeout = self._next_wakeup()
-            try:
-                ready, _, _ = select.select(
-                    [self._client.master, self._server_pty.master, self._wake_r], [], [], timeout)
-            except (OSError, ValueError) as exc:
-                logger.debug("relay select: %s", exc)
-                ready = []
-            if self._wake_r in ready:
-                self._drain_wake()
-                while self._commands:
-                    self._commands.popleft()()
-                continue
-            now = time.monotonic()
-            if self._client.master in ready:
-                self._on_request_bytes(self._read(self._client.master), now)
-            if self._server_pty.master in ready:
-                self._on_reply_bytes(self._read(self._server_pty.master))
-            self._frame_requests(time.monotonic())
-            self._pump(time.monotonic())
-
-    def _drain_wake(self):
-        try:
-            os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            pass
-
-    @staticmethod
-    def _read(fd):
-        try:
-            return os.read(fd, 4096)
-        except (BlockingIOError, InterruptedError):
-            return b""
-        except OSError as exc:  # EIO on a pty whose other side is gone
-            logger.debug("relay read fd %d: %s", fd, exc)
-            return b""
-
-    def _next_wakeup(self):
-        """Seconds until the next paced byte or request gap is due (None: none)."""
-        now = time.monotonic()
-        times = []
-        if self._reply_queue:
-            reply = self._reply_queue[0]
-            times.append(reply.start + reply.sent * self._char_time())
-        if self._req_buf:
-            times.append(self._req_last + 3.5 * self._char_time())
-        if not times:
-            return None
-        return max(0.0, min(times) - now)
-
-    # requests: client -> relay -> server
-    def _on_request_bytes(self, data, now):
-        if not data:
-            return
-        if self._reply_queue:
-            with self._lock:
-                self.collisions += len(data)
-        if not self._req_buf:
-            self._req_first = now
-        self._req_last = now
-        self._req_buf += data
-
-    def _frame_requests(self, now):
-        """Cut complete request frames off the buffer; at a gap, take what is there."""
-        while self._req_buf:
-            length = rtu.request_length(self._req_buf)
-            gap = now - self._req_last >= 3.5 * self._char_time()
-            if length and len(self._req_buf) >= length:
-                frame = bytes(self._req_buf[:length])
-                del self._req_buf[:length]
-            elif gap:
-                frame = bytes(self._req_buf)
-                self._req_buf.clear()
-            else:
-                return
-            self._on_request(frame)
-            self._req_first = now
-
-    def _on_request(self, frame):
-        wire_end = self._req_first + len(frame) * self._char_time()
+    # -- the line (PacedPty callbacks, its thread) ------------------------------------
+    def _on_request(self, frame: bytes, wire_end: float):
+        """A request frame from the client: count it, fault it or forward it."""
         if not rtu.crc_ok(frame):
             logger.debug("relay: request %s has a bad CRC, ignored", frame.hex())
             return
@@ -453,8 +354,8 @@ class BatterySimulator:
             return
         os.write(self._server_pty.master, frame)
 
-    # replies: server -> relay -> client
-    def _on_reply_bytes(self, data):
+    def _on_reply_bytes(self, data: bytes):
+        """Bytes from the pymodbus server: queue each complete reply."""
         self._rep_buf += data
         while self._rep_buf:
             length = rtu.reply_length(self._rep_buf)
@@ -466,37 +367,12 @@ class BatterySimulator:
             if not self.silent:
                 self._queue_reply(frame)
 
-    def _queue_reply(self, frame):
+    def _queue_reply(self, frame: bytes):
         with self._lock:
             if self._crc_faults:
                 self._crc_faults -= 1
                 frame = frame[:-1] + bytes((frame[-1] ^ 0xFF,))
-        start = max(self._reply_due, time.monotonic())
-        if self._reply_queue:
-            last = self._reply_queue[-1]
-            start = max(start, last.start + len(last.frame) * self._char_time())
-        self._reply_queue.append(_Reply(frame, start))
-
-    def _pump(self, now):
-        """Write every reply byte that is due by ``now``."""
-        char = self._char_time()
-        while self._reply_queue:
-            reply = self._reply_queue[0]
-            if now < reply.start:
-                return
-            due = min(len(reply.frame), int((now - reply.start) / char) + 1)
-            if due > reply.sent:
-                try:
-                    reply.sent += os.write(self._client.master, reply.frame[reply.sent:due])
-                except BlockingIOError:
-                    return  # pty full: the client does not read; try at the next wakeup
-                except OSError as exc:
-                    logger.debug("relay: reply dropped: %s", exc)
-                    self._reply_queue.popleft()
-                    continue
-            if reply.sent < len(reply.frame):
-                return
-            self._reply_queue.popleft()
+        self._line.reply(frame, self._reply_due)
 
 
 def main(argv=None):

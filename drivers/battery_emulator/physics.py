@@ -1,0 +1,139 @@
+"""Battery physics for the simulated battery: energy, RSOC, voltage, limits.
+
+Model (choices of this simulator):
+
+* The battery stores ``capacity_wh`` (Wh) between RSOC 0 % and 100 %.
+* Its power ``wb`` (W) is set by the converter side (``set_power``) and held
+  until the next call; sign as the converter reports it: negative = into the
+  battery (charging), positive = out of it.  RSOC integrates it exactly
+  (piecewise constant power): ``d(rsoc)/dt = -wb / capacity_wh * 100 / 3600``
+  % per simulated second, clamped to 0..100 % (energy keeps being counted in
+  ``energy_wh``).
+* Simulated time runs ``speed`` times real time (1 = real time).
+* ``vb`` (V) follows an open-circuit-voltage curve of RSOC, piecewise linear
+  through ``OCV_CURVE`` (a 48 V lithium-ion pack, roughly).
+* Interchange is permitted while ``rsoc_min <= rsoc <= rsoc_max`` (%).
+"""
+import bisect
+import threading
+import time
+from typing import Callable, Sequence, Tuple
+
+#: (RSOC %, open-circuit voltage V), increasing RSOC, from 0 to 100 %.
+OCV_CURVE: Tuple[Tuple[float, float], ...] = (
+    (0.0, 44.0), (10.0, 48.0), (50.0, 52.0), (90.0, 54.0), (100.0, 56.0))
+
+
+def ocv(rsoc: float, curve: Sequence[Tuple[float, float]] = OCV_CURVE) -> float:
+    """Open-circuit voltage (V) at ``rsoc`` (%), linear between the curve's points."""
+    xs = [x for x, _ in curve]
+    i = bisect.bisect_right(xs, rsoc)
+    if i <= 0:
+        return curve[0][1]
+    if i >= len(curve):
+        return curve[-1][1]
+    (x0, y0), (x1, y1) = curve[i - 1], curve[i]
+    return y0 + (y1 - y0) * (rsoc - x0) / (x1 - x0)
+
+
+def _check_rsoc(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 100.0:
+        raise ValueError("%s=%r is not allowed (allowed: 0.0..100.0 %%)" % (name, value))
+    return value
+
+
+class BatteryModel:
+    """A battery whose RSOC follows the power the converter puts through it.
+
+    Args:
+        capacity_wh: usable energy between 0 and 100 % RSOC, Wh (> 0).
+        rsoc: initial RSOC, % (0..100).
+        rsoc_min, rsoc_max: interchange permitted between these, % (inclusive).
+        speed: simulated seconds per real second (> 0; 1 = real time).
+        clock: monotonic clock in s (tests may pass their own).
+    Raises:
+        ValueError: a value out of range (the message names it).
+    """
+
+    def __init__(self, capacity_wh: float = 4800.0, rsoc: float = 55.5, rsoc_min: float = 0.0,
+                 rsoc_max: float = 100.0, speed: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        if not capacity_wh > 0:
+            raise ValueError("capacity_wh=%r is not allowed (allowed: > 0 Wh)" % (capacity_wh,))
+        if not speed > 0:
+            raise ValueError("speed=%r is not allowed (allowed: > 0)" % (speed,))
+        self.rsoc_min = _check_rsoc("rsoc_min", rsoc_min)
+        self.rsoc_max = _check_rsoc("rsoc_max", rsoc_max)
+        if self.rsoc_min > self.rsoc_max:
+            raise ValueError("rsoc_min=%r > rsoc_max=%r" % (rsoc_min, rsoc_max))
+        self.capacity_wh = float(capacity_wh)
+        self.speed = float(speed)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rsoc = _check_rsoc("rsoc", rsoc)
+        self._power = 0.0
+        self._energy = 0.0   # Wh out of the battery since creation (simulated)
+        self._elapsed = 0.0  # simulated s since creation
+        self._t = clock()
+
+    def _advance(self):
+        """Integrate the held power up to now (under the lock)."""
+        now = self._clock()
+        dt = (now - self._t) * self.speed
+        self._t = now
+        if dt <= 0:
+            return
+        wh = self._power * dt / 3600.0
+        self._energy += wh
+        self._elapsed += dt
+        self._rsoc = min(100.0, max(0.0, self._rsoc - wh / self.capacity_wh * 100.0))
+
+    def set_power(self, wb: float) -> None:
+        """From now on the battery gives ``wb`` W (negative: takes, charging)."""
+        with self._lock:
+            self._advance()
+            self._power = float(wb)
+
+    @property
+    def power(self) -> float:
+        """The battery power held now, W (negative: charging)."""
+        return self._power
+
+    @property
+    def rsoc(self) -> float:
+        """RSOC now, % (float, 0..100)."""
+        with self._lock:
+            self._advance()
+            return self._rsoc
+
+    @rsoc.setter
+    def rsoc(self, value: float) -> None:
+        value = _check_rsoc("rsoc", value)
+        with self._lock:
+            self._advance()
+            self._rsoc = value
+
+    @property
+    def vb(self) -> float:
+        """Battery voltage now, V (open-circuit voltage of RSOC)."""
+        return ocv(self.rsoc)
+
+    @property
+    def permitted(self) -> bool:
+        """True while RSOC is within [rsoc_min, rsoc_max]."""
+        return self.rsoc_min <= self.rsoc <= self.rsoc_max
+
+    @property
+    def energy_wh(self) -> float:
+        """Energy out of the battery since creation, Wh (∫ wb dt, simulated time)."""
+        with self._lock:
+            self._advance()
+            return self._energy
+
+    @property
+    def elapsed(self) -> float:
+        """Simulated seconds since creation."""
+        with self._lock:
+            self._advance()
+            return self._elapsed
