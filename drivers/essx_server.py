@@ -8,11 +8,8 @@ opens the devices (or, with ``--simulate``, simulated ones on pseudo-terminals)
 and serves with waitress until SIGINT/SIGTERM.
 """
 
-import argparse
-import dataclasses
 import logging
 import os
-import signal
 import sys
 import threading
 
@@ -53,152 +50,35 @@ def create_app(controller, *, goodbye=None, reload_config=None, config=None, sim
                                "dcdc_batt_comm_version": DCDC_BATT_COMM_VERSION})
 
 
-# -- start-up -----------------------------------------------------------------------
+# -- start-up (essx.startup, essx.serve, essx.cli, essx.check) ---------------------
 
-class System:
-    """The opened devices and the controller built from a ``Config``.
-
-    With ``simulate=True`` a simulated EZA2500 and battery are started on
-    pseudo-terminals and the configuration's ports are replaced by theirs;
-    everything else (ESSXRS485, ESSXModbusClient, EZA2500Device,
-    BatteryEmulator) is the same as on real hardware.
-    """
-
-    def __init__(self, config, simulate=False, watch=True):
-        from battery_emulator import BatteryEmulator
-        from essx.essx_modbus import ESSXModbusClient
-        from essx.essx_rs485 import ESSXRS485
-        from essx.essx_type_oes import ESSXTypeOES
-        from eza2500 import EZA2500Device
-
-        self.simulators = []
-        self.dcdc_sim = self.battery_sim = None
-        dev = config.dcdc_dev
-        port, baud = dev.port, dev.baudrate
-        dcdc_kw = dict(dev.rs485, dir_pin=dev.dir_pin)
-        bat = config.battery_dev
-        bat_kw = dataclasses.asdict(bat.kwparams) if bat else None
-        try:
-            if simulate:
-                from battery_emulator.simulator import BatterySimulator
-                from eza2500.simulator import EZA2500Simulator
-
-                sim = EZA2500Simulator(ad1=dev.address1, ad2=dev.address2, baudrate=baud)
-                sim.start()
-                self.simulators.append(sim)
-                self.dcdc_sim = sim
-                port, dcdc_kw["dir_pin"] = sim.port, "not_used"
-                if bat:
-                    bsim = BatterySimulator(unit=bat.unit, baudrate=bat.kwparams.baudrate)
-                    bsim.start()
-                    self.simulators.append(bsim)
-                    self.battery_sim = bsim
-                    bat_kw["port"], bat_kw["dir_pin"] = bsim.port, "not_used"
-                log.info("simulated converter on %s, simulated battery on %s", port,
-                         bat_kw["port"] if bat else "(none)")
-            self.serial = ESSXRS485(port, baud, **dcdc_kw)
-            dcdc = EZA2500Device(dev=self.serial, timeout=config.dcdc.timeout)
-            self.modbus = None
-            battery = None
-            if bat:
-                self.modbus = ESSXModbusClient(**bat_kw)
-                battery = BatteryEmulator(dev=self.modbus, modbus_adr_rsoc=bat.modbus_adr_rsoc,
-                                          modbus_adr_status=bat.modbus_adr_status, unit=bat.unit)
-            self.controller = ESSXTypeOES(dcdc_dev=dcdc, bat_dev=battery, dcdc_config=config.dcdc,
-                                          bat_config=config.battery, ad1=dev.address1,
-                                          ad2=dev.address2, name=dev.name, watch=watch)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self):
-        """Stop the watch thread, close the ports, stop the simulators."""
-        controller = getattr(self, "controller", None)
-        if controller is not None:
-            controller.close()
-        if getattr(self, "modbus", None) is not None:
-            self.modbus.close()
-        if getattr(self, "serial", None) is not None:
-            self.serial.close()
-        for sim in self.simulators:
-            sim.stop()
-        self.simulators = []
-
-
-class WaitressServer(bottle.ServerAdapter):
-    """Bottle's adapter for waitress, keeping the server so it can be closed."""
-
-    def run(self, handler):
-        import waitress
-
-        self.server = waitress.create_server(handler, host=self.host, port=self.port, **self.options)
-        log.info("serving on http://%s:%s", self.host, self.server.effective_port)
-        self.server.run()
-
-
-def parse_args(argv=None):
-    """The command line of spec 5.1.2, plus ``--goodbye`` and ``--simulate``."""
-    p = argparse.ArgumentParser(description="ESS Server: apis-dcdc_batt_comm Web API")
-    p.add_argument("--host", default="localhost", help="address to listen on (default localhost)")
-    p.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
-    p.add_argument("--debug", action="store_true", help="debug log, every converter frame in hex")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="configuration file (default %(default)s)")
-    p.add_argument("--goodbye", action="store_true", help="enable /essx/goodbye")
-    p.add_argument("--simulate", action="store_true",
-                   help="run against a simulated EZA2500 and battery on pseudo-terminals")
-    return p.parse_args(argv)
+from essx.cli import parse_args  # noqa: E402,F401 - essx_server.parse_args
+from essx.startup import System  # noqa: E402,F401 - essx_server.System
+from essx import resources as _resources  # noqa: E402
 
 
 def _installed_path(path):
-    """*path* (beside essx_server.py) if it exists, else the copy a non-editable
-    install put in ``<prefix>/share/dcdc_batt_comm/`` (setup.py's data_files)
-    when that exists, else *path*."""
-    if not os.path.exists(path):
-        installed = os.path.join(sys.prefix, "share", "dcdc_batt_comm", os.path.basename(path))
-        if os.path.exists(installed):
-            return installed
-    return path
+    """*path* when it exists (a source tree), else the shipped file of the same
+    name found through importlib.resources (``essx/data/``), in every install
+    form (venv, --user, system pip, editable)."""
+    if os.path.exists(path):
+        return path
+    return str(_resources.data_path(os.path.basename(path)))
 
 
 def _default_config_path(path):
-    """Beside essx_server.py, or where a non-editable install put the example."""
-    if path == DEFAULT_CONFIG:
-        return _installed_path(path)
-    return path
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    """The configuration to use: *path*, or the default when *path* is None
+    (see ``essx.resources.default_config_path``)."""
+    return path if path is not None else _resources.default_config_path()
 
 
 def main(argv=None):
-    """Run the server; returns the process exit code (0 after SIGINT/SIGTERM)."""
-    from essx.essx_config import load_config
+    """Run essx-server; returns the exit status (0 after SIGINT/SIGTERM or a
+    passing ``--check``, 1 for a failed ``--check``, 2 for an operator's
+    mistake).  See ``essx.cli``."""
+    from essx.cli import main as cli_main
 
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.debug:
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    config_path = _default_config_path(args.config)
-    try:
-        config = load_config(config_path)
-        system = System(config, simulate=args.simulate)
-    except ESSXException as e:
-        log.error("%s", e)
-        return 2
-    for signum in (signal.SIGTERM, signal.SIGINT):   # SIGINT too: a background job may start with it ignored
-        signal.signal(signum, _raise_interrupt)
-    app = create_app(system.controller,
-                     goodbye=(lambda: os.kill(os.getpid(), signal.SIGTERM)) if args.goodbye else None,
-                     reload_config=lambda: load_config(config_path))
-    server = WaitressServer(host=args.host, port=args.port, threads=8)
-    try:
-        bottle.run(app, server=server, quiet=True)
-    finally:
-        system.close()
-        log.info("stopped")
-    return 0
+    return cli_main(argv, create_app=create_app)
 
 
 if __name__ == "__main__":

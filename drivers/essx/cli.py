@@ -1,0 +1,173 @@
+"""essx-server's command line (spec 5.1.2 plus deployment options) and main.
+
+``essx-server [--host H] [--port P] [--config FILE] [--debug] [--log-level
+L] [--goodbye] [--simulate] [--check] [--strict-config] [--version]``
+
+Exit status: 0 after SIGINT/SIGTERM (or a passing ``--check``), 1 when
+``--check`` finds a fault, 2 for an operator's mistake (one line on stderr).
+"""
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from typing import Any, Callable, List, Optional
+
+from essx import logsetup, resources
+from essx.essx_exception import ESSXException
+from essx.startup import EXIT_USAGE, THREADS, StartupError, System, max_waiting, open_ports, package_version
+
+log = logging.getLogger("essx_server")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_USAGE, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
+def tcp_port(text: str) -> int:
+    """``--port``: an integer 1-65535 (argparse type)."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("%r is not a TCP port: expected 1-65535" % text)
+    return value
+
+
+def host_name(text: str) -> str:
+    """``--host``: an IPv4/IPv6 address or a host name (argparse type);
+    whether it is this machine's is checked when binding."""
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    if not text or len(text) > 253 or not all(
+            label and len(label) <= 63 and label.replace("-", "").isalnum()
+            and not label.startswith("-") for label in labels):
+        raise argparse.ArgumentTypeError("%r is neither an IP address nor a host name" % text)
+    return text
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The command line; exits 2 with one line on a bad option, 0 after
+    ``--version``/``--help``."""
+    p = _Parser(prog="essx-server", description="ESS Server: apis-dcdc_batt_comm Web API")
+    p.add_argument("--host", type=host_name, default="localhost",
+                   help="address to listen on (default localhost)")
+    p.add_argument("--port", type=tcp_port, default=8080, help="TCP port, 1-65535 (default 8080)")
+    p.add_argument("--config", default=None,
+                   help="configuration file (default %s when it exists, else the shipped example)"
+                   % resources.ETC_CONFIG)
+    p.add_argument("--debug", action="store_true",
+                   help="debug log: every converter frame in hex with its command")
+    p.add_argument("--log-level", choices=logsetup.LEVELS, default="info",
+                   help="least severe level logged (default info; --debug means debug)")
+    p.add_argument("--goodbye", action="store_true", help="enable /essx/goodbye")
+    p.add_argument("--simulate", action="store_true",
+                   help="run against a simulated EZA2500 and battery on pseudo-terminals")
+    p.add_argument("--check", action="store_true",
+                   help="commissioning: check the configuration, open both ports, read the "
+                        "converter and the battery once, print a report; exit 0 or 1")
+    p.add_argument("--strict-config", action="store_true",
+                   help="turn the configuration's warnings into errors")
+    p.add_argument("--version", action="version",
+                   version="essx-server %s (dcdc_batt_comm)" % package_version())
+    return p.parse_args(argv)
+
+
+def _describe(system: System) -> str:
+    """The start-up line's device part: ports, baud rates, addresses."""
+    config = system.config
+    dev, bat = config.dcdc_dev, config.battery_dev
+    text = "converter %s %d baud AD1=%d AD2=%d dir_pin=%s" % (
+        system.dcdc_port, dev.baudrate, dev.address1, dev.address2, dev.dir_pin)
+    if bat is None:
+        return text + "; no battery"
+    return text + "; battery %s %d baud unit %d" % (system.battery_port, bat.kwparams.baudrate,
+                                                    bat.unit)
+
+
+def startup_line(system: System) -> str:
+    """The one INFO line logged at start: version, configuration, devices, simulated."""
+    return "essx-server %s starting: configuration %s; %s; %s" % (
+        package_version(), system.config.path, _describe(system),
+        "simulated devices" if system.simulate else "real devices")
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _load(args: argparse.Namespace) -> Any:
+    """The configuration, its warnings logged.
+
+    Raises:
+        ESSXConfigException: the file cannot be used (one line).
+    """
+    from essx import essx_config
+
+    config = essx_config.load_config(args.config, strict=args.strict_config)
+    essx_config.log_warnings(config)
+    return config
+
+
+def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., Any]) -> None:
+    """Build the application and serve until SIGINT/SIGTERM."""
+    from essx import essx_config
+    from essx.serve import HTTPServer
+
+    link = getattr(system.controller, "link", None)
+    if link is not None:
+        link.configure(max_waiting=max_waiting(THREADS))
+    for signum in (signal.SIGTERM, signal.SIGINT):   # SIGINT too: a background job may start with it ignored
+        signal.signal(signum, _raise_interrupt)
+    app = create_app(system.controller,
+                     goodbye=(lambda: os.kill(os.getpid(), signal.SIGTERM)) if args.goodbye else None,
+                     reload_config=lambda: essx_config.load_config(args.config, strict=args.strict_config),
+                     config=system.config, simulate=args.simulate)
+    server = HTTPServer(app, args.host, args.port, threads=THREADS)
+    log.info("serving on http://%s:%d", args.host, server.port)
+    server.run()
+
+
+def main(argv: Optional[List[str]] = None, create_app: Optional[Callable[..., Any]] = None) -> int:
+    """Run essx-server; returns the exit status (see the module docstring).
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+        create_app: builds the Bottle application from the controller
+            (default ``essx_server.create_app``).
+    """
+    args = parse_args(argv)
+    logsetup.setup_logging(args.log_level, args.debug)
+    args.config = args.config or resources.default_config_path()
+    try:
+        config = _load(args)
+        if args.check:
+            from essx.check import run_check
+
+            return run_check(config, simulate=args.simulate)
+        system = System(config, simulate=args.simulate)
+    except ESSXException as e:
+        log.error("%s", e)
+        return EXIT_USAGE
+    try:
+        log.info("%s", startup_line(system))
+        open_ports(system)
+        if create_app is None:
+            from essx_server import create_app
+        _serve(args, system, create_app)
+    except ESSXException as e:      # StartupError, a dir_pin the port refuses
+        log.error("%s", e)
+        return EXIT_USAGE
+    finally:
+        system.close()
+        log.info("stopped")
+    return 0
