@@ -10,12 +10,12 @@ from typing import Dict, Iterator, Tuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from essx.observe import Recorder
 
-#: Content type of the answer of /metrics.
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: Content type of the answer of /metrics: the classic text format ``generate_latest`` writes
+#: (prometheus_client >= 0.22 names it CONTENT_TYPE_PLAIN_0_0_4; older ones CONTENT_TYPE_LATEST).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Converter meter -> (metric name, help). 10-1's fields (EZA2500.md command table).
 METERS: Dict[str, Tuple[str, str]] = {

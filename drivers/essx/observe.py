@@ -38,7 +38,7 @@ HISTORY_SERIES: Dict[str, Tuple[str, str]] = {
     "vg": ("dcdc", "vg"), "ig": ("dcdc", "ig"), "wb": ("dcdc", "wb"), "rsoc": ("battery", "rsoc")}
 #: How far back the ring buffer reaches, s.
 HISTORY_SECONDS = 3600.0
-#: Points of one series closer than this (s) replace each other (at most one a second).
+#: A series keeps one point per slot of this many seconds: the slot's latest.
 HISTORY_RESOLUTION = 1.0
 #: Failed tries kept for the status.
 RECENT_ERRORS = 20
@@ -185,7 +185,7 @@ class Recorder:
                 continue
             points = self.history[name]
             point = (t, float(exchange.values[key]))
-            if points and t - points[-1][0] < HISTORY_RESOLUTION:
+            if points and t // HISTORY_RESOLUTION == points[-1][0] // HISTORY_RESOLUTION:
                 points[-1] = point
             else:
                 points.append(point)
