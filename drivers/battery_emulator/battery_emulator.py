@@ -4,26 +4,43 @@ Facts from battery-modbus.md: input registers (function code 4), register
 number 3xxxx is PDU address ``number - 30001``; RSOC in 0.1 %; status bit 0 = 1
 means interchange NOT permitted; the reference reads both registers with one
 request of count 2 when they are adjacent and tries each read twice, 0.5 s
-apart. Unlike the reference, every Modbus failure (exception response, bad
-CRC, no reply, serial error) counts as a communication error and is retried
-(reference-defects.md).
+apart.
+
+The reference's meanings (its ``battery_emulator/__init__.py``, which its
+server builds with PDU addresses ``modbus_adr_rsoc - 30001``): ``remote_*``
+send the read, ``read_rsoc()`` / ``read_status()`` give what was last read
+(0.0 % and 0 = not permitted before any read), ``check_battery()`` reads and
+returns ``(rsoc, battery_operation_status, comm_err)``.
+
+Unlike the reference, every Modbus failure (exception response, bad CRC, no
+reply, wrong function code, serial error) counts as a communication error and
+is retried (reference-defects.md), and an RSOC above 100 % is passed on as
+read with a WARNING (the reference passes it on silently).
 """
 import logging
+import threading
 import time
+from typing import Any, Dict, List, Optional, Tuple
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from essx.essx_exception import (ESSXConfigException, ESSXException, ESSXIOException,
                                  ESSXTimeoutException, ESSXValueException)
+from essx.essx_modbus import UnexpectedReply
+from essx.exchange import Exchange, Listeners
 
 logger = logging.getLogger(__name__)
 
-#: Wait between the two tries of a read, seconds (battery-modbus.md).
+#: Wait between the tries of a read, seconds (battery-modbus.md).
 RETRY_WAIT_S = 0.5
 #: Tries per read (battery-modbus.md).
 TRIES = 2
 #: Register number of PDU address 0 for input registers.
 INPUT_REGISTER_BASE = 30001
+#: Register numbers taken as such; any other address 0..65535 is a PDU address.
+REGISTER_NUMBERS = range(30001, 40000)
+#: RSOC register value of 100 % (0.1 % units).
+RSOC_FULL = 1000
 
 #: battery_operation_status values (spec 5.3.2).
 NOT_PERMITTED = 0
@@ -43,171 +60,251 @@ MODBUS_EXCEPTIONS = {
 }
 
 
-def pdu_address(number, name):
-    """PDU address of input register ``number`` (30030 -> 29).
+def pdu_address(value: Any, key: str) -> int:
+    """PDU address of an input register given either way.
+
+    Args:
+        value: a register number 30001..39999 (30030 -> 29, the
+            configuration's form) or a 0-based PDU address 0..30000 or
+            40000..65535 (29, the form the reference's server passes).
+        key: the parameter's name, for the error.
 
     Raises:
-        ESSXConfigException: ``number`` is not an input register number
-            30001..39999.
+        ESSXConfigException: not an int in those ranges (names ``key``).
     """
-    if isinstance(number, bool) or not isinstance(number, int) or not 30001 <= number <= 39999:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
         raise ESSXConfigException(
-            "%s=%r is not an input register number (allowed: 30001..39999, e.g. 30030)"
-            % (name, number))
-    return number - INPUT_REGISTER_BASE
+            "%s=%r: expected an input register number 30001..39999 (e.g. 30030) or a "
+            "0-based PDU address (e.g. 29)" % (key, value))
+    return value - INPUT_REGISTER_BASE if value in REGISTER_NUMBERS else value
 
 
-def operation_status(status_register):
-    """battery_operation_status from the status register: bit 0 = 1 -> 0, else 3."""
-    return NOT_PERMITTED if status_register & 0x1 else PERMITTED
+def _outcome(exc: ESSXException) -> str:
+    """The Exchange outcome of a failed try."""
+    if isinstance(exc, ESSXIOException):
+        return "io_error"
+    if isinstance(exc, ESSXTimeoutException):
+        return "timeout"
+    if isinstance(exc, ESSXValueException):
+        return "value"
+    return "exception"
 
 
 class BatteryEmulator:
     """The battery (or battery emulator board) as a Modbus RTU slave.
 
     ``BatteryEmulator(dev=None, modbus_adr_rsoc=None, modbus_adr_status=None,
-    unit=0x1)``
+    unit=0x1)`` as in the reference, plus keyword-only ``tries`` and
+    ``retry_wait`` (s).
 
     Args:
-        dev: a connected-on-demand pymodbus sync client, normally an
+        dev: a pymodbus sync client that connects on demand, normally an
             ``ESSXModbusClient`` (spec 5.3.2 calls it the low-level device).
-        modbus_adr_rsoc: RSOC register number, e.g. 30030.
-        modbus_adr_status: status register number, e.g. 30031.
-        unit: Modbus unit (device id) 1..247.
+        modbus_adr_rsoc: RSOC register, 30030 or PDU address 29.
+        modbus_adr_status: status register, 30031 or PDU address 30.
+        unit: Modbus unit (device id) 0..255 (0 is broadcast: nobody answers).
 
     Raises:
-        ESSXConfigException: missing ``dev``, bad register numbers or unit.
+        ESSXConfigException: missing ``dev``, a bad address or unit (the
+            parameter is named).
 
     Attributes:
         last_error (str): why the last read failed; "" after a success.
-
-    Not thread-safe by itself: the controller holds the battery bus lock
-    around every call (design.md, "one lock per bus").
+        listeners (Listeners): get one ``Exchange(bus="battery",
+            command="read")`` per try.
+        lock (RLock): held for a whole read (all its tries): the bus lock.
     """
 
-    def __init__(self, dev=None, modbus_adr_rsoc=None, modbus_adr_status=None, unit=0x1):
+    def __init__(self, dev: Any = None, modbus_adr_rsoc: Any = None, modbus_adr_status: Any = None,
+                 unit: Any = 0x1, *, tries: int = TRIES, retry_wait: float = RETRY_WAIT_S) -> None:
         if dev is None:
             raise ESSXConfigException("BatteryEmulator needs dev= (an ESSXModbusClient)")
-        if isinstance(unit, bool) or not isinstance(unit, int) or not 1 <= unit <= 247:
-            raise ESSXConfigException("battery unit=%r is not allowed (allowed: 1..247)" % (unit,))
+        if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 255:
+            raise ESSXConfigException("unit=%r: expected a Modbus unit (device id) 0..255, e.g. 1"
+                                      % (unit,))
         self.dev = dev
         self.unit = unit
         self.modbus_adr_rsoc = modbus_adr_rsoc
         self.modbus_adr_status = modbus_adr_status
-        self._rsoc_address = pdu_address(modbus_adr_rsoc, "modbus_adr_rsoc")
-        self._status_address = pdu_address(modbus_adr_status, "modbus_adr_status")
-        self._rsoc = None
-        self._status = None
+        self.rsoc_address = pdu_address(modbus_adr_rsoc, "modbus_adr_rsoc")
+        self.status_address = pdu_address(modbus_adr_status, "modbus_adr_status")
+        self.tries = tries
+        self.retry_wait = retry_wait
         self.last_error = ""
+        self.listeners = Listeners()
+        self.lock = threading.RLock()
+        self._rsoc_raw = 0  # the reference's initial values: 0.0 %, not permitted
+        self._status_raw = 1
+        self._rsoc_high = False
+        self._failing = False
 
-    # -- most recent values ------------------------------------------------
-    def read_rsoc(self):
-        """Most recent RSOC, % (float 0.0-100.0), or None before the first read."""
-        return self._rsoc
+    # -- what the observers may read (sends nothing) --------------------------------
+    @property
+    def port(self) -> str:
+        """The battery's serial device, e.g. "/dev/ttyO5" ("" when unknown)."""
+        port = getattr(self.dev, "port", None)
+        if port is None:
+            port = getattr(getattr(self.dev, "comm_params", None), "host", "")
+        return str(port or "")
 
-    def read_status(self):
-        """Most recent raw status register (int), or None before the first read."""
-        return self._status
+    @property
+    def is_open(self) -> bool:
+        """True while the battery's port is open."""
+        is_open = getattr(self.dev, "is_open", None)
+        if is_open is None:
+            is_open = getattr(self.dev, "connected", False)
+        return bool(is_open)
 
-    # -- Modbus reads ---------------------------------------------------------
-    def remote_rsoc(self):
-        """Read the RSOC register (two tries); return RSOC in % (float).
+    # -- most recent values (the reference's read_*) ---------------------------------
+    def read_rsoc(self) -> float:
+        """RSOC last read, % (0.1 % steps, as read: may exceed 100); 0.0 before any read."""
+        return self._rsoc_raw / 10.0
+
+    def read_status(self) -> int:
+        """Interchange permission last read: 1 permitted, 0 not (also before any read).
+
+        The register's bit 0 has the opposite sense (1 = not permitted).
+        """
+        return 0 if self._status_raw & 0x1 else 1
+
+    # -- Modbus reads (the reference's remote_*) -------------------------------------
+    def remote_rsoc(self) -> None:
+        """Read the RSOC register (and the status with it when it is the next one).
 
         Raises:
-            ESSXException: communication error after both tries (its subclass
+            ESSXException: communication error after all tries (its subclass
                 says which: timeout, I/O, value, or exception response).
         """
-        (raw,) = self._read(self._rsoc_address, 1)
-        self._rsoc = self._percent(raw)
-        return self._rsoc
+        with self.lock:
+            if self.status_address == self.rsoc_address + 1:
+                self._read(self.rsoc_address, 2)
+            else:
+                self._read(self.rsoc_address, 1)
 
-    def remote_status(self):
-        """Read the status register (two tries); return its raw value (int).
+    def remote_status(self) -> None:
+        """Read the status register.
 
         Raises:
-            ESSXException: communication error after both tries.
+            ESSXException: communication error after all tries.
         """
-        (self._status,) = self._read(self._status_address, 1)
-        return self._status
+        with self.lock:
+            self._read(self.status_address, 1)
 
-    def check_battery(self):
+    def remote_rsoc_and_status(self) -> None:
+        """Read both registers: one request of count 2 when adjacent, else two.
+
+        Raises:
+            ESSXException: communication error after all tries.
+        """
+        with self.lock:
+            low = min(self.rsoc_address, self.status_address)
+            if abs(self.rsoc_address - self.status_address) == 1:
+                self._read(low, 2)
+            else:
+                self._read(self.rsoc_address, 1)
+                self._read(self.status_address, 1)
+
+    def check_battery(self) -> Tuple[float, int, int]:
         """Read RSOC and status; return ``(rsoc, battery_operation_status, comm_err)``.
 
         Returns:
-            tuple: rsoc float 0.0-100.0 %, battery_operation_status 0 (not
-            permitted) or 3 (permitted), comm_err 0 (both read) or -1. On a
-            communication error the result is ``(0.0, 0, -1)``: nothing is
-            permitted on stale data; ``last_error`` says why, and
-            ``read_rsoc()``/``read_status()`` keep the last good values.
+            rsoc float % as read (0.1 % steps), battery_operation_status 0
+            (not permitted) or 3 (permitted), comm_err 0 (both read) or -1.
+            On a communication error the result is ``(0.0, 0, -1)``: nothing
+            is permitted on stale data; ``last_error`` says why (naming the
+            port when it cannot be opened), and ``read_rsoc()`` /
+            ``read_status()`` keep the last good values.
 
-        Never raises ``ESSXException``; one request of count 2 when the two
-        registers are adjacent, else two requests.
+        Never raises ``ESSXException``.
         """
-        try:
-            low = min(self._rsoc_address, self._status_address)
-            if abs(self._rsoc_address - self._status_address) == 1:
-                registers = self._read(low, 2)
-                rsoc_raw = registers[self._rsoc_address - low]
-                status = registers[self._status_address - low]
-                self._rsoc, self._status = self._percent(rsoc_raw), status
-            else:
-                self.remote_rsoc()
-                self.remote_status()
-        except ESSXException as exc:
-            self.last_error = str(exc)
-            logger.warning("battery check failed: %s", exc)
-            return 0.0, NOT_PERMITTED, -1
-        return self._rsoc, operation_status(self._status), 0
+        with self.lock:
+            try:
+                self.remote_rsoc_and_status()
+            except ESSXException:
+                return 0.0, NOT_PERMITTED, -1
+            return self.read_rsoc(), PERMITTED if self.read_status() else NOT_PERMITTED, 0
 
-    def _percent(self, raw):
-        """RSOC register (0.1 %) to %.
-
-        Raises:
-            ESSXValueException: raw is outside 0..1000.
-        """
-        if not 0 <= raw <= 1000:
-            self.last_error = ("battery unit %d: RSOC register %d reads %d, outside 0..1000 (0.1 %%)"
-                               % (self.unit, self.modbus_adr_rsoc, raw))
-            raise ESSXValueException(self.last_error)
-        return raw / 10.0
-
-    # -- one read, two tries ---------------------------------------------------
-    def _read(self, address, count):
-        """Read ``count`` input registers at PDU ``address``, tried TRIES times.
-
-        Returns:
-            list[int]: the registers.
+    # -- one read, its tries -------------------------------------------------------------
+    def _read(self, address: int, count: int) -> List[int]:
+        """Read ``count`` input registers at PDU ``address``; store; report each try.
 
         Raises:
             ESSXException: the last try's error.
         """
-        error = None
-        for attempt in range(1, TRIES + 1):
+        error: Optional[ESSXException] = None
+        for attempt in range(1, self.tries + 1):
             if attempt > 1:
-                time.sleep(RETRY_WAIT_S)  # a real wait between tries, not a timeout
+                time.sleep(self.retry_wait)  # a real wait between tries, not a timeout
+            start = time.monotonic()
             try:
                 registers = self._read_once(address, count)
             except ESSXConfigException:
                 raise
             except ESSXException as exc:
                 error = exc
-                logger.info("battery read try %d/%d failed: %s", attempt, TRIES, exc)
+                self._emit(_outcome(exc), start, attempt, error=str(exc))
+                logger.debug("battery read try %d/%d failed: %s", attempt, self.tries, exc)
                 continue
-            self.last_error = ""
+            values = self._store(address, registers)
+            self._emit("ok", start, attempt, values=values)
+            self._succeeded()
             return registers
-        self.last_error = str(error)
+        assert error is not None
+        self._failed(error)
         raise error
 
-    def _timeout(self):
+    def _emit(self, outcome: str, start: float, attempt: int, values: Optional[Dict] = None,
+              error: Optional[str] = None) -> None:
+        self.listeners.emit(Exchange(
+            bus="battery", command="read", outcome=outcome, seconds=time.monotonic() - start,
+            attempt=attempt, port=self.port, values=values, error=error))
+
+    def _store(self, address: int, registers: List[int]) -> Dict[str, Any]:
+        """Keep the registers read; return them as Exchange values."""
+        values: Dict[str, Any] = {}
+        for offset, raw in enumerate(registers):
+            if address + offset == self.rsoc_address:
+                self._rsoc_raw = raw
+                self._note_rsoc(raw)
+                values["rsoc"] = self.read_rsoc()
+            if address + offset == self.status_address:
+                self._status_raw = raw
+                values["permitted"] = bool(self.read_status())
+        return values
+
+    def _note_rsoc(self, raw: int) -> None:
+        """WARNING once when RSOC rises above 100 %; again after it came back."""
+        if raw > RSOC_FULL and not self._rsoc_high:
+            logger.warning("battery unit %d: RSOC register %s reads %d (%.1f %%), above 100 %%; "
+                           "passed on as read", self.unit, self.modbus_adr_rsoc, raw, raw / 10.0)
+        self._rsoc_high = raw > RSOC_FULL
+
+    def _succeeded(self) -> None:
+        self.last_error = ""
+        if self._failing:
+            logger.info("battery unit %d on %s answers again", self.unit, self.port)
+        self._failing = False
+
+    def _failed(self, error: ESSXException) -> None:
+        """Keep the reason; log once per change (the client logs port changes)."""
+        self.last_error = str(error)
+        if not self._failing and not isinstance(error, ESSXIOException):
+            logger.warning("battery cannot be read: %s", error)
+        self._failing = True
+
+    def _describe(self, address: int, count: int) -> str:
+        if self.modbus_adr_rsoc in REGISTER_NUMBERS:
+            first, kind = INPUT_REGISTER_BASE + address, "input register"
+        else:
+            first, kind = address, "input register at PDU address"
+        regs = "%d" % first + ("..%d" % (first + count - 1) if count > 1 else "")
+        return "battery unit %d, %s %s" % (self.unit, kind, regs)
+
+    def _timeout(self) -> Any:
         params = getattr(self.dev, "comm_params", None)
         return getattr(params, "timeout_connect", "?")
 
-    def _describe(self, address, count):
-        last = INPUT_REGISTER_BASE + address + count - 1
-        regs = "%d" % (INPUT_REGISTER_BASE + address) + ("..%d" % last if count > 1 else "")
-        return "battery unit %d, input register %s" % (self.unit, regs)
-
-    def _read_once(self, address, count):
+    def _read_once(self, address: int, count: int) -> List[int]:
         """One Modbus request (function code 4); errors mapped to ESSXException.
 
         Raises:
@@ -215,13 +312,16 @@ class BatteryEmulator:
                 ModbusIOException; a bad CRC shows up this way too).
             ESSXIOException: the port could not be opened or failed.
             ESSXException: the battery answered with a Modbus exception.
-            ESSXValueException: the reply has the wrong number of registers.
+            ESSXValueException: a reply of another function code, or with the
+                wrong number of registers.
         """
         what = self._describe(address, count)
         try:
             reply = self.dev.read_input_registers(address, count=count, device_id=self.unit)
         except ConnectionException as exc:
             raise ESSXIOException("%s: serial port error: %s" % (what, exc)) from exc
+        except UnexpectedReply as exc:
+            raise ESSXValueException("%s: %s" % (what, exc)) from exc
         except ModbusIOException as exc:
             raise ESSXTimeoutException(
                 "%s: no valid reply within %s s (no answer, or a corrupt frame such as a bad CRC)"

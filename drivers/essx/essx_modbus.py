@@ -6,219 +6,270 @@ configuration as the reference did (spec 5.1.3)::
     method: 'rtu'   port: "/dev/ttyO5"   timeout: 1   baudrate: 9600
     dir_pin: "P8_9" (parity, stopbits, bytesize, retries optional)
 
-and maps them to the pymodbus 3.x API: ``method`` becomes ``framer=``,
+They are checked by ``essx_config.modbus_params`` (the one validator of these
+keys) and mapped to the pymodbus 3.x API: ``method`` becomes ``framer=``,
 ``dir_pin`` (and ``drop_echo``) go to the ``ESSXRS485`` that ``connect()``
-opens. pymodbus's own ``retries`` default to 0 here, because
-``BatteryEmulator`` makes its own two tries 0.5 s apart (battery-modbus.md).
+opens, as the specification's way is: override ``connect()``. Everything else
+is pymodbus's public interface (``execute``, ``socket``, ``close``).
 
-Reconnect: after a serial I/O error the port is closed, and the next request
-opens it again (``execute()`` calls ``connect()``). pymodbus 3.16 does the
-closing itself but reports only the client's name; ``send``/``recv`` here keep
-the OS error's text, and also close on the older 3.x releases that let
-``OSError`` through.
+The line, as this client keeps it (battery-modbus.md; Modbus over Serial Line
+1.02, 2.5.1.1):
+
+- Nothing is opened at construction; every request opens the port if needed.
+  The port is opened exclusively: a second program on it gets an error
+  naming the port.
+- After a serial I/O error the port is closed (pymodbus 3.16 does it; on
+  3.14/3.15, which let the error out, this client does) and the next request
+  opens it again. Changes are logged once each: WARNING when the port cannot
+  be opened or is lost, INFO when it is open again.
+- Stale input is dropped before every request. After a try that got no valid
+  reply, the next request first waits, up to one more timeout, for the late
+  reply and drops it: RTU has no transaction id, so a late reply would
+  otherwise be taken as the answer to the next request. A reply later than
+  twice the timeout cannot be told apart; the WARNING says to raise the
+  timeout.
+- A reply whose function code is not the request's (e.g. function 3 to a
+  function 4 request) is refused (``UnexpectedReply``, a ModbusIOException).
+- pymodbus itself makes one try per request; ``retries`` extra tries are made
+  here, each after the line has settled.
+
+Tested with pymodbus 3.14, 3.15 and 3.16.
 """
 import logging
+import select
 import termios
+import threading
+import time
+from typing import Any, Tuple
 
 import serial
 from pymodbus.client import ModbusSerialClient
-from pymodbus.exceptions import ConnectionException
+from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
+from essx.essx_config import ModbusParams, modbus_params
 from essx.essx_exception import ESSXConfigException
-from essx.essx_rs485 import DEFAULT_DIR_PIN, ESSXRS485, make_pin
+from essx.essx_rs485 import ESSXRS485, make_pin
 
 logger = logging.getLogger(__name__)
 
-_METHODS = {"rtu": FramerType.RTU, "ascii": FramerType.ASCII}
-_PARITIES = ("N", "E", "O", "M", "S")
-_STOPBITS = (1, 1.5, 2)
-_BYTESIZES = (5, 6, 7, 8)
-KNOWN_KWPARAMS = ("method", "port", "timeout", "baudrate", "parity", "stopbits",
-                  "bytesize", "retries", "dir_pin", "drop_echo", "handle_local_echo")
+#: Quiet time that ends a late frame while the line settles, s (3.5
+#: characters at 9600 baud is 3.6 ms; USB adapters deliver in up to 16 ms
+#: chunks, and a loaded machine schedules late).
+FRAME_GAP_S = 0.05
+
+_FRAMERS = {"rtu": FramerType.RTU, "ascii": FramerType.ASCII}
+_OPEN_ERRORS = (serial.SerialException, OSError, ValueError, termios.error)
 
 
-def _refuse(key, value, allowed):
-    raise ESSXConfigException("battery kwparams: %s=%r is not allowed (allowed: %s)"
-                              % (key, value, allowed))
+class UnexpectedReply(ModbusIOException):
+    """A well-formed reply that does not answer the request (other function code)."""
 
 
-def _number(key, value, low, high=None):
-    """Return ``value`` as a number within [low, high] or raise ESSXConfigException."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number < low or (high is not None and number > high) or isinstance(value, bool):
-        _refuse(key, value, ">= %s" % low if high is None else "%s..%s" % (low, high))
-    return number
-
-
-def _choice(key, value, allowed):
-    """Return ``value`` if it is one of ``allowed``, else raise ESSXConfigException."""
-    if value not in allowed:
-        _refuse(key, value, ", ".join(str(a) for a in allowed))
-    return value
-
-
-def client_arguments(kwparams):
-    """Translate the configuration's kwparams to ModbusSerialClient arguments.
+def client_arguments(params: ModbusParams) -> Tuple[dict, dict]:
+    """Map checked kwparams to ``ModbusSerialClient`` and ``ESSXRS485`` arguments.
 
     Args:
-        kwparams: dict from ``battery_dev.kwparams``.
+        params: from ``essx_config.modbus_params``.
 
     Returns:
-        (client_kwargs, rs485_kwargs): keyword arguments for
-        ``ModbusSerialClient.__init__`` and for ``ESSXRS485``
-        (``dir_pin``, ``drop_echo``).
-
-    Raises:
-        ESSXConfigException: unknown key (named), missing ``port``, or a value
-            out of range (named with what is allowed).
+        (client_kwargs, rs485_kwargs): ``port, framer, timeout (s), baudrate,
+        parity, stopbits, bytesize, retries (always 0: tries are made by
+        ``execute``), handle_local_echo`` and ``dir_pin, drop_echo``.
     """
-    unknown = sorted(set(kwparams) - set(KNOWN_KWPARAMS))
-    if unknown:
-        raise ESSXConfigException("battery kwparams: unknown key %r (known: %s)"
-                                  % (unknown[0], ", ".join(KNOWN_KWPARAMS)))
-    if not kwparams.get("port"):
-        raise ESSXConfigException("battery kwparams: 'port' is required (e.g. /dev/ttyO5)")
-    method = str(kwparams.get("method", "rtu")).lower()
-    _choice("method", method, tuple(_METHODS))
     client = {
-        "port": str(kwparams["port"]),
-        "framer": _METHODS[method],
-        "timeout": _number("timeout", kwparams.get("timeout", 1), 0.001),
-        "baudrate": int(_number("baudrate", kwparams.get("baudrate", 9600), 50)),
-        "parity": _choice("parity", str(kwparams.get("parity", "N")).upper(), _PARITIES),
-        "stopbits": _choice("stopbits", kwparams.get("stopbits", 1), _STOPBITS),
-        "bytesize": _choice("bytesize", kwparams.get("bytesize", 8), _BYTESIZES),
-        "retries": int(_number("retries", kwparams.get("retries", 0), 0, 10)),
-        "handle_local_echo": bool(kwparams.get("handle_local_echo", False)),
+        "port": params.port,
+        "framer": _FRAMERS[params.method],
+        "timeout": float(params.timeout),
+        "baudrate": int(params.baudrate),
+        "parity": params.parity,
+        "stopbits": params.stopbits,
+        "bytesize": int(params.bytesize),
+        "retries": 0,
+        "handle_local_echo": bool(params.handle_local_echo),
     }
-    rs485 = {
-        "dir_pin": kwparams.get("dir_pin", DEFAULT_DIR_PIN),
-        "drop_echo": bool(kwparams.get("drop_echo", False)),
-    }
-    return client, rs485
+    return client, {"dir_pin": params.dir_pin, "drop_echo": bool(params.drop_echo)}
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS/serial error as one line, with a hint for a port in use."""
+    text = str(exc) or exc.__class__.__name__
+    if "exclusively lock" in text or "Resource temporarily unavailable" in text:
+        text += " (the port is in use by another program, e.g. a second essx-server)"
+    return text
 
 
 class ESSXModbusClient(ModbusSerialClient):
     """Synchronous pymodbus ``ModbusSerialClient`` over an ``ESSXRS485``.
 
-    ``ESSXModbusClient(**kwparams)``; see ``client_arguments`` for the keys.
-    The direction pin's GPIO module is loaded here, so a missing
-    Adafruit_BBIO / gpiod is reported at construction, not hidden behind a
-    failed connect.
+    ``ESSXModbusClient(**kwparams)``: the keys of ``battery_dev.kwparams``
+    (see ``essx_config.ModbusParams``). The direction pin's GPIO module is
+    loaded here, so a missing Adafruit_BBIO / gpiod is reported at
+    construction; the port is not opened here.
 
     Raises:
-        ESSXConfigException: bad kwparams or unusable ``dir_pin``.
+        ESSXConfigException: bad kwparams (the key path is named) or an
+            unusable ``dir_pin``.
 
-    Not thread-safe beyond pymodbus's own per-request lock; the controller
-    holds one lock per bus (design.md).
+    Attributes:
+        params (ModbusParams): the checked settings.
+        last_connect_error (str): why the port could not be opened last time.
+        line_lock (RLock): held for a whole request (settle, tries).
     """
 
-    def __init__(self, **kwparams):
-        client, rs485 = client_arguments(kwparams)
+    def __init__(self, **kwparams: Any) -> None:
+        self.params = modbus_params(kwparams)
+        client, rs485 = client_arguments(self.params)
         self.dir_pin = rs485["dir_pin"]
         self.drop_echo = rs485["drop_echo"]
         self._pin_kind, self._pin = make_pin(self.dir_pin)
         self.last_connect_error = ""
+        self.line_lock = threading.RLock()
+        self._unsettled_until = 0.0
+        self._state = "new"  # new, open, lost (I/O error), absent (cannot be opened)
         super().__init__(**client)
 
-    def connect(self):
-        """Open the port as an ``ESSXRS485`` (mirrors pymodbus 3.16 connect()).
+    @property
+    def port(self) -> str:
+        """The serial device, e.g. "/dev/ttyO5" (sends nothing)."""
+        return self.comm_params.host
+
+    @property
+    def is_open(self) -> bool:
+        """True while the port is open (sends nothing)."""
+        return self.socket is not None
+
+    def connect(self) -> bool:
+        """Open the port as an ``ESSXRS485`` (exclusively) unless it is open.
 
         Returns:
-            bool: True when the port is open.
+            bool: True when the port is open; False when it cannot be opened
+            (``last_connect_error`` says why; logged once per change).
 
         Raises:
             ESSXConfigException: the port refuses the configured direction
-                mode (e.g. kernel RS485 on a port without it). Other open
-                errors are logged and give False, as in pymodbus.
+                mode (e.g. kernel RS485 on a port without it).
         """
         if self.socket:
             return True
+        params = self.comm_params
         try:
             self.socket = ESSXRS485(
-                self.comm_params.host,
-                timeout=self.comm_params.timeout_connect,
-                write_timeout=self.comm_params.timeout_connect,
-                bytesize=self.comm_params.bytesize,
-                stopbits=self.comm_params.stopbits,
-                baudrate=self.comm_params.baudrate,
-                parity=self.comm_params.parity,
-                exclusive=True,
-                dir_pin=self.dir_pin,
+                params.host, timeout=params.timeout_connect, write_timeout=params.timeout_connect,
+                bytesize=params.bytesize, stopbits=params.stopbits, baudrate=params.baudrate,
+                parity=params.parity, exclusive=True, dir_pin=self.dir_pin,
                 pin_driver=self._pin if self._pin_kind in ("bbio", "gpiod") else None,
-                drop_echo=self.drop_echo,
-            )
+                drop_echo=self.drop_echo)
             self.socket.inter_byte_timeout = getattr(self, "inter_byte_timeout", 0)
-        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
-            self.last_connect_error = str(exc)
-            logger.error("cannot open %s: %s", self.comm_params.host, exc)
-            self.close()
-        return self.socket is not None
+        except ESSXConfigException:
+            raise
+        except _OPEN_ERRORS as exc:
+            self.socket = None
+            self.last_connect_error = "cannot open %s: %s" % (params.host, _reason(exc))
+            if self._state in ("new", "open"):
+                logger.warning("battery port %s; retried at every read", self.last_connect_error)
+            if self._state != "lost":  # a lost port that stays away was reported once
+                self._state = "absent"
+            return False
+        if self._state in ("lost", "absent"):
+            logger.info("battery port %s is open again", params.host)
+        self._state = "open"
+        return True
 
-    def execute(self, no_response_expected, request):
-        """Run one request; open the port first if needed (pymodbus API).
+    def execute(self, no_response_expected: bool, request: Any) -> Any:
+        """Run one request: open the port if needed, settle the line, try.
+
+        Makes ``1 + retries`` tries (``retries`` from kwparams), each after
+        the line has settled.
+
+        Returns:
+            the pymodbus reply PDU (None with ``no_response_expected``).
 
         Raises:
-            ConnectionException: the port cannot be opened (with the reason).
-            ModbusIOException: no valid reply within the timeout.
+            ConnectionException: the port cannot be opened or failed (the
+                message names the port and the OS error).
+            ModbusIOException: no valid reply within the timeout (also a bad
+                CRC); ``UnexpectedReply`` for another function code.
         """
+        with self.line_lock:
+            tries = 1 + int(self.params.retries)
+            for attempt in range(1, tries + 1):
+                try:
+                    return self._try(no_response_expected, request)
+                except ModbusIOException:
+                    if attempt == tries:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _try(self, no_response_expected, request):
+        """One try: open, settle, pymodbus's execute, check the function code."""
         if not self.connect():
-            raise ConnectionException("cannot open %s: %s"
-                                      % (self.comm_params.host, self.last_connect_error))
-        return super().execute(no_response_expected, request)
-
-    # send/recv mirror pymodbus 3.16 but keep the OS error's text in the
-    # ConnectionException (pymodbus reports only the client's name) and close
-    # the port on every I/O error on all 3.x releases (3.10 let OSError out).
-    def send(self, request, addr=None):
-        """Write one frame, after dropping stale input; close the port on I/O error.
-
-        Returns:
-            int: bytes written.
-
-        Raises:
-            ConnectionException: port not open, write timeout, or I/O error.
-        """
-        _ = addr
-        if not self.socket:
-            raise ConnectionException("%s: port is not open" % self.comm_params.host)
+            raise ConnectionException(self.last_connect_error)
         try:
-            waiting = self.socket.in_waiting
-            if waiting:
-                stale = self.socket.read(waiting)
-                logger.warning("%s: dropped %d stale bytes before sending: %s",
-                               self.comm_params.host, len(stale), stale.hex())
-            return self.socket.write(request) or 0
-        except serial.SerialTimeoutException as exc:
-            raise ConnectionException("%s: write timeout" % self.comm_params.host) from exc
-        except (OSError, termios.error) as exc:
-            self.close()
-            raise ConnectionException("%s: %s" % (self.comm_params.host, exc)) from exc
+            self._settle()
+            reply = super().execute(no_response_expected, request)
+        except ConnectionException as exc:  # 3.16 closed the port; the OS error is the context
+            raise self._lost(exc.__context__ or exc) from exc
+        except (OSError, termios.error) as exc:  # 3.14/3.15 let the serial error out
+            raise self._lost(exc) from exc
+        except ModbusIOException:
+            self._unsettle()
+            raise
+        if reply is not None and (reply.function_code & 0x7F) != request.function_code:
+            self._unsettle()
+            raise UnexpectedReply("%s: reply with function code %d to a function %d request (refused)"
+                                  % (self.port, reply.function_code, request.function_code))
+        return reply
 
-    def recv(self, size):
-        """Read a reply (pymodbus's waiting rule); close the port on I/O error.
+    def _lost(self, exc: BaseException) -> ConnectionException:
+        """Close the port after an I/O error; log once; the error to raise."""
+        self.close()
+        text = "%s: %s" % (self.port, _reason(exc))
+        if self._state != "lost":
+            logger.warning("battery port lost: %s; reopened at the next read", text)
+        self._state = "lost"
+        return ConnectionException(text)
 
-        Args:
-            size: bytes wanted, or None for "whatever arrives before the gap".
+    def _unsettle(self) -> None:
+        """After a failed try: a late reply may still come within one more timeout."""
+        self._unsettled_until = time.monotonic() + self.comm_params.timeout_connect
 
-        Returns:
-            bytes: what arrived within the timeout (may be short or empty).
+    def _settle(self) -> None:
+        """Drop stale input; after a failed try, first wait out a late reply."""
+        until, self._unsettled_until = self._unsettled_until, 0.0
+        dropped = _drain(self.socket, until, self.comm_params.timeout_connect)
+        if dropped and until:
+            logger.warning("%s: dropped %d bytes that came after the previous request's timeout "
+                           "(%.3g s): %s; a late reply is never taken for a later request; "
+                           "raise kwparams.timeout if the battery answers this late",
+                           self.port, len(dropped), self.comm_params.timeout_connect, dropped.hex())
+        elif dropped:
+            logger.warning("%s: dropped %d stale bytes before sending: %s",
+                           self.port, len(dropped), dropped.hex())
 
-        Raises:
-            ConnectionException: port not open or I/O error.
-        """
-        if not self.socket:
-            raise ConnectionException("%s: port is not open" % self.comm_params.host)
-        try:
-            if size is None:
-                size = self._wait_for_data()
-            if size > self.socket.in_waiting:
-                self._wait_for_data()
-            return self.socket.read(size)
-        except (OSError, termios.error) as exc:
-            self.close()
-            raise ConnectionException("%s: %s" % (self.comm_params.host, exc)) from exc
+
+def _drain(port: serial.Serial, until: float, limit: float) -> bytes:
+    """Read and return what arrives: what is waiting now, and until ``until``.
+
+    Args:
+        port: an open pyserial port.
+        until: monotonic time up to which a late frame is awaited (0: none).
+        limit: at most this long past ``until`` (or now) in all, s, so a
+            babbling line cannot hold the caller.
+
+    Returns:
+        bytes: everything read. Stops early once something arrived and the
+        line then stayed quiet for ``FRAME_GAP_S``.
+    """
+    data = bytearray()
+    end = max(until, time.monotonic()) + limit
+    while True:
+        now = time.monotonic()
+        waiting = port.in_waiting
+        if waiting and now < end:
+            data += port.read(waiting)
+            continue
+        wait = min(FRAME_GAP_S if data else until - now, end - now)
+        if wait <= 0 or not select.select([port.fileno()], [], [], wait)[0]:
+            return bytes(data)
+
