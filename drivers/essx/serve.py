@@ -45,7 +45,11 @@ def raise_nofile(wanted: int = NOFILE_WANTED) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError) as e:     # a seccomp filter may refuse it (unit: LimitNOFILE=)
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, e)
+            return soft
         return target
     return soft
 
