@@ -310,3 +310,15 @@ def test_short_reply_and_none_reply_are_comm_errors():
     assert battery.check_battery() == (0.0, 0, -1)
     assert battery.last_error.endswith("no reply")
     assert battery.dev.calls == 2
+
+
+def test_a_port_without_kernel_rs485_is_a_comm_error_naming_the_setting(sim, no_leaks):
+    client = ESSXModbusClient(method="rtu", port=sim.port, timeout=FAIL_TIMEOUT, dir_pin="rs485")
+    battery = BatteryEmulator(client, 30030, 30031, 1, retry_wait=QUICK_WAIT)
+    exchanges = record(battery)
+    try:
+        assert battery.check_battery() == (0.0, 0, -1)
+    finally:
+        client.close()
+    assert "dir_pin 'rs485'" in battery.last_error and sim.port in battery.last_error
+    assert [e.outcome for e in exchanges] == ["io_error"]  # no second try: no retry helps

@@ -238,7 +238,9 @@ class BatteryEmulator:
             start = time.monotonic()
             try:
                 registers = self._read_once(address, count)
-            except ESSXConfigException:
+            except ESSXConfigException as exc:  # e.g. kernel RS485 refused: no retry helps
+                self._emit("io_error", start, attempt, error=str(exc))
+                self._failed(exc)
                 raise
             except ESSXException as exc:
                 error = exc
