@@ -8,9 +8,10 @@ named by ``$NOTIFY_SOCKET``; with ``WatchdogSec=`` systemd also sets
 
 :class:`Heartbeat` sends ``WATCHDOG=1`` every half period, but only while
 the serving loop proves it is alive: the loop calls :meth:`Heartbeat.tick`
-on each turn (waitress's loop turns at least once a second), and a loop
-stuck for longer than half the period stops the heartbeat, so systemd
-restarts the service.
+on each turn (waitress's loop turns at least once a second, ``LOOP_TURN``),
+and a loop stuck for longer than ``stall_after`` (half the period, at least
+two turns) stops the heartbeat, so systemd restarts the service.  A
+``WatchdogSec=`` below 4 s therefore gains nothing.
 """
 import logging
 import os
@@ -20,6 +21,10 @@ import time
 from typing import Mapping, Optional
 
 log = logging.getLogger(__name__)
+
+#: Longest time (s) between two turns of waitress's loop when idle
+#: (its ``asyncore_loop_timeout``, an integer, default 1).
+LOOP_TURN = 1.0
 
 
 def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
@@ -58,16 +63,20 @@ def watchdog_period(environ: Mapping[str, str] = os.environ) -> Optional[float]:
 
 
 class Heartbeat:
-    """Sends ``WATCHDOG=1`` every ``period / 2`` s while :meth:`tick` is
-    called at least that often.
+    """Sends ``WATCHDOG=1`` every ``period / 2`` s while :meth:`tick` was
+    called within the last ``stall_after`` s.
 
     Args:
         period: watchdog period (s), from :func:`watchdog_period`.
         environ: where ``NOTIFY_SOCKET`` is read (tests pass their own).
+        stall_after: how long without a tick counts as a stalled loop (s);
+            default ``max(period / 2, 2 * LOOP_TURN)``.
     """
 
-    def __init__(self, period: float, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(self, period: float, environ: Mapping[str, str] = os.environ,
+                 stall_after: Optional[float] = None) -> None:
         self.period = period
+        self.stall_after = max(period / 2, 2 * LOOP_TURN) if stall_after is None else stall_after
         self.environ = environ
         self._last_tick = time.monotonic()
         self._stop = threading.Event()
@@ -94,7 +103,7 @@ class Heartbeat:
         stalled = False
         while not self._stop.wait(half):
             age = time.monotonic() - self._last_tick
-            if age <= half:
+            if age <= self.stall_after:
                 stalled = False
                 if notify("WATCHDOG=1", self.environ):
                     self.sent += 1
