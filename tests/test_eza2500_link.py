@@ -213,6 +213,37 @@ def test_max_waiting_refuses_at_once(rig):
     assert [r.name for r in sim.received] == ["1-1"]
 
 
+def test_line_is_granted_in_the_order_it_was_asked_for(rig):
+    sim, link, _ = rig
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with link.sequence():
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    names = ["2-1", "4-1", "9-1", "10-1"]
+    waiters = []
+    try:
+        for i, name in enumerate(names):
+            waiter = threading.Thread(target=link.transact, args=(name,))
+            waiter.start()
+            waiters.append(waiter)
+            deadline = time.monotonic() + 5
+            while link.waiting < i + 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert link.waiting == i + 1
+    finally:
+        release.set()
+        holder.join()
+        for waiter in waiters:
+            waiter.join()
+    assert [r.name for r in sim.received] == names
+
+
 def test_sequence_is_reentrant(rig):
     sim, link, _ = rig
     link.configure(line_wait=0.2)

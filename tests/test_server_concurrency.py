@@ -111,4 +111,4 @@ def test_watch_thread_runs_and_stops(system):
         assert system.dcdc_sim.state["mode"] == 0
     finally:
         controller.close()
-    assert not controller._watch.is_alive()
+    assert not controller.watching

@@ -100,7 +100,7 @@ def test_remote_set_order_follows_the_actual_mode(http, sim):
 
 
 def test_remote_set_reads_mode_when_unknown(http, sim):
-    http.system.controller._mode = None   # e.g. just after start
+    assert http.system.controller.link.mode is None   # just after start
     sim.set(mode=0x0014)
     assert http.get("/remote/set", mode="0x0014", dvg=350, dig=2.5, drg=0)[0] == 200
     assert commands(sim) == ["1-1", "1-4", "4-4", "6-4", "2-1", "9-1", "10-1"]
@@ -198,22 +198,3 @@ def test_unknown_route_is_json_404(http):
     status, body = http.get("/no/such/route")
     assert status == 404
     assert "err" in body
-
-
-def test_no_battery_configured():
-    """class: 'None' -- battery routes answer with RSOC 0 and interchange permitted."""
-    from conftest import ServerThread, fast_config
-    from dataclasses import replace
-    from essx_server import System, create_app
-
-    config = replace(fast_config(), battery_dev=None)
-    system = System(config, simulate=True, watch=False)
-    server = ServerThread(create_app(system.controller))
-    try:
-        assert system.battery_sim is None
-        assert server.client.get("/battery/get") == (200, {"rsoc": 0.0, "battery_operation_status": 3})
-        status, body = server.client.get("/all/get")
-        assert status == 200 and body["status"]["operationMode"] == "Waiting"
-    finally:
-        server.stop()
-        system.close()

@@ -90,7 +90,8 @@ def test_voltage_and_current_need_no_cache(http, sim):
     ("mode=0x0014&dvg=350&dig=2.5&drg=0", ["4-4", "6-4", "1-4", "2-1", "9-1", "10-1"]),
 ])
 def test_dcdc_set_dispatch(http, sim, query, expected):
-    http.system.controller._mode = 0x0000   # known Waiting: no 1-1 before a full set
+    http.system.controller.link.transact("1-1")   # known Waiting: no 1-1 before a full set
+    sim.clear()
     status, body = http.get("/dcdc/set", query=query)
     assert status == 200, body
     assert commands(sim) == expected

@@ -3,7 +3,8 @@
 Everything that concerns the line itself lives here and nowhere else:
 
 * the line's lock: one command and its reply -- and, with :meth:`sequence`,
-  a route's whole command sequence -- is one critical section; a caller that
+  a route's whole command sequence -- is one critical section, granted in
+  the order callers asked for it; a caller that
   cannot get the line within ``line_wait`` s (or finds ``max_waiting``
   callers already waiting) is refused before anything is sent;
 * the minimum gap between commands (``command_interval`` s, a deadline kept
@@ -22,10 +23,11 @@ go out on every try.
 import logging
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from essx.essx_exception import (
     ESSXChecksumException,
@@ -146,11 +148,10 @@ class EZA2500Link:
         self.command_interval = float(command_interval)
         self.line_wait = float(line_wait)
         self.max_waiting = max_waiting
-        self._line = threading.Lock()
+        self._turn = threading.Condition()    # guards _owner and _queue
         self._owner: Optional[int] = None     # thread ident holding the line
         self._depth = 0                       # sequence() nesting of the owner
-        self._waiting = 0                     # callers blocked in _acquire
-        self._count = threading.Lock()        # guards _waiting
+        self._queue: Deque[object] = deque()  # tickets of the callers waiting, in order
         self._applied: List[str] = []         # writes ACKed in the current sequence
         self._next_command_at = 0.0           # monotonic s before which no try starts
         self._mode: Optional[int] = None
@@ -176,7 +177,7 @@ class EZA2500Link:
     @property
     def waiting(self) -> int:
         """Callers waiting for the line now."""
-        return self._waiting
+        return len(self._queue)
 
     def configure(self, *, timeout_retries: Optional[int] = None, error_retries: Optional[int] = None,
                   retry_wait: Optional[float] = None, command_interval: Optional[float] = None,
@@ -203,30 +204,36 @@ class EZA2500Link:
     # -- the line -----------------------------------------------------------------------
 
     def _acquire(self) -> None:
-        if self._owner == threading.get_ident():
+        """Take the line, first come first served, within ``line_wait`` s."""
+        me = threading.get_ident()
+        if self._owner == me:
             self._depth += 1
             return
-        with self._count:
-            if self.max_waiting is not None and self._waiting >= self.max_waiting:
+        with self._turn:
+            if self.max_waiting is not None and len(self._queue) >= self.max_waiting:
                 raise ESSXTimeoutException(
                     "converter line busy: %d requests already waiting for %s; nothing sent"
-                    % (self._waiting, self.port))
-            self._waiting += 1
-        try:
-            got = self._line.acquire(timeout=max(self.line_wait, 0.0))
-        finally:
-            with self._count:
-                self._waiting -= 1
-        if not got:
-            raise ESSXTimeoutException("converter line busy: %s not free within %g s (line_wait); nothing sent"
-                                       % (self.port, self.line_wait))
-        self._owner, self._depth, self._applied = threading.get_ident(), 1, []
+                    % (len(self._queue), self.port))
+            ticket = object()
+            self._queue.append(ticket)
+            deadline = time.monotonic() + self.line_wait
+            while self._owner is not None or self._queue[0] is not ticket:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._queue.remove(ticket)
+                    self._turn.notify_all()
+                    raise ESSXTimeoutException("converter line busy: %s not free within %g s (line_wait); "
+                                               "nothing sent" % (self.port, self.line_wait))
+                self._turn.wait(left)
+            self._queue.popleft()
+            self._owner, self._depth, self._applied = me, 1, []
 
     def _release(self) -> None:
         self._depth -= 1
         if self._depth == 0:
-            self._owner = None
-            self._line.release()
+            with self._turn:
+                self._owner = None
+                self._turn.notify_all()
 
     @contextmanager
     def sequence(self) -> Iterator["EZA2500Link"]:
