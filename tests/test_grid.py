@@ -1,0 +1,248 @@
+"""essx-grid: nodes of the real driver stack on one simulated DC bus.
+
+Every request goes through a node's Web API (waitress, bottle, controller,
+EZA2500Device over ESSXRS485 on a pty, ESSXModbusClient on a pty); the grid
+endpoint reads the bus model."""
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import DRIVERS, HTTPClient, fast_config, with_settings
+
+import essx_grid
+from essx_grid import Grid, GridConfigError, GridServer, NodeSpec, control_app, grid_spec
+
+SPEED = 100.0
+
+
+class RunningGrid:
+    """A started ``Grid`` served on free ports: ``node(i)`` and ``control`` are HTTPClients."""
+
+    def __init__(self, specs, config, speed=SPEED):
+        self.grid = Grid(essx_grid.GridSpec(tuple(specs)), config, speed=speed).start()
+        urls = {}
+        try:
+            apps = [(0, control_app(self.grid, urls))] + [(0, n.app) for n in self.grid.nodes]
+            self.server = GridServer(apps, threads=4 + 2 * len(specs))
+        except BaseException:
+            self.grid.close()
+            raise
+        for i, port in enumerate(self.server.ports[1:]):
+            urls[i] = "http://127.0.0.1:%d" % port
+        self.urls = urls
+        self.control = HTTPClient("http://127.0.0.1:%d" % self.server.ports[0])
+        self.thread = threading.Thread(target=self.server.serve, name="grid-server", daemon=True)
+        self.thread.start()
+
+    def node(self, i):
+        return HTTPClient(self.urls[i])
+
+    def snapshot(self):
+        status, body = self.control.get("/grid")
+        assert status == 200, body
+        return body
+
+    def close(self):
+        self.server.stop()
+        self.thread.join(10)
+        self.grid.close()
+
+
+def grid_config(**battery):
+    return with_settings(fast_config(), battery=battery or None)
+
+
+@pytest.fixture
+def make_grid(no_leaks):
+    grids = []
+
+    def make(specs, config=None, speed=SPEED):
+        g = RunningGrid(specs, config or grid_config(), speed)
+        grids.append(g)
+        return g
+
+    yield make
+    for g in grids:
+        g.close()
+
+
+def set_node(g, i, mode, dig, dvg=350, drg=0):
+    status, body = g.node(i).get("/remote/set", mode=mode, dvg=dvg, dig=dig, drg=drg)
+    assert status == 200, body
+    return body
+
+
+def scripted_exchange(g):
+    """README's script: node 0 holds the bus at 350 V, node 1 discharges 2 A, node 2 charges 1.5 A."""
+    set_node(g, 0, "0x0014", 2.5)
+    set_node(g, 1, "0x0002", 2.0)
+    set_node(g, 2, "0x0041", 1.5)
+
+
+def test_scripted_energy_exchange(make_grid):
+    g = make_grid([NodeSpec()] * 3)
+    scripted_exchange(g)
+    body = g.snapshot()
+    nodes = body["nodes"]
+    assert body["bus"]["up"] and body["bus"]["voltage"] == pytest.approx(350, abs=0.03)
+    assert [n["mode"] for n in nodes] == ["0x0014", "0x0002", "0x0041"]
+    assert [n["operationMode"] for n in nodes] == ["Grid Autonomy", "Heteronomy CV", "Heteronomy CV"]
+    step = 7.8125 / 2 ** 13        # dig travels in Q13 of 7.8125 A
+    assert [n["ig"] for n in nodes] == pytest.approx([0.5, -2.0, 1.5], abs=2 * step)
+    assert abs(sum(n["ig"] for n in nodes)) <= 1e-3
+    assert abs(body["bus"]["sum_ig"]) <= 1e-3
+    assert nodes[0]["wb"] < 0 and nodes[1]["wb"] > 0 and nodes[2]["wb"] < 0
+    assert [n["url"] for n in nodes] == [g.urls[i] for i in range(3)]
+    # the driver reads the same flows through the converter's meters
+    status, body = g.node(2).get("/remote/get")
+    assert status == 200, body
+    assert body["meter"]["vg"] == pytest.approx(350, abs=0.05)
+    assert body["meter"]["ig"] == pytest.approx(1.5, abs=2 * step)
+    assert body["meter"]["wb"] < 0 and body["status"]["runningState"] == "charge"
+
+
+def test_currents_balance_with_droop_shared_sources(make_grid):
+    g = make_grid([NodeSpec()] * 4)
+    set_node(g, 0, "0x0014", 2.5, dvg=350, drg=0.5)
+    set_node(g, 1, "0x0014", 2.5, dvg=351, drg=1.0)
+    set_node(g, 2, "0x0041", 2.0)
+    set_node(g, 3, "0x0041", 1.0)
+    body = g.snapshot()
+    ig = [n["ig"] for n in body["nodes"]]
+    assert abs(sum(ig)) <= 1e-3
+    v = body["bus"]["voltage"]
+    assert 349 < v < 350
+    # each source delivers (dvg - v) / drg (the Q-format values the converter took)
+    for i in (0, 1):
+        status, vdis = g.node(i).get("/remote/get")
+        dvg, drg = vdis["vdis"]["dvg"], vdis["vdis"]["drg"]
+        assert -ig[i] == pytest.approx((dvg - v) / drg, abs=1e-6)
+
+
+def test_bus_is_down_without_a_voltage_source(make_grid):
+    g = make_grid([NodeSpec()] * 2)
+    set_node(g, 0, "0x0002", 2.0)
+    set_node(g, 1, "0x0041", 1.5)
+    before = g.snapshot()
+    time.sleep(0.3)
+    body = g.snapshot()
+    assert body["bus"] == {"voltage": 0.0, "up": False, "load": 0.0, "sum_ig": 0.0}
+    assert [(n["ig"], n["wb"]) for n in body["nodes"]] == [(0.0, 0.0), (0.0, 0.0)]
+    assert [n["rsoc"] for n in body["nodes"]] == [n["rsoc"] for n in before["nodes"]]
+    status, reply = g.node(0).get("/remote/get")
+    assert reply["meter"]["vg"] == 0 and reply["meter"]["ig"] == 0
+
+
+def _timed_snapshot(g):
+    t0 = time.monotonic()
+    body = g.grid.snapshot()
+    return t0, time.monotonic(), body
+
+
+def test_rsoc_moves_by_the_energy_through_the_battery(make_grid):
+    """energy = ∫ wb dt within 1 %: wb from the converter's flows, t from this clock x speed."""
+    g = make_grid([NodeSpec(capacity_wh=4800, rsoc=50)] * 3)
+    scripted_exchange(g)
+    lo0, hi0, first = _timed_snapshot(g)
+    time.sleep(3.0)
+    lo1, hi1, last = _timed_snapshot(g)
+    for a, b in zip(first["nodes"], last["nodes"]):
+        assert a["wb"] == b["wb"]          # constant flows: ∫ wb dt = wb x t
+        energy_wh = (a["rsoc"] - b["rsoc"]) / 100 * a["capacity_wh"]
+        bounds = sorted(a["wb"] * (t * SPEED) / 3600 for t in (lo1 - hi0, hi1 - lo0))
+        tolerance = 0.01 * max(abs(x) for x in bounds)
+        assert bounds[0] - tolerance <= energy_wh <= bounds[1] + tolerance, (a, b, bounds)
+    rsoc = [(a["rsoc"], b["rsoc"]) for a, b in zip(first["nodes"], last["nodes"])]
+    assert rsoc[0][1] > rsoc[0][0] and rsoc[1][1] < rsoc[1][0] and rsoc[2][1] > rsoc[2][0]
+    # and the driver reads it from the battery (0.1 % steps)
+    status, body = g.node(1).get("/battery/get")
+    assert status == 200 and body["rsoc"] < 50.0
+
+
+def test_battery_at_its_limit_forces_waiting(make_grid):
+    config = grid_config(force_dcdc_waiting=True, check_interval=0.1)
+    g = make_grid([NodeSpec(), NodeSpec(capacity_wh=100, rsoc=10.5, rsoc_min=10)], config, speed=10)
+    set_node(g, 0, "0x0014", 2.5)
+    set_node(g, 1, "0x0002", 2.0)          # ~714 W from 100 Wh at speed 10: 2 % a second
+    deadline = time.monotonic() + 10
+    while True:
+        body = g.snapshot()
+        node = body["nodes"][1]
+        if node["mode"] == "0x0000" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert node["mode"] == "0x0000", node
+    assert not node["permitted"] and node["rsoc"] < 10
+    assert node["ig"] == 0 and body["nodes"][0]["ig"] == 0
+    assert body["nodes"][0]["mode"] == "0x0014"        # the other node was left alone
+
+
+def test_grid_file():
+    spec = grid_spec({"load": 0.5, "defaults": {"capacity_wh": 1000},
+                      "nodes": [{"rsoc": 80}, {"rsoc_min": 20, "rsoc": 30}]}, 3, "/etc/grid.yml")
+    assert spec.load == 0.5 and spec.driver_config is None
+    assert spec.nodes == (NodeSpec(1000, 80), NodeSpec(1000, 30, 20), NodeSpec(1000))
+    with pytest.raises(GridConfigError, match=r"grid.yml: nodes\[1\]: unknown key capacity \("):
+        grid_spec({"nodes": [{}, {"capacity": 3}]}, 2, "grid.yml")
+    with pytest.raises(GridConfigError, match=r"grid.yml: defaults.rsoc='x': expected a number"):
+        grid_spec({"defaults": {"rsoc": "x"}}, 1, "grid.yml")
+    with pytest.raises(GridConfigError, match="node 0: rsoc=120"):
+        Grid(grid_spec({"defaults": {"rsoc": 120}}, 1), fast_config()).start()
+
+
+def _read_until(stream, text, deadline):
+    seen = b""
+    while text not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, "essx-grid did not start: %r" % seen
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            assert chunk, "essx-grid exited: %r" % seen
+            seen += chunk
+    return seen.decode()
+
+
+def test_command_line_serves_and_stops_on_sigterm(tmp_path):
+    grid_file = tmp_path / "grid.yml"
+    grid_file.write_text("nodes:\n  - {rsoc: 70}\n")
+    proc = subprocess.Popen([sys.executable, os.path.join(DRIVERS, "essx_grid.py"), "--nodes", "2",
+                             "--port", "0", "--speed", "5", "--config", str(grid_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out = _read_until(proc.stdout, b"/grid\n", time.monotonic() + 60)
+        urls = {line.split()[2]: line.split()[3] for line in out.strip().splitlines()
+                if line.startswith("essx-grid: node")}
+        control = out.strip().splitlines()[-1].split()[-1]
+        status, body = HTTPClient(control[:-len("/grid")]).get("/grid")
+        assert status == 200 and body["speed"] == 5.0
+        assert [n["rsoc"] for n in body["nodes"]] == [70.0, 50.0]
+        assert body["bus"]["up"] is False
+        status, body = HTTPClient(urls["1"]).get("/remote/get/status")
+        assert status == 200 and body["status"]["operationMode"] == "Waiting"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert proc.stdout.read().decode().strip().endswith("stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_command_line_mistake_is_one_line(tmp_path):
+    bad = tmp_path / "grid.yml"
+    bad.write_text("nodes: [{rsoc: 101}]\n")
+    for args, text in ((["--nodes", "0", "--port", "9000"], "--nodes=0: expected at least 1"),
+                       (["--nodes", "1", "--port", "0", "--config", str(bad)], "node 0: rsoc=101.0")):
+        proc = subprocess.run([sys.executable, os.path.join(DRIVERS, "essx_grid.py")] + args,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == ["essx-grid: " + proc.stderr.strip()[len("essx-grid: "):]]
+        assert text in proc.stderr
