@@ -246,3 +246,18 @@ def test_command_line_mistake_is_one_line(tmp_path):
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == ["essx-grid: " + proc.stderr.strip()[len("essx-grid: "):]]
         assert text in proc.stderr
+
+
+def test_simulated_server_is_one_node_alone_with_battery_physics(system):
+    """essx-server --simulate: the converter and the battery share one model; alone on its bus."""
+    dcdc, battery = system.dcdc_sim, system.battery_sim
+    assert dcdc.battery is battery.model
+    battery.rsoc = 50.0
+    dcdc.set(mode=0x0002, dig=2.0)               # discharge 2 A into the external grid (350 V)
+    assert battery.model.power == pytest.approx(350 * 2.0 / 0.98)
+    time.sleep(0.2)
+    assert battery.rsoc < 50.0
+    dcdc.set(mode=0x0014, dvg=350, drg=0)         # Grid Autonomy alone: the 1 A autonomy load
+    assert dcdc.state["ig"] == -1.0 and battery.model.power == pytest.approx(350 / 0.98)
+    dcdc.set(mode=0x0000)
+    assert battery.model.power == 0.0 and dcdc.state["vg"] == 350.0

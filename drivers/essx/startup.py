@@ -101,22 +101,18 @@ class System:
             raise
 
     def _simulate(self, dcdc_kw: dict, bat_kw: Optional[dict]) -> None:
-        """Start the simulators; point the keyword arguments at their ptys."""
-        from eza2500.simulator import EZA2500Simulator
+        """Start the simulators (one node alone on its bus, with battery
+        physics: essx.simnode); point the keyword arguments at their ptys."""
+        from essx.simnode import start_simulated_node
 
         dev, bat = self.config.dcdc_dev, self.config.battery_dev
-        sim = EZA2500Simulator(ad1=dev.address1, ad2=dev.address2, baudrate=dev.baudrate)
-        sim.start()
-        self.simulators.append(sim)
-        self.dcdc_sim = sim
+        sim, bsim = start_simulated_node(dev.address1, dev.address2, dev.baudrate,
+                                         bat.unit if bat else None,
+                                         bat.kwparams.baudrate if bat else 9600)
+        self.simulators += [s for s in (sim, bsim) if s is not None]
+        self.dcdc_sim, self.battery_sim = sim, bsim
         self.dcdc_port, dcdc_kw["dir_pin"] = sim.port, "not_used"
-        if bat:
-            from battery_emulator.simulator import BatterySimulator
-
-            bsim = BatterySimulator(unit=bat.unit, baudrate=bat.kwparams.baudrate)
-            bsim.start()
-            self.simulators.append(bsim)
-            self.battery_sim = bsim
+        if bsim is not None:
             self.battery_port = bat_kw["port"] = bsim.port
             bat_kw["dir_pin"] = "not_used"
 
