@@ -36,7 +36,8 @@ def test_remote_get_body_and_sequence(http, sim):
     # the configuration's values, not the converter's
     assert {k: body["param"][k] for k in ("cib", "ubv", "ogv", "obv", "ugv")} == \
         {"cib": 52, "ubv": 40, "ogv": 400, "obv": 59, "ugv": 300}
-    assert abs(body["meter"]["vg"] - 350) <= 2 * STEP["vg"]   # Grid Autonomy holds vg at dvg
+    # Grid Autonomy holds vg at dvg less the droop (drg V/A times the current delivered)
+    assert abs(body["meter"]["vg"] - (350 + 0.1 * body["meter"]["ig"])) <= 2 * STEP["vg"]
     assert commands(sim) == ["1-1", "2-1", "4-1", "9-1", "10-1", "6-1"]
 
 
