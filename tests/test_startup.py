@@ -256,3 +256,18 @@ def process():
     yield start
     for p in started:
         p.stop()
+
+
+def test_rs485_port_is_exclusive_by_default(devices):
+    """ESSXRS485 locks its port unless told otherwise: a second opener fails."""
+    import serial
+
+    from essx.essx_rs485 import ESSXRS485
+
+    first = ESSXRS485(devices[0].port, 19200, dir_pin="not_used")
+    try:
+        with pytest.raises(serial.SerialException, match="exclusively lock"):
+            ESSXRS485(devices[0].port, 19200, dir_pin="not_used")
+        ESSXRS485(devices[0].port, 19200, dir_pin="not_used", exclusive=False).close()
+    finally:
+        first.close()

@@ -257,6 +257,9 @@ class ESSXRS485(serial.Serial):
             ``dir_pin`` is then only a label.
         drop_echo: read back and discard the echo of each write (see module
             docstring); default False.
+        exclusive: pyserial's exclusive access (an ``flock`` on the port);
+            default True here, so a second program (a second essx-server)
+            cannot open the line and garble its replies.
 
     Raises:
         ESSXConfigException: ``dir_pin`` is malformed, its GPIO module is
@@ -275,6 +278,7 @@ class ESSXRS485(serial.Serial):
         else:
             self._dir_kind, self._pin = make_pin(dir_pin)
         self._pin_ready = False
+        kwargs.setdefault("exclusive", True)
         super().__init__(*args, **kwargs)
 
     # -- open / close: the pin lives as long as the port is open ----------
