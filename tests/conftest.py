@@ -49,7 +49,8 @@ class ServerThread:
     def __init__(self, app):
         import waitress
 
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+        self.map: dict = {}     # waitress's socket map, ours through create_server(map=)
+        self.server = waitress.create_server(app, map=self.map, host="127.0.0.1", port=0, threads=8)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, name="test-waitress", daemon=True)
         self.thread.start()
@@ -58,8 +59,8 @@ class ServerThread:
     def _serve(self):
         server = self.server
         while not self._stop.is_set():
-            server.asyncore.loop(timeout=0.05, map=server._map, count=1)
-        for channel in list(server._map.values()):
+            server.asyncore.loop(timeout=0.05, map=self.map, count=1)
+        for channel in list(self.map.values()):
             channel.close()
         server.task_dispatcher.shutdown()
 

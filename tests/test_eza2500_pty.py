@@ -267,9 +267,10 @@ def test_fault_half(rig):
 
 def test_fault_delay(rig):
     sim, dev = rig
-    sim.inject("delay", seconds=0.03)
+    dev.timeout = 0.5
+    sim.inject("delay", seconds=0.1)
     assert run(dev, "1-1") == {"mode": 0}
-    sim.inject("delay", seconds=0.15)
+    sim.inject("delay", seconds=0.8)
     with pytest.raises(ESSXTimeoutException):
         run(dev, "1-1")
 
@@ -308,7 +309,7 @@ def test_noise_on_the_pty_times_out_in_time(rig):
         t0 = time.monotonic()
         with pytest.raises(ESSXTimeoutException):
             cmd.recv()
-        assert time.monotonic() - t0 <= dev.timeout + 0.030
+        assert time.monotonic() - t0 <= dev.timeout + 0.1   # the precise overrun: bench/reader_overrun.py
     finally:
         stop.set()
         jammer.join()

@@ -256,6 +256,29 @@ def test_persistent_fault_in_the_middle_of_a_set(http, sim):
     assert abs(body["vdis"]["dvg"] - 350) <= 380 / 2**14
 
 
+def test_failure_in_the_middle_of_a_set_names_what_was_applied(http, sim):
+    """issue 8: in Grid Autonomy, 6-4 refused after 1-4 and 4-4 took effect; the error says so."""
+    assert http.get("/remote/set", mode="0x0014", dvg=350, dig=2.5, drg=0)[0] == 200
+    sim.clear()
+
+    def refuse_6_4(exchange):
+        if exchange.command == "4-4" and exchange.ok:      # the next command is 6-4
+            sim.inject("nak", 1, ercd=0xFFFE)
+
+    link = http.system.controller.link
+    link.listeners.add(refuse_6_4)
+    try:
+        status, body = http.get("/remote/set", mode="0x0041", dvg=360, dig=2.5)
+    finally:
+        link.listeners.remove(refuse_6_4)
+    assert status == 400, body
+    err = body["err"]
+    assert "NAK 0xfffe (parameter invalid)" in err and "6-4" in err, err
+    assert "already applied: 1-4 mode=0x0041, 4-4 dvg=360 drg=0" in err, err
+    assert commands(sim) == ["1-4", "4-4", "6-4"]
+    assert sim.state["mode"] == 0x0041 and abs(sim.state["dvg"] - 360) <= 380 / 2**14
+
+
 # -- battery faults ------------------------------------------------------------------
 
 BATTERY_ROUTES = ["/1/log/data", "/battery/get", "/all/get"]
@@ -423,3 +446,44 @@ def test_battery_unplugged_then_back(linked):
     assert status == 200, body
     assert bsim.requests - before == 1
     assert elapsed <= battery_budget(http), elapsed
+
+
+def test_converter_absent_at_start_then_plugged(tmp_path, no_leaks, caplog):
+    """issue 10: a converter port missing at start is not fatal; routes name it; it is
+    opened when it appears; one log line per change."""
+    import logging
+
+    from essx.essx_rs485 import ESSXRS485
+    from essx.essx_type_oes import ESSXTypeOES
+    from essx_server import create_app
+    from eza2500 import EZA2500Device
+    from eza2500.simulator import EZA2500Simulator
+
+    config = faults_config()
+    path = str(tmp_path / "ttyUSB0")
+    port = ESSXRS485(None, 19200, dir_pin="not_used")
+    port.port = path                                  # configured, not opened
+    controller = ESSXTypeOES(EZA2500Device(port, timeout=config.dcdc.timeout), None, config.dcdc,
+                             config.battery, config.dcdc_dev.address1, config.dcdc_dev.address2,
+                             "dcdc1", watch=False)
+    server = ServerThread(create_app(controller))
+    sim = EZA2500Simulator(config.dcdc_dev.address1, config.dcdc_dev.address2, link=path)
+    try:
+        with caplog.at_level(logging.INFO, logger="eza2500.eza2500_device"):
+            for _ in range(3):
+                status, body = server.client.get(STATUS_ROUTE)
+                assert status == 400, body
+                assert "converter port %s: No such file or directory" % path in body["err"], body
+            assert server.client.get("/version/get")[0] == 200
+            sim.start()
+            status, body = server.client.get(STATUS_ROUTE)
+            assert status == 200, body
+            assert commands(sim) == STATUS_COMMANDS
+        assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "eza2500.eza2500_device"] == [
+            ("WARNING", "converter port %s unavailable: No such file or directory" % path),
+            ("INFO", "converter port %s opened" % path)]
+    finally:
+        server.stop()
+        controller.close()
+        port.close()
+        sim.stop()
