@@ -17,7 +17,7 @@ import sys
 from typing import Any, Callable, List, Optional, TextIO
 
 from essx.essx_exception import ESSXException
-from essx.startup import StartupError, System, port_problem
+from essx.startup import System, port_problem
 
 
 def _line(out: TextIO) -> Callable[[str], None]:
@@ -44,8 +44,14 @@ def _open_converter(system: System) -> Optional[str]:
     try:
         system.serial.open()
     except (OSError, ValueError) as e:
-        return port_problem(system.dcdc_port, e) or "serial port %s is absent: %s" % (system.dcdc_port, e)
+        return port_problem(system.dcdc_port, e) or absent(system.dcdc_port, "ess_system.dcdc_dev.params")
     return None
+
+
+def absent(port: str, key: str) -> str:
+    """The report's line for a serial device that does not exist."""
+    return ("serial port %s is absent: check the cable or USB adapter (ls -l /dev/serial/by-id/) "
+            "and %s in the configuration" % (port, key))
 
 
 def check_converter(system: System, say: Callable[[str], None]) -> Optional[str]:
@@ -77,7 +83,9 @@ def check_battery(system: System, say: Callable[[str], None]) -> Optional[str]:
         return None
     where = "battery port %s (%d baud, unit %d)" % (system.battery_port, bat.kwparams.baudrate, bat.unit)
     if not system.modbus.connect():
-        return "%s: %s" % (where, getattr(system.modbus, "last_connect_error", "cannot be opened"))
+        reason = getattr(system.modbus, "last_connect_error", "") or "cannot be opened"
+        return "battery: " + (port_problem(system.battery_port, OSError(reason))
+                              or absent(system.battery_port, "ess_system.battery_dev.kwparams.port"))
     say(where + ": open")
     battery = system.controller.bat_dev
     try:

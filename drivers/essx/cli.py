@@ -87,7 +87,7 @@ def _describe(system: System) -> str:
     config = system.config
     dev, bat = config.dcdc_dev, config.battery_dev
     text = "converter %s %d baud AD1=%d AD2=%d dir_pin=%s" % (
-        system.dcdc_port, dev.baudrate, dev.address1, dev.address2, dev.dir_pin)
+        system.dcdc_port, dev.baudrate, dev.address1, dev.address2, system.dcdc_dir_pin)
     if bat is None:
         return text + "; no battery"
     return text + "; battery %s %d baud unit %d" % (system.battery_port, bat.kwparams.baudrate,

@@ -91,6 +91,7 @@ class System:
         dcdc_kw = dict(dev.rs485, dir_pin=dev.dir_pin)
         bat_kw = dataclasses.asdict(bat.kwparams) if bat else None
         self.dcdc_port = dev.port
+        self.dcdc_dir_pin = dev.dir_pin
         self.battery_port = bat.kwparams.port if bat else None
         try:
             if simulate:
@@ -111,7 +112,8 @@ class System:
                                          bat.kwparams.baudrate if bat else 9600)
         self.simulators += [s for s in (sim, bsim) if s is not None]
         self.dcdc_sim, self.battery_sim = sim, bsim
-        self.dcdc_port, dcdc_kw["dir_pin"] = sim.port, "not_used"
+        self.dcdc_port = sim.port
+        self.dcdc_dir_pin = dcdc_kw["dir_pin"] = "not_used"
         if bsim is not None:
             self.battery_port = bat_kw["port"] = bsim.port
             bat_kw["dir_pin"] = "not_used"
