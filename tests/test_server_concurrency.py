@@ -112,3 +112,31 @@ def test_watch_thread_runs_and_stops(system):
     finally:
         controller.close()
     assert not controller.watching
+
+
+def test_set_that_cannot_get_the_line_is_refused_and_never_sent(http):
+    """issue 10: a set waits at most line_wait for the converter line, then 400 with nothing sent."""
+    system = http.system
+    sim, controller = system.dcdc_sim, system.controller
+    controller.update_config(replace(controller.dcdc_config, line_wait=0.3), controller.bat_config)
+    sim.clear()
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_line():
+        with controller.link.sequence():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_line)
+    holder.start()
+    try:
+        assert held.wait(5)
+        status, body = http.get("/remote/set/current", dig=1)
+    finally:
+        release.set()
+        holder.join()
+    assert status == 400
+    assert "converter line busy" in body["err"] and "nothing sent" in body["err"], body
+    assert commands(sim) == []
+    assert http.get("/remote/set/current", dig=1)[0] == 200   # the line is free again
+    assert writes(sim) == ["6-4"]

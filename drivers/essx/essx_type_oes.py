@@ -14,7 +14,7 @@ Set parameters arrive typed (the server parses them once with
 
 import logging
 import threading
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from essx.essx_exception import ESSXDeviceException, ESSXException, ESSXTimeoutException
 from eza2500 import codec, table
@@ -194,7 +194,7 @@ class ESSXTypeOES:
             "ups_operation_mode": {"mode": 0, "parameter": 0, "stop_mode": 0},
         }
 
-    def check_battery(self) -> tuple:
+    def check_battery(self) -> Tuple[float, int, int]:
         """Read the battery (its emulator holds the battery line).
 
         Returns:
@@ -291,7 +291,7 @@ class ESSXTypeOES:
             "param": self._param_values(acks["6-4"]["dig"]),
         }
 
-    def _set_then_meter(self, request: RequestFrame) -> tuple:
+    def _set_then_meter(self, request: RequestFrame) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         """One write, then 10-1, on one hold of the line: (ack, meter reply)."""
         with self.link.sequence():
             return self.link.transact(request), self.link.transact("10-1")

@@ -6,7 +6,7 @@ at most one low-level read, ~10 ms), never later.
 """
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from essx.essx_exception import ESSXChecksumException, ESSXTimeoutException, ESSXValueException
 
@@ -14,6 +14,58 @@ from .codec import check_reply, hexdump
 from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY, Group, payload_size
 
 logger = logging.getLogger(__name__)
+
+
+class _Scan:
+    """The bytes read so far for one reply, and what was thrown away."""
+
+    def __init__(self, device: Any, group: Group, write: bool, ad1: Optional[int], ad2: Optional[int]):
+        self.device, self.group, self.write, self.ad1, self.ad2 = device, group, write, ad1, ad2
+        self.name = group.name(write)
+        self.lengths = (payload_size(group.ack_fields(write)), NAK_PAYLOAD)
+        self.buf = bytearray()
+        self.discarded = 0
+        self.last_error: Optional[Exception] = None
+
+    def _drop(self, n: int) -> None:
+        self.discarded += n
+        del self.buf[:n]
+
+    def step(self) -> Tuple[Optional[bytes], int]:
+        """(frame, 0) once the buffer starts with a good frame, else (None,
+        bytes still needed); resyncs past noise; raises the checksum/CMD error
+        of a frame the line is quiet after."""
+        buf = self.buf
+        while True:
+            if buf and buf[0] != SFD_REPLY:
+                i = buf.find(SFD_REPLY)
+                self._drop(len(buf) if i < 0 else i)
+            if len(buf) < 2:
+                return None, 2 - len(buf)
+            if buf[1] not in self.lengths:
+                self._drop(1)
+                continue
+            total = buf[1] + FRAME_OVERHEAD
+            if len(buf) < total:
+                return None, total - len(buf)
+            frame = bytes(buf[:total])
+            try:
+                check_reply(frame, self.group, self.write, self.ad1, self.ad2)
+            except (ESSXChecksumException, ESSXValueException) as exc:
+                if len(buf) > total or self.device.in_waiting() > 0:
+                    self.last_error = exc
+                    self._drop(1)
+                    continue
+                raise
+            if self.discarded:
+                logger.debug("discarded %d bytes before the reply to %s", self.discarded, self.name)
+            return frame, 0
+
+    def timeout(self) -> ESSXTimeoutException:
+        detail = "; last frame-like bytes: %s" % self.last_error if self.last_error else ""
+        return ESSXTimeoutException(
+            "no complete reply to %s from %s in time (%d bytes pending: %s; %d discarded%s)"
+            % (self.name, self.device.port, len(self.buf), hexdump(self.buf), self.discarded, detail))
 
 
 def read_reply(device: Any, group: Group, write: bool, deadline: Optional[float] = None,
@@ -33,54 +85,22 @@ def read_reply(device: Any, group: Group, write: bool, deadline: Optional[float]
         write: True for "N-4".
         deadline: ``time.monotonic()`` limit for the whole reply; default
             now + ``device.timeout``.
-        ad1, ad2: expected addresses, or None not to check.
+        ad1, ad2: the request's addresses, passed to ``codec.check_reply``.
     Returns:
         bytes: the whole frame (ACK or NAK), for ``codec.parse_reply``.
     Raises:
         ESSXTimeoutException: no complete reply by the deadline.
         ESSXChecksumException: the reply's checksum is wrong.
-        ESSXValueException: the reply has an unexpected CMD or address.
+        ESSXValueException: the reply has an unexpected LEN or CMD.
         ESSXIOException: the port failed.
     """
     if deadline is None:
         deadline = time.monotonic() + device.timeout
-    name = group.name(write)
-    lengths = (payload_size(group.ack_fields(write)), NAK_PAYLOAD)
-    buf = bytearray()
-    discarded = 0
-    last_error = None
+    scan = _Scan(device, group, write, ad1, ad2)
     while True:
-        if buf and buf[0] != SFD_REPLY:
-            i = buf.find(SFD_REPLY)
-            n = len(buf) if i < 0 else i
-            discarded += n
-            del buf[:n]
-        if len(buf) >= 2:
-            if buf[1] not in lengths:
-                discarded += 1
-                del buf[:1]
-                continue
-            total = buf[1] + FRAME_OVERHEAD
-            if len(buf) >= total:
-                frame = bytes(buf[:total])
-                try:
-                    check_reply(frame, group, write, ad1, ad2)
-                except (ESSXChecksumException, ESSXValueException) as exc:
-                    if len(buf) > total or device.in_waiting() > 0:
-                        last_error = exc
-                        discarded += 1
-                        del buf[:1]
-                        continue
-                    raise
-                if discarded:
-                    logger.debug("discarded %d bytes before the reply to %s", discarded, name)
-                return frame
-            need = total - len(buf)
-        else:
-            need = 2 - len(buf)
+        frame, need = scan.step()
+        if frame is not None:
+            return frame
         if time.monotonic() >= deadline:
-            detail = "; last frame-like bytes: %s" % last_error if last_error else ""
-            raise ESSXTimeoutException(
-                "no complete reply to %s from %s in time (%d bytes pending: %s; %d discarded%s)"
-                % (name, device.port, len(buf), hexdump(buf), discarded, detail))
-        buf += device.read_some(max(need, device.in_waiting()), deadline)
+            raise scan.timeout()
+        scan.buf += device.read_some(max(need, device.in_waiting()), deadline)
