@@ -3,6 +3,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import contextmanager
 from typing import Iterator, List, Tuple
 
 import pytest
@@ -155,27 +156,46 @@ def test_describe_shows_values_as_written():
     assert describe(link.request("4-4", {"dvg": 360.0, "drg": 0.1})) == "4-4 dvg=360 drg=0.1"
 
 
-def test_busy_line_refuses_within_line_wait_and_sends_nothing(rig):
-    sim, link, _ = rig
-    link.configure(line_wait=0.2)
+@contextmanager
+def held_line(link: EZA2500Link) -> Iterator[None]:
+    """Another thread holds the link's line for the duration of the block."""
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         with link.sequence():
             held.set()
-            release.wait(5)
+            release.wait(10)
 
-    holder = threading.Thread(target=hold)
+    holder = threading.Thread(target=hold, name="line-holder")
     holder.start()
     try:
         assert held.wait(5)
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def start_waiting(link: EZA2500Link, target, *args) -> threading.Thread:
+    """Start ``target(*args)`` in a thread and return once it waits for the line."""
+    before = link.waiting
+    thread = threading.Thread(target=target, args=args)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while link.waiting <= before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert link.waiting == before + 1
+    return thread
+
+
+def test_busy_line_refuses_within_line_wait_and_sends_nothing(rig):
+    sim, link, _ = rig
+    link.configure(line_wait=0.2)
+    with held_line(link):
         t0 = time.monotonic()
         with pytest.raises(ESSXTimeoutException, match="converter line busy.*nothing sent"):
             link.transact("1-4", {"mode": 0x0014})
         assert time.monotonic() - t0 >= 0.2
-    finally:
-        release.set()
-        holder.join()
     assert sim.received == []
     assert link.transact("1-1") == {"mode": 0}   # the line is free again
 
@@ -183,64 +203,23 @@ def test_busy_line_refuses_within_line_wait_and_sends_nothing(rig):
 def test_max_waiting_refuses_at_once(rig):
     sim, link, _ = rig
     link.configure(line_wait=10, max_waiting=1)
-    held, release = threading.Event(), threading.Event()
     results = []
-
-    def hold() -> None:
-        with link.sequence():
-            held.set()
-            release.wait(5)
-
-    def wait_for_line() -> None:
-        results.append(link.transact("1-1"))
-
-    holder, waiter = threading.Thread(target=hold), threading.Thread(target=wait_for_line)
-    holder.start()
-    try:
-        assert held.wait(5)
-        waiter.start()
-        deadline = time.monotonic() + 5
-        while link.waiting < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert link.waiting == 1
+    with held_line(link):
+        waiter = start_waiting(link, lambda: results.append(link.transact("1-1")))
         with pytest.raises(ESSXTimeoutException, match="already waiting.*nothing sent"):
             link.transact("1-4", {"mode": 0x0014})
-    finally:
-        release.set()
-        holder.join()
-        waiter.join()
+    waiter.join()
     assert results == [{"mode": 0}]
     assert [r.name for r in sim.received] == ["1-1"]
 
 
 def test_line_is_granted_in_the_order_it_was_asked_for(rig):
     sim, link, _ = rig
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with link.sequence():
-            held.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(5)
     names = ["2-1", "4-1", "9-1", "10-1"]
-    waiters = []
-    try:
-        for i, name in enumerate(names):
-            waiter = threading.Thread(target=link.transact, args=(name,))
-            waiter.start()
-            waiters.append(waiter)
-            deadline = time.monotonic() + 5
-            while link.waiting < i + 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert link.waiting == i + 1
-    finally:
-        release.set()
-        holder.join()
-        for waiter in waiters:
-            waiter.join()
+    with held_line(link):
+        waiters = [start_waiting(link, link.transact, name) for name in names]
+    for waiter in waiters:
+        waiter.join()
     assert [r.name for r in sim.received] == names
 
 

@@ -4,6 +4,7 @@ import threading
 from dataclasses import replace
 
 from conftest import commands, writes
+from test_eza2500_link import held_line
 
 
 def force_waiting(controller, on):
@@ -120,21 +121,8 @@ def test_set_that_cannot_get_the_line_is_refused_and_never_sent(http):
     sim, controller = system.dcdc_sim, system.controller
     controller.update_config(replace(controller.dcdc_config, line_wait=0.3), controller.bat_config)
     sim.clear()
-    held, release = threading.Event(), threading.Event()
-
-    def hold_the_line():
-        with controller.link.sequence():
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_the_line)
-    holder.start()
-    try:
-        assert held.wait(5)
+    with held_line(controller.link):
         status, body = http.get("/remote/set/current", dig=1)
-    finally:
-        release.set()
-        holder.join()
     assert status == 400
     assert "converter line busy" in body["err"] and "nothing sent" in body["err"], body
     assert commands(sim) == []

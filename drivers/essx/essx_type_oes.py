@@ -95,13 +95,8 @@ class ESSXTypeOES:
     def __init__(self, dcdc_dev: Any = None, bat_dev: Any = None, dcdc_config: Any = None,
                  bat_config: Any = None, ad1: int = 0, ad2: int = 1, name: Optional[str] = None,
                  watch: bool = True) -> None:
-        self.dcdc_dev = dcdc_dev
-        self.bat_dev = bat_dev
-        self.dcdc_config = dcdc_config
-        self.bat_config = bat_config
-        self.ad1 = ad1
-        self.ad2 = ad2
-        self.name = name
+        self.dcdc_dev, self.bat_dev, self.name = dcdc_dev, bat_dev, name
+        self.dcdc_config, self.bat_config = dcdc_config, bat_config
         self.link = EZA2500Link(dcdc_dev, ad1, ad2, **link_settings(dcdc_config))
         self._stop = threading.Event()
         self._waiting_reason: Optional[str] = None   # why the watch last forced Waiting

@@ -69,17 +69,17 @@ class RequestFrame:
     frame: bytes
 
 
+#: Failure class -> ``Exchange.outcome``, the most specific first (NAKs aside).
+_OUTCOMES = ((ESSXIOException, "io_error"), (ESSXTimeoutException, "timeout"),
+             (ESSXChecksumException, "checksum"))
+
+
 def outcome_of(exc: ESSXException) -> str:
-    """The ``Exchange.outcome`` of a failed try (contracts.md section 1)."""
+    """The ``Exchange.outcome`` of a failed try (contracts.md section 1):
+    "nak_0xfffc", "io_error", "timeout", "checksum" or "unexpected"."""
     if isinstance(exc, ESSXDeviceException):
         return "nak_0x%04x" % exc.ercd
-    if isinstance(exc, ESSXIOException):
-        return "io_error"
-    if isinstance(exc, ESSXTimeoutException):
-        return "timeout"
-    if isinstance(exc, ESSXChecksumException):
-        return "checksum"
-    return "unexpected"
+    return next((outcome for cls, outcome in _OUTCOMES if isinstance(exc, cls)), "unexpected")
 
 
 def _budget(exc: ESSXException) -> Optional[str]:
@@ -109,6 +109,11 @@ def describe(request: RequestFrame) -> str:
 
 def _tries(n: int) -> str:
     return "%d tr%s" % (n, "y" if n == 1 else "ies")
+
+
+#: The link's settings and their types (``configure``).
+_SETTING_TYPES = {"timeout_retries": int, "error_retries": int, "retry_wait": float,
+                  "command_interval": float, "line_wait": float, "max_waiting": int}
 
 
 class EZA2500Link:
@@ -186,18 +191,12 @@ class EZA2500Link:
         """Apply new settings (reload); None keeps a setting.  ``timeout`` (s)
         is the device's whole-read/write timeout.  Takes effect from the next
         try on."""
-        if timeout_retries is not None:
-            self.timeout_retries = int(timeout_retries)
-        if error_retries is not None:
-            self.error_retries = int(error_retries)
-        if retry_wait is not None:
-            self.retry_wait = float(retry_wait)
-        if command_interval is not None:
-            self.command_interval = float(command_interval)
-        if line_wait is not None:
-            self.line_wait = float(line_wait)
-        if max_waiting is not None:
-            self.max_waiting = int(max_waiting)
+        given = {"timeout_retries": timeout_retries, "error_retries": error_retries,
+                 "retry_wait": retry_wait, "command_interval": command_interval,
+                 "line_wait": line_wait, "max_waiting": max_waiting}
+        for name, value in given.items():
+            if value is not None:
+                setattr(self, name, _SETTING_TYPES[name](value))
         if timeout is not None:
             self.device.timeout = float(timeout)
 
