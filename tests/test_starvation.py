@@ -8,8 +8,6 @@ import socket
 import threading
 import time
 
-import pytest
-
 from test_startup import devices, process, write_config  # noqa: F401 - fixtures
 
 #: The bound of issue 10, point 6 (s).

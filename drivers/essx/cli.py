@@ -11,12 +11,11 @@ import ipaddress
 import logging
 import os
 import signal
-import sys
 from typing import Any, Callable, List, Optional
 
 from essx import logsetup, resources
 from essx.essx_exception import ESSXException
-from essx.startup import EXIT_USAGE, THREADS, StartupError, System, max_waiting, open_ports, package_version
+from essx.startup import EXIT_USAGE, THREADS, System, max_waiting, open_ports, package_version
 
 log = logging.getLogger("essx_server")
 

@@ -10,17 +10,12 @@ starts, the routes that need it answer 400 naming it, and the port is
 opened as soon as it appears (the converter's link and the battery client
 open on demand).
 """
-import argparse
 import dataclasses
 import errno
 import logging
-import os
-import signal
-import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
-from essx import logsetup, resources
-from essx.essx_exception import ESSXConfigException, ESSXException
+from essx.essx_exception import ESSXException
 
 log = logging.getLogger("essx_server")
 
