@@ -27,18 +27,6 @@ def _line(out: TextIO) -> Callable[[str], None]:
     return say
 
 
-def _link(system: System) -> Any:
-    """The converter's line owner of the controller (``controller.link``)."""
-    link = getattr(system.controller, "link", None)
-    if link is None:            # a controller without a link: one for this check
-        from eza2500.link import EZA2500Link, link_settings
-
-        dev = system.config.dcdc_dev
-        link = EZA2500Link(system.controller.dcdc_dev, dev.address1, dev.address2,
-                           **link_settings(system.config.dcdc))
-    return link
-
-
 def _open_converter(system: System) -> Optional[str]:
     """Open the converter's port; None or what failed."""
     try:
@@ -63,7 +51,7 @@ def check_converter(system: System, say: Callable[[str], None]) -> Optional[str]
     if problem:
         return "converter: " + problem
     say("converter port %s (%d baud): open" % (system.dcdc_port, dev.baudrate))
-    link = _link(system)
+    link = system.controller.link
     try:
         mode = link.transact("1-1")["mode"]
         meters = link.transact("10-1")

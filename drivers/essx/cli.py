@@ -122,9 +122,7 @@ def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., A
     from essx import essx_config
     from essx.serve import HTTPServer
 
-    link = getattr(system.controller, "link", None)
-    if link is not None:
-        link.configure(max_waiting=max_waiting(THREADS))
+    system.controller.link.configure(max_waiting=max_waiting(THREADS))
     for signum in (signal.SIGTERM, signal.SIGINT):   # SIGINT too: a background job may start with it ignored
         signal.signal(signum, _raise_interrupt)
     app = create_app(system.controller,
