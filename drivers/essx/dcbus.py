@@ -3,13 +3,15 @@
 Model (choices of this simulator; EZA2500.md gives the modes, not the
 physics):
 
-* A converter in Grid Autonomy (0x0014) is a voltage source at ``dvg`` (V)
-  with droop ``drg`` taken as volts per ampere delivered (EZA2500.md gives
-  only its range, 0..3.999; a source with drg 0 holds ``dvg`` exactly while
-  it is within its limit, and counts as ``DROOP_MIN`` in the share): it delivers
-  ``I = clamp((dvg - V) / drg, -dig, +dig)`` at bus voltage ``V``.
-* Heteronomy CV discharge (0x0002) injects ``dig`` (A); charge (0x0041)
-  draws ``dig``; Waiting (0x0000) carries nothing.
+* A converter in Grid Autonomy (``table.MODE_GRID_AUTONOMY``) is a voltage
+  source at ``dvg`` (V) with droop ``drg`` taken as volts per ampere
+  delivered (EZA2500.md gives only its range, 0..3.999; a source with drg 0
+  holds ``dvg`` exactly while within its limit, and counts as ``DROOP_MIN``
+  in the share): it delivers ``I = clamp((dvg - V) / drg, -dig, +dig)`` at
+  bus voltage ``V``.
+* Heteronomy CV discharge (``MODE_HETERONOMY_DISCHARGE``) injects ``dig``
+  (A); charge (``MODE_HETERONOMY_CHARGE``) draws ``dig``; Waiting carries
+  nothing.
 * ``load`` (A) is drawn by something that is no converter (negative: a
   source); ``external_v`` (V) is an external stiff grid that holds the bus
   when no converter is in Grid Autonomy (a lone simulated node uses it).
