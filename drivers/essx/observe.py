@@ -98,6 +98,12 @@ class BusRecord:
             self.last_error_time = exchange.time
 
 
+class _PerThread(threading.local):
+    """Per-thread state: the list ``commands_sent`` collects into, or None."""
+
+    sent: Optional[List[str]] = None
+
+
 class Recorder:
     """The observations of one web application (see the module docstring).
 
@@ -110,7 +116,7 @@ class Recorder:
     def __init__(self, clock=time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._local = _PerThread()
         self.started = clock()
         self.owners: Dict[str, Any] = {}
         self.buses = {name: BusRecord(name) for name in BUSES}
@@ -142,7 +148,7 @@ class Recorder:
 
     def on_exchange(self, exchange: Exchange) -> None:
         """Record one try (the listener of ``essx.exchange.Listeners``)."""
-        sent = getattr(self._local, "sent", None)
+        sent = self._local.sent
         if sent is not None and exchange.bus == "dcdc":
             sent.append(exchange.command)
         with self._lock:
@@ -202,7 +208,7 @@ class Recorder:
         """Collect the names of the converter tries made by this thread
         inside the ``with`` block ("4-4", "6-4", ...; a retry appears again)."""
         sent: List[str] = []
-        outer = getattr(self._local, "sent", None)
+        outer = self._local.sent
         self._local.sent = sent
         try:
             yield sent

@@ -270,9 +270,8 @@ def _attach(recorder: Recorder, controller) -> None:
     """Listen to the controller's bus owners (its link; its battery, when configured)."""
     if controller is None:       # an app built only to list its routes
         return
-    if getattr(controller, "link", None) is not None:   # TEMPORARY until the controller owns a link
-        recorder.attach("dcdc", controller.link)
-    if controller.bat_dev is not None and hasattr(controller.bat_dev, "listeners"):   # TEMPORARY
+    recorder.attach("dcdc", controller.link)
+    if controller.bat_dev is not None:
         recorder.attach("battery", controller.bat_dev)
 
 
