@@ -95,3 +95,42 @@ def test_page_is_served_self_contained(http):
     assert (status, content_type) == (200, "text/html")
     assert 'id="mode"' in text and 'id="plot-vg"' in text and "essx/status" in text
     assert "http://" not in text and "https://" not in text and "<link" not in text   # nothing from elsewhere
+
+
+def test_status_names_configuration_and_simulation(system):
+    """With the Config and the simulate flag the server starts with: path, baud rates, banner flag."""
+    from conftest import ServerThread, fast_config
+    from essx_server import create_app
+
+    config = fast_config()
+    server = ServerThread(create_app(system.controller, config=config, simulate=True))
+    try:
+        assert server.client.get("/remote/get/status")[0] == 200
+        body = server.client.get("/essx/status")[1]
+    finally:
+        server.stop()
+    assert body["simulate"] is True and body["config"] == str(config.path)
+    assert body["buses"]["dcdc"]["baud"] == config.dcdc_dev.baudrate
+    assert body["buses"]["battery"]["baud"] == config.battery_dev.kwparams.baudrate
+    assert body["buses"]["battery"]["tries"] == 0 and body["buses"]["battery"]["last_success"] is None
+
+
+def test_no_battery_no_battery_bus(no_leaks):
+    from dataclasses import replace
+
+    from conftest import ServerThread, fast_config
+    from essx_server import System, create_app
+
+    config = replace(fast_config(), battery_dev=None)
+    system = System(config, simulate=True, watch=False)
+    server = ServerThread(create_app(system.controller, config=config))
+    try:
+        assert server.client.get("/remote/get/status")[0] == 200
+        body = server.client.get("/essx/status")[1]
+        got = metric_samples(server.client)
+    finally:
+        server.stop()
+        system.close()
+    assert set(body["buses"]) == {"dcdc"} and body["battery"] == {}
+    assert ("essx_bus_port_open", frozenset({("bus", "battery")})) not in got
+    assert got[("essx_bus_port_open", frozenset({("bus", "dcdc")}))] == 1

@@ -65,7 +65,7 @@ def status_body(recorder: Recorder, *, version: str, simulate: bool, config=None
     now = snap["time"]
     bauds = bus_settings(config)
     buses = {name: _bus(recorder, name, bus, bauds[name], now) for name, bus in snap["buses"].items()
-             if name != "battery" or config is None or config.battery_dev is not None}
+             if name in recorder.owners or bus["tries"]}   # a node without a battery shows no battery bus
     return {
         "version": version,
         "uptime_s": round(now - snap["started"], 3),
