@@ -23,7 +23,7 @@ import collections
 import contextlib
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from essx.exchange import Exchange
 
@@ -267,7 +267,3 @@ def _error_entry(exchange: Exchange) -> Dict[str, Any]:
     return {"time": exchange.time, "bus": exchange.bus, "command": exchange.command,
             "outcome": exchange.outcome, "attempt": exchange.attempt, "error": exchange.error}
 
-
-def metric_values(values: Optional[Mapping[str, Any]]) -> Dict[str, float]:
-    """The numeric entries of ``values`` as floats (booleans as 0/1)."""
-    return {k: float(v) for k, v in (values or {}).items() if isinstance(v, (int, float))}

@@ -48,14 +48,17 @@ class SetCache:
         self.values = {}
 
     def get(self, name, default=None):
+        """The last applied value of *name*, else *default*."""
         with self.lock:
             return self.values.get(name, default)
 
     def remember(self, **values):
+        """Keep *values* (name=value) as the last applied ones."""
         with self.lock:
             self.values.update(values)
 
     def forget(self):
+        """Drop every remembered value."""
         with self.lock:
             self.values.clear()
 
@@ -143,15 +146,19 @@ class ApiRoutes:
         self.openapi_path = openapi_path
 
     def battery_get(self, params):
+        """/battery/get: {"rsoc": %, "battery_operation_status": int} from one battery read."""
         data = self.controller.log_data(params)
         return {k: data[k] for k in ("rsoc", "battery_operation_status")}
 
     def dcdc_get(self, params):
+        """/dcdc/get: /remote/get without "powermeter"."""
         body = self.controller.remote_get(params)
         body.pop("powermeter", None)
         return body
 
     def full_set(self, params):
+        """/remote/set: mode, dvg (V), dig (A), drg; an absent one takes the
+        last applied value (ESSXParameterException when there is none)."""
         cache = self.cache
         previous = {"mode": cache.get("mode"), "dvg": cache.get("dvg"), "dig": cache.get("dig"),
                     "drg": cache.get("drg", 0)}
@@ -169,12 +176,14 @@ class ApiRoutes:
         return body
 
     def set_current(self, params):
+        """/remote/set/current: dig (A)."""
         dig = parse_number("dig", params.get("dig"))
         body = self.controller.remote_set_current({"dig": dig})
         self.cache.remember(dig=dig)
         return body
 
     def set_voltage(self, params):
+        """/remote/set/voltage: dvg (V) and drg (absent: the last applied, else 0)."""
         dvg = parse_number("dvg", params.get("dvg"))
         given_drg = params.get("drg")
         drg = parse_number("drg", given_drg if given_drg is not None else self.cache.get("drg", 0))
@@ -183,6 +192,8 @@ class ApiRoutes:
         return body
 
     def dcdc_set(self, params):
+        """/dcdc/set: the current set for dig alone, the voltage set for dvg
+        (with or without drg) alone, else the full set."""
         present = {name for name in ("mode", "dvg", "dig", "drg") if name in params}
         if present == {"dig"}:
             return self.set_current(params)
@@ -191,24 +202,30 @@ class ApiRoutes:
         return self.full_set(params)
 
     def ioctl_set(self, params):
+        """/remote/ioctl/set: reload the configuration (when the server can),
+        then write the set-up values (ESSXConfigException for a bad file: nothing changed)."""
         if self.reload_config is not None:
             config = self.reload_config()
             self.controller.update_config(config.dcdc, config.battery)
         return self.controller.remote_ioctl_set(params)
 
     def all_get(self, params):
+        """/all/get: the interface-v2 subset of /remote/ioctl/get."""
         body = self.controller.remote_ioctl_get(params)
         keys = ("rsoc", "battery_operation_status", "meter", "param", "status", "vdis")
         return {k: body[k] for k in keys}
 
     def version_get(self, params):
+        """/version/get: the interface and driver versions."""
         return dict(self.versions)
 
     def hello(self, params):
+        """/essx/hello: forget the set routes' previous values."""
         self.cache.forget()
         return {"message": "hello world"}
 
     def goodbye_route(self, params):
+        """/essx/goodbye: 404 unless enabled; else stop the server 0.2 s after answering."""
         if self.goodbye is None:
             bottle.response.status = 404
             return {"err": "/essx/goodbye is disabled; start the server with --goodbye to enable it"}
@@ -216,6 +233,7 @@ class ApiRoutes:
         return {"message": "goodbye"}
 
     def openapi(self, params):
+        """/openapi.json: the API document (ESSXConfigException when it cannot be read)."""
         path = self.openapi_path()
         try:
             with open(path, encoding="utf-8") as f:
