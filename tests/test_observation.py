@@ -134,3 +134,10 @@ def test_no_battery_no_battery_bus(no_leaks):
     assert set(body["buses"]) == {"dcdc"} and body["battery"] == {}
     assert ("essx_bus_port_open", frozenset({("bus", "battery")})) not in got
     assert got[("essx_bus_port_open", frozenset({("bus", "dcdc")}))] == 1
+
+
+def test_the_info_line_cannot_be_split_by_a_parameter(http, sim, caplog):
+    caplog.set_level(logging.INFO, logger="essx_server")
+    assert http.get("/remote/set/current", dig="1\nFAKE line")[0] == 400
+    line, = [r.getMessage() for r in caplog.records if "converter command" in r.getMessage()]
+    assert "\n" not in line and "dig='1\\nFAKE line'" in line

@@ -91,11 +91,17 @@ def _call(fn, params) -> str:
         return json.dumps({"err": "internal error: %s: %s" % (type(e).__name__, e)})
 
 
+def _shown(value: str) -> str:
+    """*value* as the log line shows it: as given, or quoted with escapes when
+    it holds a character that is not printable (a newline cannot forge a line)."""
+    return value if value.isprintable() else repr(value)
+
+
 def _log_change(rule, params, sent, code, text, started):
     """The one INFO line of a state-changing request."""
     result = "200" if code == 200 else "%d %s" % (code, json.loads(text).get("err"))
     log.info("%s %s: %s; %d converter command(s) sent%s; %.1f ms", rule,
-             " ".join("%s=%s" % kv for kv in sorted(params.items())) or "(no parameters)", result,
+             " ".join("%s=%s" % (k, _shown(v)) for k, v in sorted(params.items())) or "(no parameters)", result,
              len(sent), " (%s)" % " ".join(sent) if sent else "", (time.perf_counter() - started) * 1000)
 
 
