@@ -303,13 +303,20 @@ class GridServer:
 
     def serve(self) -> None:
         """Serve until ``stop()`` (from another thread or a signal handler),
-        then close every socket and the worker threads."""
-        server = self.server
-        while not self._stop.is_set():
-            server.asyncore.loop(timeout=0.05, map=server.map, count=1)
-        for channel in list(server.map.values()):
+        then close every socket and the worker threads (also on an error).
+        The loop turns in 0.05 s rounds and closes from its own thread:
+        closing from another one would race with its select()."""
+        try:
+            while not self._stop.is_set():
+                self.server.asyncore.loop(timeout=0.05, map=self.server.map, count=1)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        channels = list(self.server.map.values())
+        for channel in channels:
             channel.close()
-        server.task_dispatcher.shutdown()
+        self.server.task_dispatcher.shutdown()
 
     def stop(self) -> None:
         """Make ``serve()`` return (safe from a signal handler)."""

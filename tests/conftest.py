@@ -159,3 +159,22 @@ def battery_sim(tmp_path, no_leaks):
 
     with BatterySimulator(link=str(tmp_path / "ttyBAT")) as simulator:
         yield simulator
+
+
+def read_until(stream, text, deadline):
+    """Read a child's pipe *stream* until *text* (bytes) appears; returns all
+    bytes read. Fails the test at *deadline* (monotonic s) or if the child
+    closes the pipe first."""
+    import select
+    import time
+
+    seen = b""
+    while text not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, "%r did not appear in time: %r" % (text, seen)
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            assert chunk, "the child closed its output first: %r" % seen
+            seen += chunk
+    return seen

@@ -1,6 +1,5 @@
 """The simulated battery: register map, faults, pacing, life cycle, script."""
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import time
 
 import pytest
 import serial
+from conftest import read_until
 from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.framer.rtu import FramerRTU
@@ -180,7 +180,7 @@ def test_runs_as_a_script_until_sigterm(tmp_path):
          "--rsoc", "42.0", "--not-permitted", "--baud", "19200"],
         stderr=subprocess.PIPE, env=env)
     try:
-        _wait_for_line(proc.stderr, b"serving on", deadline=time.monotonic() + 20)
+        read_until(proc.stderr, b"serving on", time.monotonic() + 20)
         modbus = ESSXModbusClient(method="rtu", port=str(link), timeout=0.5, dir_pin="not_used")
         try:
             assert modbus.read_input_registers(29, count=2, device_id=1).registers == [420, 1]
@@ -194,18 +194,6 @@ def test_runs_as_a_script_until_sigterm(tmp_path):
             proc.wait()
         proc.stderr.close()
     assert not os.path.lexists(link)
-
-
-def _wait_for_line(stream, text, deadline):
-    seen = b""
-    while text not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, "simulator did not start: %r" % seen
-        ready, _, _ = select.select([stream], [], [], left)
-        if ready:
-            chunk = os.read(stream.fileno(), 4096)
-            assert chunk, "simulator exited: %r" % seen
-            seen += chunk
 
 
 # -- RTU helpers -----------------------------------------------------------------------

@@ -4,7 +4,6 @@ Every request goes through a node's Web API (waitress, bottle, controller,
 EZA2500Device over ESSXRS485 on a pty, ESSXModbusClient on a pty); the grid
 endpoint reads the bus model."""
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import DRIVERS, HTTPClient, fast_config, with_settings
+from conftest import DRIVERS, HTTPClient, fast_config, read_until, with_settings
 
 import essx_grid
 from essx_grid import Grid, GridConfigError, GridServer, NodeSpec, control_app, grid_spec
@@ -195,19 +194,6 @@ def test_grid_file():
         Grid(grid_spec({"defaults": {"rsoc": 120}}, 1), fast_config()).start()
 
 
-def _read_until(stream, text, deadline):
-    seen = b""
-    while text not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, "essx-grid did not start: %r" % seen
-        ready, _, _ = select.select([stream], [], [], left)
-        if ready:
-            chunk = os.read(stream.fileno(), 4096)
-            assert chunk, "essx-grid exited: %r" % seen
-            seen += chunk
-    return seen.decode()
-
-
 def test_command_line_serves_and_stops_on_sigterm(tmp_path):
     grid_file = tmp_path / "grid.yml"
     grid_file.write_text("nodes:\n  - {rsoc: 70}\n")
@@ -215,7 +201,7 @@ def test_command_line_serves_and_stops_on_sigterm(tmp_path):
                              "--port", "0", "--speed", "5", "--config", str(grid_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        out = _read_until(proc.stdout, b"/grid\n", time.monotonic() + 60)
+        out = read_until(proc.stdout, b"/grid\n", time.monotonic() + 60).decode()
         urls = {line.split()[2]: line.split()[3] for line in out.strip().splitlines()
                 if line.startswith("essx-grid: node")}
         control = out.strip().splitlines()[-1].split()[-1]

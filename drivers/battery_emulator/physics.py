@@ -100,12 +100,16 @@ class BatteryModel:
         """The battery power held now, W (negative: charging)."""
         return self._power
 
+    def _now(self, attribute: str) -> float:
+        """An integrated quantity brought up to now."""
+        with self._lock:
+            self._advance()
+            return getattr(self, attribute)
+
     @property
     def rsoc(self) -> float:
         """RSOC now, % (float, 0..100)."""
-        with self._lock:
-            self._advance()
-            return self._rsoc
+        return self._now("_rsoc")
 
     @rsoc.setter
     def rsoc(self, value: float) -> None:
@@ -127,13 +131,9 @@ class BatteryModel:
     @property
     def energy_wh(self) -> float:
         """Energy out of the battery since creation, Wh (∫ wb dt, simulated time)."""
-        with self._lock:
-            self._advance()
-            return self._energy
+        return self._now("_energy")
 
     @property
     def elapsed(self) -> float:
         """Simulated seconds since creation."""
-        with self._lock:
-            self._advance()
-            return self._elapsed
+        return self._now("_elapsed")

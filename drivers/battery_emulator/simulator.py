@@ -54,7 +54,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from battery_emulator import rtu
 from battery_emulator.physics import BatteryModel
 from essx.essx_pty import PtyPort
-from essx.paced_pty import PacedPty, wire_time
+from essx.paced_pty import OnLine, PacedPty, wire_time
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ def cut_requests(buf: bytearray, at_gap: bool) -> List[bytes]:
     return frames
 
 
-class BatterySimulator:
-    """A simulated battery on a pty (see module docstring).
+class BatterySimulator(OnLine):
+    """A simulated battery on a pty (see module docstring; ``port``,
+    ``write_raw`` and ``with`` blocks: ``OnLine``).
 
     Args:
         unit: Modbus unit answered (others are ignored, as on a bus).
@@ -175,11 +176,6 @@ class BatterySimulator:
         return 0 if self.permitted else STATUS_NOT_PERMITTED
 
     @property
-    def port(self) -> Optional[str]:
-        """Path clients open: ``link`` when given, else the pty slave (None when stopped)."""
-        return self._line.port
-
-    @property
     def collisions(self) -> int:
         """Request bytes that arrived while a reply was queued or on the line."""
         return self._line.collision_bytes
@@ -263,12 +259,6 @@ class BatterySimulator:
         self._server_pty.close()
         self._server_pty = None
         self._loop = self._stop_async = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc_info):
-        self.stop()
 
     def reopen(self) -> str:
         """Unplug/replug: close the client side pty, open a new one at ``link``.

@@ -336,3 +336,27 @@ class PacedPty:
             if r.sent < len(r.frame):
                 return
             self._queue.popleft()
+
+
+class OnLine:
+    """Mixin for a simulated device served by a ``PacedPty`` in ``self._line``:
+    ``port``, ``write_raw`` and ``with`` blocks (``start()``/``stop()``)."""
+
+    _line: PacedPty
+
+    @property
+    def port(self) -> Optional[str]:
+        """Path a client opens: ``link`` if given, else the pty slave's name
+        (None when stopped without a link)."""
+        return self._line.port
+
+    def write_raw(self, data: bytes) -> int:
+        """Put ``data`` on the line now, as if the device sent it (noise);
+        returns the bytes written."""
+        return self._line.write_raw(data)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()

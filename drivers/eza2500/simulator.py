@@ -48,7 +48,7 @@ from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 from essx.dcbus import DCBus, Setting, battery_power
 from essx.essx_exception import ESSXChecksumException, ESSXValueException
-from essx.paced_pty import PacedPty, wire_time
+from essx.paced_pty import OnLine, PacedPty, wire_time
 
 from . import codec, table
 
@@ -156,8 +156,9 @@ def cut_requests(buf: bytearray, at_gap: bool) -> List[bytes]:
     return frames
 
 
-class EZA2500Simulator:
-    """A simulated EZA2500 converter serving on a pty.
+class EZA2500Simulator(OnLine):
+    """A simulated EZA2500 converter serving on a pty (``port``,
+    ``write_raw`` and ``with`` blocks: ``OnLine``).
 
     Args:
         ad1, ad2: the addresses it answers to (others are ignored).
@@ -220,26 +221,10 @@ class EZA2500Simulator:
         self._line.reopen()
         logger.info("EZA2500 simulator reopened on %s -> %s", self.link, self._line.path)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self) -> Optional[str]:
-        """Path a client opens: the link if given, else the slave's name."""
-        return self._line.port
-
     @property
     def collisions(self) -> int:
         """Replies that request bytes collided with (see ``PacedPty``)."""
         return self._line.collided_replies
-
-    def write_raw(self, data: bytes) -> int:
-        """Put ``data`` on the line now, as if the converter sent it (noise);
-        returns the bytes written."""
-        return self._line.write_raw(data)
 
     # --- state ------------------------------------------------------------------
 
