@@ -11,11 +11,10 @@ and serves with waitress until SIGINT/SIGTERM.
 import logging
 import os
 import sys
-import threading
 
-import bottle
-
-from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
+from essx import resources as _resources
+from essx.cli import parse_args  # noqa: F401 - essx_server.parse_args
+from essx.startup import System  # noqa: F401 - essx_server.System
 from essx.web import SetCache, build_app  # noqa: F401 - SetCache: re-exported
 
 log = logging.getLogger("essx_server")
@@ -51,11 +50,6 @@ def create_app(controller, *, goodbye=None, reload_config=None, config=None, sim
 
 
 # -- start-up (essx.startup, essx.serve, essx.cli, essx.check) ---------------------
-
-from essx.cli import parse_args  # noqa: E402,F401 - essx_server.parse_args
-from essx.startup import System  # noqa: E402,F401 - essx_server.System
-from essx import resources as _resources  # noqa: E402
-
 
 def _installed_path(path):
     """*path* when it exists (a source tree), else the shipped file of the same
