@@ -13,7 +13,7 @@ each battery's RSOC follows the power its converter carries
 (``battery_emulator.physics``), ``K`` times faster than real time.
 
 The control port (``P-1`` unless ``--control-port``) answers ``GET /grid``
-(see ``Grid.snapshot``).  ``--port 0`` takes free ports and logs them.
+(see ``Grid.snapshot``) and serves the grid's live page at ``/``.  ``--port 0`` takes free ports and logs them.
 SIGTERM or Ctrl-C stops everything cleanly (exit 0); a bad option or grid
 file is one line on stderr (exit 2).
 
@@ -28,6 +28,8 @@ The grid file (YAML, every key optional)::
 """
 import argparse
 import dataclasses
+import functools
+import importlib.resources
 import logging
 import os
 import signal
@@ -255,9 +257,17 @@ class Grid:
                 "nodes": nodes}
 
 
+@functools.lru_cache(maxsize=1)
+def grid_page() -> str:
+    """The grid's live page (package data essx/static/grid.html, beside the
+    node page); OSError when the install left it out."""
+    return importlib.resources.files("essx").joinpath("static", "grid.html").read_text(encoding="utf-8")
+
+
 def control_app(grid: Grid, urls: Mapping[int, str]) -> bottle.Bottle:
     """The control port's application: ``GET /grid`` -> ``grid.snapshot()``
-    with each node's ``url``; ``GET /`` the same."""
+    with each node's ``url``; ``GET /`` the grid's live page (``grid_page``),
+    which polls ``/grid`` once a second and reads nothing else."""
     app = bottle.Bottle()
 
     def grid_json():
@@ -266,8 +276,12 @@ def control_app(grid: Grid, urls: Mapping[int, str]) -> bottle.Bottle:
             node["url"] = urls.get(node["node"])
         return body
 
+    def page():
+        bottle.response.content_type = "text/html; charset=utf-8"
+        return grid_page()
+
     app.route("/grid", "GET", grid_json)
-    app.route("/", "GET", grid_json)
+    app.route("/", "GET", page)
     return app
 
 
