@@ -7,7 +7,10 @@ if DRIVERS not in sys.path:
     sys.path.insert(0, DRIVERS)
 
 import json
+import socket
+import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -178,3 +181,66 @@ def read_until(stream, text, deadline):
             assert chunk, "the child closed its output first: %r" % seen
             seen += chunk
     return seen
+
+
+#: The server script, run as a process by the command-line tests.
+SERVER = os.path.join(DRIVERS, "essx_server.py")
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """``essx_server.py`` as a child process on a free port; ``stop()`` kills and reaps it."""
+    def __init__(self, *args):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, SERVER, "--port", str(self.port), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.client = HTTPClient("http://localhost:%d" % self.port)
+
+    def wait_ready(self, limit=20):
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited: %s" % self.proc.stdout.read())
+            try:
+                with socket.create_connection(("localhost", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("server did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def process():
+    """``start(*args) -> Process``; every process started is stopped after the test."""
+    started = []
+
+    def start(*args):
+        p = Process(*args)
+        started.append(p)
+        return p
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def devices(tmp_path, no_leaks):
+    """A simulated converter and battery reached through links in tmp_path."""
+    from battery_emulator.simulator import BatterySimulator
+    from eza2500.simulator import EZA2500Simulator
+
+    with EZA2500Simulator(link=str(tmp_path / "ttyDCDC")) as dcdc, \
+            BatterySimulator(link=str(tmp_path / "ttyBAT")) as battery:
+        yield dcdc, battery

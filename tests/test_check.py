@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from test_startup import devices, run, write_config  # noqa: F401 - devices is a fixture
+from test_startup import run, write_config
 
 
 def _pymodbus2_option(doc):

@@ -1,64 +1,14 @@
 """The real process: --simulate, SIGTERM, --goodbye, configuration errors, /remote/ioctl/set reloads."""
 
 import copy
-import os
 import signal
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
 
-from conftest import DEFAULT_CONFIG, DRIVERS, HTTPClient, ServerThread, fast_config
+from conftest import DEFAULT_CONFIG, ServerThread, fast_config
 
-SERVER = os.path.join(DRIVERS, "essx_server.py")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Process:
-    def __init__(self, *args):
-        self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, SERVER, "--port", str(self.port), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.client = HTTPClient("http://localhost:%d" % self.port)
-
-    def wait_ready(self, limit=20):
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise AssertionError("server exited: %s" % self.proc.stdout.read())
-            try:
-                with socket.create_connection(("localhost", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError("server did not start")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-
-
-@pytest.fixture
-def process():
-    started = []
-
-    def start(*args):
-        p = Process(*args)
-        started.append(p)
-        return p
-    yield start
-    for p in started:
-        p.stop()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

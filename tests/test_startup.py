@@ -11,8 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import DEFAULT_CONFIG
-from test_server_cli import SERVER, Process, free_port
+from conftest import DEFAULT_CONFIG, SERVER, free_port
 
 
 def write_config(tmp_path, dcdc_port, battery_port, mutate=None, name="c.yml"):
@@ -41,17 +40,6 @@ def one_error_line(err):
     """The error lines of *err* (no traceback) — exactly one expected."""
     assert "Traceback" not in err, err
     return [line for line in err.splitlines() if "ERROR" in line or "error:" in line]
-
-
-@pytest.fixture
-def devices(tmp_path, no_leaks):
-    """A simulated converter and battery reached through links in tmp_path."""
-    from battery_emulator.simulator import BatterySimulator
-    from eza2500.simulator import EZA2500Simulator
-
-    with EZA2500Simulator(link=str(tmp_path / "ttyDCDC")) as dcdc, \
-            BatterySimulator(link=str(tmp_path / "ttyBAT")) as battery:
-        yield dcdc, battery
 
 
 def test_version():
@@ -252,17 +240,6 @@ def test_heartbeat_stops_when_the_loop_stalls(notify_socket):
         beat.stop()
 
 
-@pytest.fixture
-def process():
-    started = []
-
-    def start(*args):
-        p = Process(*args)
-        started.append(p)
-        return p
-    yield start
-    for p in started:
-        p.stop()
 
 
 def test_rs485_port_is_exclusive_by_default(devices):
