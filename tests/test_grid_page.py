@@ -9,7 +9,6 @@ import html.parser
 import urllib.request
 
 import pytest
-from conftest import HTTPClient
 from test_grid import make_grid, set_node  # noqa: F401  (fixture and helper reused)
 from test_page_browser import chromium, render  # noqa: F401  (fixture and helper reused)
 
