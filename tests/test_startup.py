@@ -160,6 +160,30 @@ def test_start_up_line_and_log_level(tmp_path, devices, process):
         assert part in line, line
 
 
+def test_reload_uses_the_start_up_validation_and_names_what_needs_a_restart(tmp_path, devices, process):
+    """/remote/ioctl/set re-reads the file as a start would (same --strict-config):
+    a file the server could not start with is 400 with nothing sent; a changed
+    device section is applied at the next restart, and the log says so."""
+    sim = devices[0]
+    config = write_config(tmp_path, sim.port, devices[1].port)
+    p = process("--config", config, "--strict-config")
+    p.wait_ready()
+    write_config(tmp_path, sim.port, devices[1].port,
+                 mutate=lambda d: d["dcdc"]["dcdc_default_eza2500"]["config"].update(lbd=45.8))
+    sim.clear()
+    status, body = p.client.get("/remote/ioctl/set")
+    assert status == 400 and "config.lbd" in body["err"] and "--strict-config" in body["err"], body
+    assert sim.received == []
+    write_config(tmp_path, sim.port, devices[1].port,
+                 mutate=lambda d: d["ess_system"]["dcdc_dev"][0]["params"].__setitem__(1, 9600))
+    status, body = p.client.get("/remote/ioctl/set")
+    assert status == 200, body
+    assert [r.name for r in sim.writes()] == ["6-4", "7-4", "3-4"]
+    p.proc.send_signal(signal.SIGTERM)
+    assert p.proc.wait(10) == 0
+    assert "ess_system.dcdc_dev changed; it takes effect at the next restart" in p.proc.stdout.read()
+
+
 class NotifySocket:
     """A fake $NOTIFY_SOCKET: a unix datagram socket collecting messages."""
 

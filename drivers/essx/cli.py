@@ -117,9 +117,23 @@ def _load(args: argparse.Namespace) -> Any:
     return config
 
 
+def _reloader(args: argparse.Namespace, system: System) -> Callable[[], Any]:
+    """The ``/remote/ioctl/set`` reload: the start-up validation with the same
+    strictness (raises ``ESSXConfigException``: nothing changes); a changed
+    device section (port, baud rate, addresses, unit) is logged as needing a
+    restart, since the open ports stay as they are."""
+    from essx import essx_config
+
+    def reload() -> Any:
+        config = essx_config.load_config(args.config, strict=args.strict_config)
+        for where in essx_config.restart_needed(system.config, config):
+            log.warning("configuration %s: %s changed; it takes effect at the next restart", config.path, where)
+        return config
+    return reload
+
+
 def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., Any]) -> None:
     """Build the application and serve until SIGINT/SIGTERM."""
-    from essx import essx_config
     from essx.serve import HTTPServer
 
     system.controller.link.configure(max_waiting=max_waiting(THREADS))
@@ -127,7 +141,7 @@ def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., A
         signal.signal(signum, _raise_interrupt)
     app = create_app(system.controller,
                      goodbye=(lambda: os.kill(os.getpid(), signal.SIGTERM)) if args.goodbye else None,
-                     reload_config=lambda: essx_config.load_config(args.config, strict=args.strict_config),
+                     reload_config=_reloader(args, system),
                      config=system.config, simulate=args.simulate)
     server = HTTPServer(app, args.host, args.port, threads=THREADS)
     log.info("serving on http://%s:%d", args.host, server.port)
