@@ -58,34 +58,34 @@ class RecorderCollector:
         yield from _state(snap)
 
 
+#: Labelled counters: (snapshot key, metric name, help, labels).
+COUNTERS = (
+    ("http", "essx_http_requests", "HTTP answers by route rule and status", ["route", "status"]),
+    ("commands", "essx_converter_commands",
+     "Converter tries by command and outcome (ack, nak_0xfffc, timeout, ...)", ["command", "outcome"]),
+    ("retries", "essx_converter_retries", "Converter tries that were retries, by command", ["command"]),
+    ("battery_reads", "essx_battery_reads", "Battery Modbus reads by outcome (ok, timeout, ...)", ["outcome"]),
+)
+
+
 def _traffic(snap) -> Iterator[Metric]:
-    http = CounterMetricFamily("essx_http_requests", "HTTP answers by route rule and status",
-                               labels=["route", "status"])
-    for (route, status), n in sorted(snap["http"].items()):
-        http.add_metric([route, str(status)], n)
-    yield http
-    commands = CounterMetricFamily("essx_converter_commands",
-                                   "Converter tries by command and outcome (ack, nak_0xfffc, timeout, ...)",
-                                   labels=["command", "outcome"])
-    for (command, outcome), n in sorted(snap["commands"].items()):
-        commands.add_metric([command, outcome], n)
-    yield commands
-    retries = CounterMetricFamily("essx_converter_retries", "Converter tries that were retries, by command",
-                                  labels=["command"])
-    for command, n in sorted(snap["retries"].items()):
-        retries.add_metric([command], n)
-    yield retries
+    """The counters of COUNTERS and the converter-try histogram (s)."""
+    for key, name, text, labels in COUNTERS:
+        family = CounterMetricFamily(name, text, labels=labels)
+        for label_values, n in sorted(snap[key].items()):
+            family.add_metric([str(v) for v in _tuple(label_values)], n)
+        yield family
     seconds = HistogramMetricFamily("essx_converter_command_seconds",
                                     "Duration of a converter try (request sent to reply or failure), s",
                                     labels=["command"])
     for command, (buckets, total) in sorted(snap["latency"].items()):
         seconds.add_metric([command], buckets, total)
     yield seconds
-    reads = CounterMetricFamily("essx_battery_reads", "Battery Modbus reads by outcome (ok, timeout, ...)",
-                                labels=["outcome"])
-    for outcome, n in sorted(snap["battery_reads"].items()):
-        reads.add_metric([outcome], n)
-    yield reads
+
+
+def _tuple(key) -> tuple:
+    """A snapshot key as a tuple of label values ("6-4" -> ("6-4",))."""
+    return key if isinstance(key, tuple) else (key,)
 
 
 def _buses(recorder: Recorder, snap) -> Iterator[Metric]:
