@@ -33,14 +33,14 @@ class Responder:
         tty.setraw(self.slave)
         os.symlink(os.ttyname(self.slave), self.link)
         self._wake_r, self._wake_w = os.pipe()
-        self._stop = False
+        self.running = True
         self._due = []  # (monotonic time, bytes)
         self._thread = threading.Thread(target=self._run, name="modbus-responder", daemon=True)
         self._thread.start()
 
     def _run(self):
         buf = bytearray()
-        while not self._stop:
+        while self.running:
             wait = max(0.0, self._due[0][0] - time.monotonic()) if self._due else None
             ready, _, _ = select.select([self.master, self._wake_r], [], [], wait)
             if self.master in ready:
@@ -59,7 +59,7 @@ class Responder:
         return self
 
     def __exit__(self, *exc_info):
-        self._stop = True
+        self.running = False
         os.write(self._wake_w, b"x")
         self._thread.join(5)
         os.unlink(self.link)
