@@ -222,10 +222,12 @@ def test_a_reference_file_starts_the_server_stack(tmp_path):
     from conftest import ServerThread, with_settings
     from essx_server import System, create_app
 
+    doc = reference_doc()
+    sec = dcdc_section(doc)
+    sec["number_of_dcdc_error_retry"] = 3.0
+    sec["config"].update(cib="52.08", lbd=45.8)
     path = tmp_path / "dcdc_batt_comm.yml"
-    path.write_text(REFERENCE_FILE.replace("number_of_dcdc_error_retry: 3", "number_of_dcdc_error_retry: 3.0")
-                    .replace("cib: 52 ", "cib: '52.08'").replace("    config:\n      cib: 52\n",
-                                                                  "    config:\n      cib: '52.08'\n      lbd: 45.8\n"))
+    path.write_text(yaml.safe_dump(doc))
     config = load_config(str(path))
     assert len(config.warnings) == 1
     system = System(with_settings(config, dcdc={"command_interval": 0.0}), simulate=True, watch=False)
