@@ -8,21 +8,16 @@ opens the devices (or, with ``--simulate``, simulated ones on pseudo-terminals)
 and serves with waitress until SIGINT/SIGTERM.
 """
 
-import logging
 import os
 import sys
 
 from essx import resources as _resources
-from essx.cli import parse_args  # noqa: F401 - essx_server.parse_args
-from essx.startup import System  # noqa: F401 - essx_server.System
-from essx.web import SetCache, build_app  # noqa: F401 - SetCache: re-exported
-
-log = logging.getLogger("essx_server")
+from essx.startup import System  # noqa: F401 - essx_server.System (tests, essx_grid)
+from essx.web import build_app
 
 COMM_INTERFACE_VERSION = "2.0"
 DCDC_BATT_COMM_VERSION = "1.4"
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dcdc_batt_comm.yml")
-OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
+OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), _resources.OPENAPI_NAME)
 
 
 def create_app(controller, *, goodbye=None, reload_config=None, config=None, simulate=False):
@@ -49,8 +44,6 @@ def create_app(controller, *, goodbye=None, reload_config=None, config=None, sim
                                "dcdc_batt_comm_version": DCDC_BATT_COMM_VERSION})
 
 
-# -- start-up (essx.startup, essx.serve, essx.cli, essx.check) ---------------------
-
 def _installed_path(path):
     """*path* when it exists (a source tree), else the shipped file of the same
     name found through importlib.resources (``essx/data/``), in every install
@@ -58,12 +51,6 @@ def _installed_path(path):
     if os.path.exists(path):
         return path
     return str(_resources.data_path(os.path.basename(path)))
-
-
-def _default_config_path(path):
-    """The configuration to use: *path*, or the default when *path* is None
-    (see ``essx.resources.default_config_path``)."""
-    return path if path is not None else _resources.default_config_path()
 
 
 def main(argv=None):
