@@ -144,7 +144,7 @@ def _written(value: Any) -> Optional[decimal.Decimal]:
     float by its ``repr`` (56.77, not its binary expansion), anything else as
     ``_exact``."""
     if isinstance(value, float) and not isinstance(value, QValue):
-        return _exact(str(value)) if value == value and abs(value) != float("inf") else None
+        return _exact(str(value))   # "nan"/"inf" are not finite: None
     return _exact(value)
 
 
