@@ -71,7 +71,7 @@ def check_battery(system: System, say: Callable[[str], None]) -> Optional[str]:
         return None
     where = "battery port %s (%d baud, unit %d)" % (system.battery_port, bat.kwparams.baudrate, bat.unit)
     if not system.modbus.connect():
-        reason = getattr(system.modbus, "last_connect_error", "") or "cannot be opened"
+        reason = system.modbus.last_connect_error or "cannot be opened"
         return "battery: " + (port_problem(system.battery_port, OSError(reason))
                               or absent(system.battery_port, "ess_system.battery_dev.kwparams.port"))
     say(where + ": open")

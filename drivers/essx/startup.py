@@ -183,7 +183,7 @@ def open_ports(system: System) -> None:
         log.warning("converter port %s is absent; the server starts and opens it when it "
                     "appears (routes that need it answer 400 until then)", system.dcdc_port)
     if system.modbus is not None and not system.modbus.connect():
-        reason = getattr(system.modbus, "last_connect_error", "") or "cannot open"
+        reason = system.modbus.last_connect_error or "cannot open"
         problem = port_problem(system.battery_port, OSError(reason))
         if problem:
             raise StartupError(problem)
