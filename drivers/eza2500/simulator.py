@@ -79,19 +79,8 @@ def state_key(group, field):
     return field.name
 
 
-def _initial_state() -> Dict[str, Any]:
-    """State key -> initial physical value: the table's column, then MODEL_STATE."""
-    state = {}
-    for g in table.GROUPS:
-        for f in g.read + (g.write or ()):
-            if f.initial is not None:
-                state.setdefault(state_key(g, f), f.initial)
-    state.update(MODEL_STATE)
-    return state
-
-
 def _wire_fields():
-    """State key -> a Field it travels in (to check values given to set())."""
+    """State key -> the first Field it travels in (to check values given to set())."""
     fields = {}
     for g in table.GROUPS:
         for f in g.read + (g.write or ()):
@@ -99,9 +88,11 @@ def _wire_fields():
     return fields
 
 
-#: The simulator's initial state (physical values).
-DEFAULT_STATE = _initial_state()
 _WIRE_FIELDS = _wire_fields()
+#: The simulator's initial state (physical values): the table's ``initial``
+#: column, then MODEL_STATE.
+DEFAULT_STATE = {key: f.initial for key, f in _WIRE_FIELDS.items() if f.initial is not None}
+DEFAULT_STATE.update(MODEL_STATE)
 
 
 @dataclass
