@@ -87,7 +87,7 @@ def _budget(exc: ESSXException) -> Optional[str]:
     if isinstance(exc, ESSXTimeoutException):
         return "timeout"
     if isinstance(exc, ESSXDeviceException):
-        return "error" if table.nak_retryable(exc.ercd) else None
+        return "error" if exc.retryable else None
     if isinstance(exc, (ESSXChecksumException, ESSXValueException)):
         return "error"
     return None
