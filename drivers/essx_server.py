@@ -39,15 +39,16 @@ def create_app(controller, *, goodbye=None, reload_config=None, config=None, sim
         bottle.Bottle; ``app.config["essx.recorder"]`` is its ``essx.observe.Recorder``.
     """
     return build_app(controller, goodbye=goodbye, reload_config=reload_config, config=config,
-                     simulate=simulate, openapi_path=lambda: _installed_path(OPENAPI_PATH),
+                     simulate=simulate, openapi_path=lambda: installed_path(OPENAPI_PATH),
                      versions={"comm_interface_version": COMM_INTERFACE_VERSION,
                                "dcdc_batt_comm_version": DCDC_BATT_COMM_VERSION})
 
 
-def _installed_path(path):
+def installed_path(path: str) -> str:
     """*path* when it exists (a source tree), else the shipped file of the same
     name found through importlib.resources (``essx/data/``), in every install
-    form (venv, --user, system pip, editable)."""
+    form (venv, --user, system pip, editable).  Raises nothing: the returned
+    path may not exist on a broken install (``/openapi.json`` then names it)."""
     if os.path.exists(path):
         return path
     return str(_resources.data_path(os.path.basename(path)))

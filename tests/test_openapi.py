@@ -145,11 +145,11 @@ def test_installed_copy_is_found(tmp_path):
     import essx_server
 
     missing = str(tmp_path / "site-packages" / "openapi.json")
-    found = essx_server._installed_path(missing)
+    found = essx_server.installed_path(missing)
     assert found.endswith(os.path.join("essx", "data", "openapi.json"))
     with open(found, encoding="utf-8") as f, open(OPENAPI, encoding="utf-8") as g:
         assert json.load(f) == json.load(g)
-    assert essx_server._installed_path(OPENAPI) == OPENAPI
+    assert essx_server.installed_path(OPENAPI) == OPENAPI
 
 
 # -- bodies against the schemas ---------------------------------------------------------
