@@ -77,10 +77,14 @@ class EZA2500Device:
         if hasattr(self.dev, "timeout"):
             self.dev.timeout = LOW_LEVEL_TIMEOUT
 
-    def _fail(self, what, exc):
-        """Drop the port after an I/O error and raise ESSXIOException."""
+    def _drop(self, exc):
+        """Close the port after ``exc`` and log its loss once."""
         self.close()
         self._set_available(False, exc)
+
+    def _fail(self, what, exc):
+        """Drop the port after an I/O error and raise ESSXIOException."""
+        self._drop(exc)
         raise ESSXIOException("%s on %s failed: %s" % (what, self.port, exc)) from exc
 
     def _set_available(self, available, exc=None):
@@ -126,8 +130,7 @@ class EZA2500Device:
             self.dev.open()
             self._set_low_level_timeout()
         except IO_ERRORS as exc:
-            self.close()
-            self._set_available(False, exc)
+            self._drop(exc)
             raise ESSXIOException("converter port %s: %s" % (self.port, port_error(exc))) from exc
         self._set_available(True)
 
