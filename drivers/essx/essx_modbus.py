@@ -192,14 +192,12 @@ class ESSXModbusClient(ModbusSerialClient):
                 CRC); ``UnexpectedReply`` for another function code.
         """
         with self.line_lock:
-            tries = 1 + int(self.params.retries)
-            for attempt in range(1, tries + 1):
+            for _ in range(int(self.params.retries)):
                 try:
                     return self._try(no_response_expected, request)
                 except ModbusIOException:
-                    if attempt == tries:
-                        raise
-            raise AssertionError("unreachable")  # pragma: no cover
+                    pass  # the next try settles the line first
+            return self._try(no_response_expected, request)
 
     def _try(self, no_response_expected, request):
         """One try: open, settle, pymodbus's execute, check the function code."""
