@@ -11,7 +11,7 @@ from typing import Dict, Iterator, Tuple
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from essx.observe import Recorder
+from essx.observe import Recorder, known
 
 #: Content type of the answer of /metrics: the classic text format ``generate_latest`` writes
 #: (prometheus_client >= 0.22 names it CONTENT_TYPE_PLAIN_0_0_4; older ones CONTENT_TYPE_LATEST).
@@ -110,15 +110,14 @@ def _buses(recorder: Recorder, snap) -> Iterator[Metric]:
 def _state(snap) -> Iterator[Metric]:
     converter = snap["converter"]
     for (block, key), (name, text) in SETTINGS.items():
-        yield from _gauge(name, text, converter.get(block, ({}, None))[0].get(key))
-    meters = converter.get("meter", ({}, None))[0]
+        yield from _gauge(name, text, known(converter, block, key))
     for key, (name, text) in METERS.items():
-        yield from _gauge(name, text, meters.get(key))
+        yield from _gauge(name, text, known(converter, "meter", key))
     battery = snap["battery"]
     yield from _gauge("essx_battery_rsoc_percent", "Battery relative state of charge, %",
-                      battery.get("rsoc", (None, None))[0])
+                      known(battery, "rsoc"))
     yield from _gauge("essx_battery_permitted", "1 when the battery permits charge/discharge",
-                      battery.get("permitted", (None, None))[0])
+                      known(battery, "permitted"))
     times = GaugeMetricFamily("essx_state_timestamp_seconds",
                               "When a last-known value was read (block: mode, status, alarm, meter, vdis, "
                               "param, rsoc, permitted), Unix time", labels=["block"])

@@ -257,6 +257,16 @@ class Recorder:
             return {name: [p for p in points if p[0] > horizon] for name, points in self.history.items()}
 
 
+def known(state: Dict[str, Tuple[Any, float]], name: str, key: Optional[str] = None) -> Any:
+    """A last-known value from a snapshot's "converter" (block -> (values
+    dict, time s)) or "battery" (key -> (value, time s)): the value of
+    *name*, or with *key* the field *key* of block *name* ("meter", "vg");
+    None while never read."""
+    entry = state.get(name)
+    value = None if entry is None else entry[0]
+    return value if key is None or value is None else value.get(key)
+
+
 def _group_number(command: str) -> int:
     """"10-1" -> 10; 0 for a name that is not "N-M"."""
     head = command.partition("-")[0]

@@ -19,7 +19,7 @@ never seen):
 """
 from typing import Any, Dict, Optional
 
-from essx.observe import HISTORY_SECONDS, Recorder
+from essx.observe import HISTORY_SECONDS, Recorder, known
 from eza2500 import table
 
 
@@ -46,9 +46,11 @@ def _bus(recorder: Recorder, name: str, bus: Dict[str, Any], baud, now: float) -
 
 
 def operation(converter: Dict[str, Any]) -> Dict[str, Optional[str]]:
-    """The status words decoded with ``eza2500.table`` (None where not yet read)."""
-    mode = converter.get("mode", ({}, None))[0].get("mode")
-    cst = converter.get("status", ({}, None))[0].get("cst")
+    """The status words of a snapshot's "converter" decoded with ``eza2500.table``:
+    {"mode": "0x0014", "operationMode", "alarmState", "runningState"} (str;
+    None where not yet read)."""
+    mode = known(converter, "mode", "mode")
+    cst = known(converter, "status", "cst")
     body = {"mode": None if mode is None else "0x%04x" % mode,
             "operationMode": None if mode is None else table.mode_name(mode),
             "alarmState": None, "runningState": None}
