@@ -19,6 +19,8 @@ _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
 #: Whitespace tolerated around a parameter (ASCII only).
 _SPACE = " \t\r\n\f\v"
 _NUMBER_HINT = "expected a decimal number such as 350 or 2.5"
+#: The settable modes as a message lists them: "0x0000, 0x0002, 0x0014, 0x0041".
+_MODES_TEXT = ", ".join("0x%04x" % m for m in SETTABLE_MODES)
 
 
 def parse_number(name: str, value: Any) -> float:
@@ -39,10 +41,11 @@ def parse_number(name: str, value: Any) -> float:
         raise ESSXParameterException("%s is missing" % name)
     if isinstance(value, bool):
         raise ESSXValueException("%s=%r is not a number" % (name, value))
-    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip(_SPACE)):
+    text = value.strip(_SPACE) if isinstance(value, str) else value
+    if isinstance(text, str) and not _DECIMAL.fullmatch(text):
         raise ESSXValueException("%s=%r is not a number: %s" % (name, value, _NUMBER_HINT))
     try:
-        number = float(value.strip(_SPACE) if isinstance(value, str) else value)
+        number = float(text)
     except (TypeError, ValueError):
         raise ESSXValueException("%s=%r is not a number: %s" % (name, value, _NUMBER_HINT)) from None
     if not math.isfinite(number):
@@ -59,19 +62,18 @@ def parse_mode(value: Any) -> int:
         ESSXParameterException: missing.
         ESSXValueException: not a "0x" hex string, or not a settable mode.
     """
-    allowed = ", ".join("0x%04x" % m for m in SETTABLE_MODES)
     if value is None:
-        raise ESSXParameterException("mode is missing: expected one of %s" % allowed)
+        raise ESSXParameterException("mode is missing: expected one of %s" % _MODES_TEXT)
     if isinstance(value, int) and not isinstance(value, bool):
         code = value
     else:
         text = str(value).strip(_SPACE)
         if not text.lower().startswith("0x"):
             raise ESSXValueException("mode=%r: expected a hex string starting with 0x, one of %s"
-                                     % (value, allowed))
+                                     % (value, _MODES_TEXT))
         if not _HEX.fullmatch(text):
-            raise ESSXValueException("mode=%r is not a hex number: expected one of %s" % (value, allowed))
+            raise ESSXValueException("mode=%r is not a hex number: expected one of %s" % (value, _MODES_TEXT))
         code = int(text, 16)
     if code not in SETTABLE_MODES:
-        raise ESSXValueException("mode=%r is not a settable mode: expected one of %s" % (value, allowed))
+        raise ESSXValueException("mode=%r is not a settable mode: expected one of %s" % (value, _MODES_TEXT))
     return code
