@@ -62,6 +62,9 @@ FAULTS = frozenset({"silent", "lost", "bad_checksum", "nak", "garbage", "half", 
 #: A partial request older than this (s) with no new byte is dropped.
 FRAME_GAP = 0.05
 
+#: Bytes the "garbage" fault draws from: anything but the reply's SFD.
+NOT_SFD = bytes(b for b in range(256) if b != table.SFD_REPLY)
+
 #: Computed state keys (overridable with set()).
 COMPUTED = ("vg", "ig", "ib", "wg", "wb", "cst")
 
@@ -407,8 +410,7 @@ class EZA2500Simulator(OnLine):
         if kind == "bad_checksum":
             return reply[:-1] + bytes(((reply[-1] + 1) & 0xFF,)), 0.0
         if kind == "garbage":
-            junk = bytes(self._rng.choice([b for b in range(256) if b != table.SFD_REPLY])
-                         for _ in range(kw.get("nbytes", 8)))
+            junk = bytes(self._rng.choice(NOT_SFD) for _ in range(kw.get("nbytes", 8)))
             return junk + reply, 0.0
         if kind == "half":
             return reply[:len(reply) // 2], 0.0
