@@ -148,13 +148,13 @@ def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., A
     server.run()
 
 
-def main(argv: Optional[List[str]] = None, create_app: Optional[Callable[..., Any]] = None) -> int:
+def main(argv: Optional[List[str]], create_app: Callable[..., Any]) -> int:
     """Run essx-server; returns the exit status (see the module docstring).
 
     Args:
-        argv: the arguments (default ``sys.argv[1:]``).
+        argv: the arguments (None: ``sys.argv[1:]``).
         create_app: builds the Bottle application from the controller
-            (default ``essx_server.create_app``).
+            (``essx_server.create_app``).
     """
     args = parse_args(argv)
     logsetup.setup_logging(args.log_level, args.debug)
@@ -172,8 +172,6 @@ def main(argv: Optional[List[str]] = None, create_app: Optional[Callable[..., An
     try:
         log.info("%s", startup_line(system))
         open_ports(system)
-        if create_app is None:
-            from essx_server import create_app
         _serve(args, system, create_app)
     except ESSXException as e:      # StartupError, a dir_pin the port refuses
         log.error("%s", e)
