@@ -12,6 +12,7 @@ with systemd's readiness and watchdog notifications.
 """
 import errno
 import logging
+import os
 import resource
 import socket
 from typing import Any, Callable, Optional
@@ -81,8 +82,6 @@ class HTTPServer:
 
     def __init__(self, app: Any, host: str, port: int, threads: int = THREADS,
                  environ: Optional[dict] = None) -> None:
-        import os
-
         import waitress
 
         self.environ = os.environ if environ is None else environ
