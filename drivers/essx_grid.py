@@ -158,6 +158,8 @@ class Grid:
         spec: the ``GridSpec`` (one ``NodeSpec`` per node).
         base_config: the nodes' ``Config`` (ports are replaced per node).
         speed: simulated seconds per real second for every battery (> 0).
+    Raises:
+        GridConfigError: ``speed`` <= 0.
     Attributes:
         bus (``DCBus``), nodes (list of ``GridNode``, after start()).
     """

@@ -150,7 +150,8 @@ class BatterySimulator(OnLine):
     # -- values -----------------------------------------------------------------
     @property
     def rsoc(self) -> float:
-        """RSOC, % (float, the model's); setting it writes the model's RSOC."""
+        """RSOC, % (float, the model's); setting it writes the model's RSOC
+        (ValueError outside 0.0..100.0)."""
         return self.model.rsoc
 
     @rsoc.setter

@@ -209,7 +209,12 @@ class EZA2500Simulator(OnLine):
 
     def reopen(self) -> None:
         """Simulate unplug/replug: close the pty (clients now get errors) and
-        serve on a new one that ``link`` points to.  Requires ``link``."""
+        serve on a new one that ``link`` points to.
+
+        Raises:
+            ValueError: no ``link``; RuntimeError: not running, or the line
+                did not swap the port in time.
+        """
         if not self.link:
             raise ValueError("reopen() needs a link path")
         self._line.reopen()
