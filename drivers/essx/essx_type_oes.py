@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 PARAM_KEYS = ("cib", "ubv", "ogv", "obv", "ugv")
 #: The ``meter`` block's keys (10-1 fields; V, A, W, °C).
 METER_KEYS = ("wg", "tmp", "vb", "wb", "vg", "ib", "ig")
-#: 7-4's fields, written by ``/remote/ioctl/set`` from the configuration.
-SETUP_KEYS = ("bcf", "cvb", "dlb", "cdb", "ddb")
 #: ``dcdc_setup_parameter`` of ``/remote/ioctl/set`` (besides ``bcf``).
 SETUP_BODY_KEYS = ("ubv", "ugv", "obv", "ogv", "cvb", "dlb", "cdb", "ddb", "drb", "cib")
 #: Fields of 6-4 taken from the configuration (all but ``dig``).
@@ -334,8 +332,8 @@ class ESSXTypeOES:
         cfg = self.dcdc_config.config
         link = self.link
         codec.validate(_PROTECTION, cfg, "6-4")
-        setup = link.request("7-4", {k: cfg[k] for k in SETUP_KEYS})
-        battery_cv = link.request("3-4", {"cvb": cfg["cvb"], "drb": cfg["drb"]})
+        setup = link.request("7-4", cfg)         # the request takes its fields from cfg
+        battery_cv = link.request("3-4", cfg)
         with link.sequence():
             dig = link.transact("6-1")["dig"]
             for request in (link.request("6-4", self._param_values(dig)), setup, battery_cv):
