@@ -1,7 +1,7 @@
 """A scripted Modbus RTU slave on a pty, for faults the battery simulator lacks.
 
-``Responder(link, answer)`` opens a pty pair, points the symlink ``link`` at
-its slave, and answers every 8-byte request frame read on the master with
+``Responder(link, answer)`` opens a pty (``essx.essx_pty.PtyPort``, the
+symlink ``link`` pointing at its slave) and answers every 8-byte request frame read on the master with
 ``answer(n, frame)`` (n = 1, 2, ... counts requests): a list of ``(delay_s,
 reply_bytes)``, each written ``delay_s`` after the request arrived (a deadline,
 not a sleep), or ``[]`` for silence. ``requests`` holds the frames received.
@@ -10,9 +10,10 @@ import os
 import select
 import threading
 import time
-import tty
 
 from pymodbus.framer import FramerRTU
+
+from essx.essx_pty import PtyPort
 
 
 def reply(registers, unit=1, function=4):
@@ -29,9 +30,8 @@ class Responder:
         self.link = str(link)
         self.answer = answer
         self.requests = []
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.symlink(os.ttyname(self.slave), self.link)
+        self.pty = PtyPort(self.link)
+        self.master = self.pty.master
         self._wake_r, self._wake_w = os.pipe()
         self.running = True
         self._due = []  # (monotonic time, bytes)
@@ -62,6 +62,6 @@ class Responder:
         self.running = False
         os.write(self._wake_w, b"x")
         self._thread.join(5)
-        os.unlink(self.link)
-        for fd in (self.master, self.slave, self._wake_r, self._wake_w):
+        self.pty.close()
+        for fd in (self._wake_r, self._wake_w):
             os.close(fd)
