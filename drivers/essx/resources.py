@@ -1,9 +1,9 @@
 """The files shipped with the package, found through importlib.resources.
 
 ``essx/data/`` holds the default configuration (``dcdc_batt_comm.yml``) and
-the API document (``openapi.json``); in the source tree they are symbolic
-links to ``drivers/dcdc_batt_comm.yml`` and ``drivers/openapi.json``, in a
-wheel or sdist their content.  ``importlib.resources`` finds them in every
+the API document (``openapi.json``): in the source tree symbolic links to
+``drivers/dcdc_batt_comm.yml`` and ``drivers/openapi.json``, in a wheel or
+sdist their content.  ``essx/static/`` holds the web pages.  ``importlib.resources`` finds them in every
 install form (venv, ``pip install --user``, system pip, editable, a source
 checkout on ``sys.path``), with no look-up under ``sys.prefix``.
 
@@ -38,6 +38,15 @@ def read_data(name: str) -> bytes:
         OSError: the file is not there (a broken install).
     """
     return importlib.resources.files("essx").joinpath("data", name).read_bytes()
+
+
+def read_page(name: str) -> str:
+    """The text of the shipped web page ``essx/static/<name>`` (UTF-8).
+
+    Raises:
+        OSError: the file is not there (a broken install).
+    """
+    return importlib.resources.files("essx").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def default_config_path() -> str:

@@ -11,7 +11,6 @@ Each state-changing request (the set routes, ``/remote/ioctl/set``,
 converter commands sent (from the link's exchanges), result, ms.
 """
 import functools
-import importlib.resources
 import json
 import logging
 import threading
@@ -20,7 +19,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import bottle
 
-from essx import metrics, status
+from essx import metrics, resources, status
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
 from essx.essx_params import parse_mode, parse_number
 from essx.observe import Recorder
@@ -268,7 +267,7 @@ class ApiRoutes:
 def page() -> str:
     """The live page (package data essx/static/index.html); OSError when the
     install left it out."""
-    return importlib.resources.files("essx").joinpath("static", "index.html").read_text(encoding="utf-8")
+    return resources.read_page("index.html")
 
 
 def _since(params) -> float:
