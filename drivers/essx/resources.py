@@ -3,9 +3,10 @@
 ``essx/data/`` holds the default configuration (``dcdc_batt_comm.yml``) and
 the API document (``openapi.json``): in the source tree symbolic links to
 ``drivers/dcdc_batt_comm.yml`` and ``drivers/openapi.json``, in a wheel or
-sdist their content.  ``essx/static/`` holds the web pages.  ``importlib.resources`` finds them in every
-install form (venv, ``pip install --user``, system pip, editable, a source
-checkout on ``sys.path``), with no look-up under ``sys.prefix``.
+sdist their content.  ``essx/static/`` holds the web pages.
+``importlib.resources`` finds them in every install form (venv, ``pip
+install --user``, system pip, editable, a source checkout on ``sys.path``),
+with no look-up under ``sys.prefix``.
 
 Standard library only: ``--version`` and ``--help`` work before the
 third-party modules are imported.
