@@ -29,7 +29,6 @@ The grid file (YAML, every key optional)::
 import argparse
 import dataclasses
 import functools
-import importlib.resources
 import logging
 import os
 import signal
@@ -263,7 +262,9 @@ class Grid:
 def grid_page() -> str:
     """The grid's live page (package data essx/static/grid.html, beside the
     node page); OSError when the install left it out."""
-    return importlib.resources.files("essx").joinpath("static", "grid.html").read_text(encoding="utf-8")
+    from essx import resources
+
+    return resources.read_page("grid.html")
 
 
 def control_app(grid: Grid, urls: Mapping[int, str]) -> bottle.Bottle:
