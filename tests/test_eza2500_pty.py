@@ -20,6 +20,11 @@ from essx.essx_exception import (
 )
 
 AD1, AD2 = 0, 16
+#: Deadline of a command that must be answered (s): an answer comes as soon as
+#: the simulator sends it, so this only bounds a CPU-starved machine.
+ANSWER_TIMEOUT = 1.0
+#: Deadline of a command that must time out (s): the reference's 100 ms.
+FAIL_TIMEOUT = 0.1
 
 
 @pytest.fixture
@@ -30,7 +35,7 @@ def rig(tmp_path, no_leaks):
     sim = EZA2500Simulator(AD1, AD2, 19200, 0.005, link=str(tmp_path / "ttyEZA"))
     sim.start()
     ser = serial.Serial(sim.port, 19200, timeout=0.01)
-    dev = eza2500.EZA2500Device(ser)
+    dev = eza2500.EZA2500Device(ser, timeout=ANSWER_TIMEOUT)
     try:
         yield sim, dev
     finally:
@@ -40,10 +45,11 @@ def rig(tmp_path, no_leaks):
     assert not os.path.lexists(str(tmp_path / "ttyEZA"))
 
 
-def run(dev, name, params=None):
+def run(dev, name, params=None, timeout=None):
+    """Send command *name* and read its reply within *timeout* s (default the device's)."""
     cmd = eza2500.COMMANDS[name](dev)
     cmd.send(AD1, AD2, params)
-    return cmd.recv()
+    return cmd.recv(None if timeout is None else time.monotonic() + timeout)
 
 
 def expected(group, state):
@@ -63,7 +69,7 @@ def mid(f):
 
 def test_low_level_timeout_is_10ms(rig):
     _, dev = rig
-    assert dev.dev.timeout == 0.01 and dev.timeout == 0.1
+    assert dev.dev.timeout == 0.01 and eza2500.EZA2500Device(dev.dev).timeout == 0.1
 
 
 def test_reads_back_state_of_all_16_groups(rig):
@@ -207,7 +213,7 @@ def test_fault_silent(rig):
     sim, dev = rig
     sim.inject("silent")
     with pytest.raises(ESSXTimeoutException) as err:
-        run(dev, "4-4", {"dvg": 300, "drg": 0})
+        run(dev, "4-4", {"dvg": 300, "drg": 0}, timeout=FAIL_TIMEOUT)
     assert not isinstance(err.value, ESSXIOException)
     assert sim.state["dvg"] == 350.0
     assert run(dev, "1-1") == {"mode": 0}  # only the next command was hit
@@ -217,7 +223,7 @@ def test_fault_lost_applies_the_command(rig):
     sim, dev = rig
     sim.inject("lost")
     with pytest.raises(ESSXTimeoutException):
-        run(dev, "4-4", {"dvg": 300, "drg": 0})
+        run(dev, "4-4", {"dvg": 300, "drg": 0}, timeout=FAIL_TIMEOUT)
     assert sim.state["dvg"] == 299.98291015625
     assert run(dev, "4-1")["dvg"] == 299.98291015625
 
@@ -262,7 +268,7 @@ def test_fault_half(rig):
     sim, dev = rig
     sim.inject("half")
     with pytest.raises(ESSXTimeoutException):
-        run(dev, "10-1")
+        run(dev, "10-1", timeout=FAIL_TIMEOUT)
 
 
 def test_fault_delay(rig):
@@ -280,7 +286,7 @@ def test_fault_until_cleared(rig):
     sim.inject("silent", count=None)
     for _ in range(2):
         with pytest.raises(ESSXTimeoutException):
-            run(dev, "1-1")
+            run(dev, "1-1", timeout=FAIL_TIMEOUT)
     sim.clear_faults()
     assert run(dev, "1-1") == {"mode": 0}
     with pytest.raises(ValueError):
@@ -300,6 +306,7 @@ def test_noise_on_the_pty_times_out_in_time(rig):
             jammed.append(len(noise))
             stop.wait(0.001)
 
+    dev.timeout = FAIL_TIMEOUT
     sim.inject("silent", count=None)
     cmd = eza2500.Command0101(dev)
     cmd.send(AD1, AD2, None)
