@@ -1,22 +1,17 @@
 """The EZA2500 command protocol as data (EZA2500.md, "Command table").
 
 Every protocol fact of the converter lives here once: frame constants, NAK
-codes with their meaning and retry class, operation modes and their names,
-the status-word (2-1 ``cst``) decoding, and one ``Field`` per wire field with
-its Q-format, rating, settable range and the simulator's initial value.
-``Group`` ties the fields to a command group (1..16): its read fields are the
-ACK payload of "N-1"; its write fields are the request payload of "N-4"
-(``None`` for read-only groups); its write-ACK fields are the ACK payload of
-"N-4".  Codec, commands, controller and simulator are driven by this table;
-the golden vectors of EZA2500.md pin it.
-
-Frame lengths (EZA2500.md, "Frames"): a frame is SFD LEN AD1 AD2 CMD
-payload CHK(2), i.e. 7 bytes plus the payload; a NAK carries ERCD (u16) as
-its payload and is therefore 9 bytes long.
+codes, operation modes and their names, the 2-1 ``cst`` decoding, and one
+``Field`` per wire field (Q-format, rating, settable range, the simulator's
+initial value).  A ``Group`` (1..16) holds the fields of the "N-1" ACK
+(``read``) and of the "N-4" request and its ACK (``write``; None if read-only).
+A frame is SFD LEN AD1 AD2 CMD payload CHK(2), i.e. 7 bytes plus the payload;
+a NAK's payload is ERCD (u16), so it is 9 bytes long (EZA2500.md, "Frames").
 """
 import decimal
+import struct
 from dataclasses import dataclass, replace
-from typing import Dict, FrozenSet, List, Optional, Tuple, Union
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 #: A physical value as the table writes it (int or float).
 Number = Union[int, float]
@@ -28,20 +23,14 @@ SFD_REPLY = 0x02
 NAK_BIT = 0x80
 #: Bytes of a frame that are not payload: SFD LEN AD1 AD2 CMD CHK(2).
 FRAME_OVERHEAD = 7
-#: Payload length of a NAK (ERCD, u16).
 NAK_PAYLOAD = 2
-#: Total length of a NAK frame.
 NAK_LENGTH = FRAME_OVERHEAD + NAK_PAYLOAD
-#: Addresses AD1/AD2 are one byte each (EZA2500.md, "Frames").
+#: Addresses AD1/AD2 are one byte each.
 ADDRESS_MIN = 0
 ADDRESS_MAX = 0xFF
 
-#: Wire types: struct code -> (size in bytes, min raw, max raw).
-WIRE_TYPES: Dict[str, Tuple[int, int, int]] = {
-    "H": (2, 0, 0xFFFF),
-    "h": (2, -0x8000, 0x7FFF),
-    "B": (1, 0, 0xFF),
-}
+#: Wire types: struct code -> (min raw, max raw).
+WIRE_TYPES: Dict[str, Tuple[int, int]] = {"H": (0, 0xFFFF), "h": (-0x8000, 0x7FFF), "B": (0, 0xFF)}
 
 
 # --- NAK error codes (EZA2500.md, "NAK error codes") ----------------------
@@ -55,13 +44,8 @@ ERCD_INTERNAL = 0xFFFB
 
 @dataclass(frozen=True)
 class Nak:
-    """One NAK error code.
-
-    Attributes:
-        ercd: the code carried by the NAK (u16).
-        meaning: its meaning ("system busy").
-        retry: True when the driver retries it with the error-retry budget.
-    """
+    """One NAK code (u16), its meaning, and whether the driver retries it
+    with the error-retry budget."""
 
     ercd: int
     meaning: str
@@ -78,20 +62,17 @@ NAKS: Dict[int, Nak] = {n.ercd: n for n in (
     Nak(ERCD_INTERNAL,           "internal communication error",   False),
 )}
 
-#: Meaning given to a code NAKS does not have.
 UNKNOWN_ERCD = "unknown error code"
 
 
 def nak_meaning(ercd: int) -> str:
     """Meaning of ``ercd`` ("system busy"), or UNKNOWN_ERCD."""
-    nak = NAKS.get(ercd)
-    return nak.meaning if nak else UNKNOWN_ERCD
+    return NAKS[ercd].meaning if ercd in NAKS else UNKNOWN_ERCD
 
 
 def nak_retryable(ercd: int) -> bool:
-    """True for the codes NAKS marks for retry with the error-retry budget."""
-    nak = NAKS.get(ercd)
-    return bool(nak and nak.retry)
+    """True for the codes NAKS marks for retry."""
+    return ercd in NAKS and NAKS[ercd].retry
 
 
 # --- operation modes and the status word -----------------------------------
@@ -101,10 +82,8 @@ MODE_WAITING = 0x0000
 MODE_HETERONOMY_DISCHARGE = 0x0002
 MODE_GRID_AUTONOMY = 0x0014
 MODE_HETERONOMY_CHARGE = 0x0041
-#: The settable modes, in this order.
 SETTABLE_MODES: Tuple[int, ...] = (MODE_WAITING, MODE_HETERONOMY_DISCHARGE,
                                    MODE_GRID_AUTONOMY, MODE_HETERONOMY_CHARGE)
-#: The same as a set (the ``allowed`` of 1-4's ``mode``).
 MODES: FrozenSet[int] = frozenset(SETTABLE_MODES)
 
 #: Name given to a code a mapping below does not have.
@@ -123,15 +102,14 @@ MODE_NAMES: Dict[int, str] = {
     MODE_HETERONOMY_CHARGE:     "Heteronomy CV",
 }
 
-#: 2-1 ``cst`` bits 0-1 -> ``runningState`` (EZA2500.md, "Status word decoding").
+#: 2-1 ``cst`` bits 0-1 -> ``runningState``, bits 2-3 -> ``alarmState``
+#: (EZA2500.md, "Status word decoding").
 RUNNING_STATES: Dict[int, str] = {0: "off", 1: "charge", 2: "discharge"}
-#: 2-1 ``cst`` bits 2-3 -> ``alarmState``.
 ALARM_STATES: Dict[int, str] = {0: "No alarm", 1: "Light alarm", 2: "Heavy alarm"}
 
 
 def decode_cst(cst: int) -> Tuple[int, int]:
-    """2-1 ``cst`` -> (running, alarm_state): bits 0-1 and bits 2-3 as ints
-    (keys of RUNNING_STATES and ALARM_STATES; EZA2500.md, "Status word decoding")."""
+    """2-1 ``cst`` -> (running, alarm_state): keys of RUNNING_STATES and ALARM_STATES."""
     return cst & 0x3, (cst >> 2) & 0x3
 
 
@@ -144,22 +122,11 @@ def mode_name(mode: int) -> str:
 
 @dataclass(frozen=True)
 class Field:
-    """One wire field.
+    """One wire field: a row of _ROWS (see its legend).
 
-    Attributes:
-        name: field name from the table ("dvg").
-        wire: struct code 'H' (u16), 'h' (i16) or 'B' (u8).
-        q: Q-format exponent, or ``None`` for a raw field (value == raw).
-        rating: the rating the Q-format is relative to (physical units); the
-            reference writes it as a string ('52.08'), see ``rating_decimal``.
-        lo, hi: allowed physical range for writes (inclusive), ``None`` when
-            the field is not settable.
-        unit: physical unit ("V", "A", "W", "°C", "" for none).
-        allowed: for raw fields, the only values a write may carry
-            (``mode`` of 1-4), else ``None``.
-        initial: the simulator's initial physical value of the field, or
-            ``None`` when the simulator computes it (meters, ``cst``) or keeps
-            no state for it (``d0``/``d1`` of 9-4).
+    ``q`` None marks a raw field (value == raw); ``lo``/``hi`` None a field
+    that is not settable; ``allowed`` the only raws a write may carry
+    (``mode``); ``initial`` None a value the simulator computes or keeps none of.
     """
 
     name: str
@@ -173,24 +140,16 @@ class Field:
     initial: Optional[Number] = None
 
     @property
-    def size(self) -> int:
-        """Bytes on the wire (1 or 2)."""
+    def raw_min(self) -> int:
         return WIRE_TYPES[self.wire][0]
 
     @property
-    def raw_min(self) -> int:
-        """Smallest raw value the wire type carries."""
+    def raw_max(self) -> int:
         return WIRE_TYPES[self.wire][1]
 
     @property
-    def raw_max(self) -> int:
-        """Largest raw value the wire type carries."""
-        return WIRE_TYPES[self.wire][2]
-
-    @property
     def bounds(self) -> Tuple[Number, Number]:
-        """(lo, hi) a write may carry, in physical units: the settable range,
-        or the wire type's raw range for a field without one."""
+        """(lo, hi) a write may carry, physical: the settable range, else the raw range."""
         return (self.lo, self.hi) if self.lo is not None else (self.raw_min, self.raw_max)
 
     @property
@@ -200,79 +159,65 @@ class Field:
 
     @property
     def rating_decimal(self) -> decimal.Decimal:
-        """The rating as the reference writes it: Decimal('52.08'), not the
-        binary value of the float; ValueError for a raw field."""
-        if self.rating is None:
-            raise ValueError("%s has no rating" % self.name)
+        """The rating as the reference writes it: Decimal('52.08'), not the float's binary value."""
         return decimal.Decimal(str(self.rating))
 
     def range_text(self) -> str:
-        """Human text of what a write may carry: "[260, 390] V" or "{0x0000, ...}"."""
+        """What a write may carry: "[260, 390] V" or "{0x0000, ...}"."""
         if self.allowed is not None:
             return "{%s}" % ", ".join("0x%04x" % v for v in sorted(self.allowed))
-        text = "[%s, %s]" % tuple(_num(b) for b in self.bounds)
+        text = "[%s, %s]" % tuple(str(int(b)) if float(b).is_integer() else str(b) for b in self.bounds)
         return text + (" " + self.unit if self.unit else "")
 
 
-def _num(x: Number) -> str:
-    """Format a range bound without a useless '.0'."""
-    return str(int(x)) if float(x).is_integer() else str(x)
+def wire_format(fields: Sequence[Field]) -> str:
+    """struct format of ``fields`` in wire order ("<HH")."""
+    return "<" + "".join(f.wire for f in fields)
+
+
+def payload_size(fields: Sequence[Field]) -> int:
+    """Bytes taken by ``fields`` on the wire."""
+    return struct.calcsize(wire_format(fields))
 
 
 @dataclass(frozen=True)
 class Group:
-    """One command group: the CMD code shared by "N-1" and "N-4".
-
-    Attributes:
-        number: group number 1..16 (the N of "N-1").
-        cmd: CMD byte.
-        title: short description.
-        read: fields of the "N-1" ACK payload, in wire order.
-        write: fields of the "N-4" request payload, or ``None`` if read-only.
-        write_ack: fields of the "N-4" ACK payload (same as ``write`` except
-            where the table says otherwise), or ``None``.
-    """
+    """One command group: number 1..16 (the N of "N-1"), the CMD byte shared
+    by "N-1" and "N-4", a title, and its fields in wire order."""
 
     number: int
     cmd: int
     title: str
     read: Tuple[Field, ...]
     write: Optional[Tuple[Field, ...]] = None
-    write_ack: Optional[Tuple[Field, ...]] = None
+
+    @property
+    def write_ack(self) -> Optional[Tuple[Field, ...]]:
+        """Fields of the "N-4" ACK: those of the request (EZA2500.md)."""
+        return self.write
 
     def name(self, write: bool) -> str:
         """Command name: "6-1" for a read, "6-4" for a write."""
         return "%d-%d" % (self.number, 4 if write else 1)
 
     def request_fields(self, write: bool) -> Tuple[Field, ...]:
-        """Fields of the request payload (empty for a read); ValueError for a
+        """Fields of the request payload (none for a read); ValueError for a
         write to a read-only group."""
-        if not write:
-            return ()
-        if self.write is None:
+        if write and self.write is None:
             raise ValueError("group %d is read only" % self.number)
-        return self.write
+        return self.write if write else ()
 
     def ack_fields(self, write: bool) -> Tuple[Field, ...]:
-        """Fields of the ACK payload; ValueError for a write to a read-only group."""
-        if not write:
-            return self.read
-        if self.write is None:
-            raise ValueError("group %d is read only" % self.number)
-        return self.write_ack if self.write_ack is not None else self.write
+        """Fields of the ACK payload; ValueError as ``request_fields``."""
+        return self.request_fields(True) if write else self.read
 
     def request_length(self, write: bool) -> int:
-        """Total request frame length in bytes (7 + payload)."""
+        """Total request frame length, bytes."""
         return FRAME_OVERHEAD + payload_size(self.request_fields(write))
 
     def ack_length(self, write: bool) -> int:
-        """Total ACK frame length in bytes (7 + payload)."""
+        """Total ACK frame length, bytes."""
         return FRAME_OVERHEAD + payload_size(self.ack_fields(write))
-
-
-def payload_size(fields: Tuple[Field, ...]) -> int:
-    """Bytes taken by ``fields`` on the wire."""
-    return sum(f.size for f in fields)
 
 
 # --- the table (EZA2500.md, "Command table"); one row per field -----------
@@ -366,8 +311,7 @@ _ROWS = """
   15,16 maj   r   B     -   -       -     -       -     1
 """
 
-
-def _number(text: str) -> Optional[Number]:
+def _cell(text: str) -> Optional[Number]:
     """A cell of _ROWS: "-" -> None, "0x000B"/"48" -> int, "48.0" -> float."""
     if text == "-":
         return None
@@ -377,42 +321,28 @@ def _number(text: str) -> Optional[Number]:
         return float(text)
 
 
-def _parse_rows(text: str) -> Tuple[Tuple[int, str, Field], ...]:
-    """_ROWS -> ((group number, part, Field), ...) in row order."""
-    rows: list = []
-    for line in text.strip().splitlines()[1:]:
-        cells = line.split()
-        if cells[3] == "=":
-            field = next(f for _, _, f in rows if f.name == cells[1])
-        else:
-            name, _, wire, q, rating, lo, hi, unit, initial = cells[1:]
-            field = Field(name, wire, _number(q), _number(rating), _number(lo), _number(hi),
-                          "" if unit == "-" else unit, None, _number(initial))
-        for number in cells[0].split(","):
-            rows.append((int(number), cells[2], field))
-    return tuple(rows)
+def _parse_rows() -> Dict[Tuple[int, str], Tuple[Field, ...]]:
+    """_ROWS -> {(group number, "r" or "w"): fields in wire order}."""
+    parts: Dict[Tuple[int, str], Tuple[Field, ...]] = {}
+    by_name: Dict[str, Field] = {}
+    for line in _ROWS.strip().splitlines()[1:]:
+        numbers, name, used, *cells = line.split()
+        if cells != ["="]:
+            wire, q, rating, lo, hi, unit, initial = cells
+            by_name[name] = Field(name, wire, _cell(q), _cell(rating), _cell(lo), _cell(hi),
+                                  "" if unit == "-" else unit, None, _cell(initial))
+        for number in numbers.split(","):
+            for part in used:
+                f = replace(by_name[name], allowed=MODES) if (name, part) == ("mode", "w") else by_name[name]
+                parts[int(number), part] = parts.get((int(number), part), ()) + (f,)
+    return parts
 
 
-_FIELDS = _parse_rows(_ROWS)
-
-
-def _fields(number: int, part: str) -> Optional[Tuple[Field, ...]]:
-    """Fields of group ``number`` in the "N-1" ACK (``part`` "r") or in the
-    "N-4" request and its ACK ("w"), in row (wire) order; None when empty."""
-    fields = tuple(f for n, p, f in _FIELDS if n == number and part in p)
-    if number == 1 and part == "w":  # 1-4 takes only the settable modes
-        fields = tuple(replace(f, allowed=MODES) for f in fields)
-    return fields or None
-
-
-def _group(number: int, cmd: int, title: str) -> Group:
-    """A Group from its number, CMD and title, with its fields from _ROWS."""
-    write = _fields(number, "w")
-    return Group(number, cmd, title, _fields(number, "r"), write, write)
-
+_PARTS = _parse_rows()
 
 #: Legend:  number, CMD, title  (EZA2500.md, "Command table").
-GROUPS: Tuple[Group, ...] = tuple(_group(*row) for row in (
+GROUPS: Tuple[Group, ...] = tuple(Group(n, cmd, title, _PARTS[n, "r"], _PARTS.get((n, "w")))
+                                  for n, cmd, title in (
     (1,  0x00, "operation mode"),
     (2,  0x01, "status"),
     (3,  0x18, "battery CV"),
@@ -433,7 +363,6 @@ GROUPS: Tuple[Group, ...] = tuple(_group(*row) for row in (
 
 _BY_NUMBER = {g.number: g for g in GROUPS}
 _BY_CMD = {g.cmd: g for g in GROUPS}
-assert len(_BY_NUMBER) == len(_BY_CMD) == 16
 
 
 def group(number: int) -> Group:
@@ -442,27 +371,18 @@ def group(number: int) -> Group:
 
 
 def group_by_cmd(cmd: int) -> Optional[Group]:
-    """The ``Group`` with this CMD code, or ``None`` (unknown code)."""
+    """The ``Group`` with this CMD code, or ``None``."""
     return _BY_CMD.get(cmd)
 
 
 def parse_name(name: str) -> Tuple[Group, bool]:
     """("6-4") -> (Group 6, True); KeyError for a command the table lacks."""
-    try:
-        number, kind = (int(x) for x in name.split("-"))
-    except (ValueError, AttributeError):
-        raise KeyError(name) from None
-    g = _BY_NUMBER.get(number)
-    if g is None or kind not in (1, 4) or (kind == 4 and g.write is None):
-        raise KeyError(name)
-    return g, kind == 4
+    if name in command_names():
+        number, kind = name.split("-")
+        return _BY_NUMBER[int(number)], kind == "4"
+    raise KeyError(name)
 
 
 def command_names() -> List[str]:
     """Every command name in table order: "1-1", "1-4", "2-1", "3-1", "3-4", ..."""
-    names = []
-    for g in GROUPS:
-        names.append(g.name(False))
-        if g.write is not None:
-            names.append(g.name(True))
-    return names
+    return [g.name(w) for g in GROUPS for w in (False, True) if not w or g.write is not None]
