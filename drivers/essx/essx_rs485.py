@@ -1,38 +1,20 @@
 """RS485 serial port with a transceiver direction pin (spec 5.4.1).
 
 ``ESSXRS485`` is a ``serial.Serial`` that raises the transceiver's DE line for
-the duration of a write and drops it once the output has drained
-(battery-modbus.md, "Physical layer"; design.md, EVerest SerialCommHub).
+a write and drops it once the output has drained (battery-modbus.md,
+"Physical layer"; design.md, EVerest SerialCommHub). ``dir_pin`` is one of:
 
-``dir_pin`` selects how the direction is switched:
+- ``"P8_9"`` (default, spec 5.4.1: /dev/ttyO5), ``"P8_7"`` (/dev/ttyO2), any
+  ``P8_n``/``P9_n``/``GPIOx_y``: a BeagleBone pin through Adafruit_BBIO
+  (extra ``[bbb]``);
+- ``"gpiochipN:LINE"`` (LINE an offset or a name): libgpiod 2.x (extra ``[gpiod]``);
+- ``"rs485"``: the kernel's RS485 mode (TIOCSRS485), the UART drives RTS as DE;
+- ``"not_used"`` or None: the adapter switches direction itself.
 
-=====================  ====================================================
-``"P8_9"``, ``"P8_7"``  a BeagleBone header pin through Adafruit_BBIO.GPIO
-(``P8_n``, ``P9_n``,    (extra ``[bbb]``); ``"P8_9"`` is the default, as the
-``GPIOx_y``)            spec says (``P8_9`` for /dev/ttyO5, ``P8_7`` for
-                        /dev/ttyO2)
-``"gpiochipN:LINE"``    a line of a GPIO character device through libgpiod
-                        2.x (extra ``[gpiod]``); LINE is an offset or a name
-``"rs485"``             the kernel's RS485 mode (TIOCSRS485): the UART
-                        drives RTS as DE itself
-``"not_used"``/None     the adapter switches direction itself (USB-RS485
-                        adapters, Raspberry Pi setups)
-=====================  ====================================================
-
-A pin backend is any object with ``transmit()``, ``receive()`` and
-``close()`` (``setup()`` optional), or with ``set(level)`` and ``close()``;
-pass one as ``pin_driver=`` to use it instead of the one ``dir_pin`` names
-(tests inject fakes this way). The pin is set up when the port opens and
-released (left in receive) when it closes; it is reused on reopen.
-
-Echo: on a half-duplex bus whose receiver stays enabled while transmitting,
-every byte written comes back on the input. With ``drop_echo=True`` a write
-reads back exactly as many bytes as it sent (bounded by a deadline of the
-frame's time on the wire plus ``ECHO_MARGIN_S``) and discards them, so reply
-bytes that follow are never lost. The default is ``False``: the usual
-BeagleBone RS485 capes tie DE and /RE to the one pin, so the receiver is off
-while transmitting and nothing echoes; reading back an echo that never comes
-would only cost the deadline on every write.
+``drop_echo=True`` reads back and discards as many bytes as each write sent
+(a bus whose receiver stays on while transmitting echoes them), within the
+frame's wire time plus ``ECHO_MARGIN_S``. Off by default: the usual BeagleBone
+capes tie DE and /RE to one pin, so nothing echoes.
 
 POSIX only (termios/select on ``self.fd``); works on ptys, which tests use.
 """
@@ -60,168 +42,130 @@ ECHO_MARGIN_S = 0.05
 
 _BBB_PIN = re.compile(r"^(P[89]_\d{1,2}|GPIO\d_\d{1,2})$")
 _GPIOD_PIN = re.compile(r"^(?:/dev/)?(gpiochip\d+):(\S+)$")
-_NO_PIN = ("not_used", "none", "")
 
 
-class NoPin:
+def _gpio_module(module, dir_pin, needs, extra):
+    """Import ``module`` for ``dir_pin``; ESSXConfigException naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ESSXConfigException(
+            "dir_pin %r needs %s, which is not installed: pip install 'dcdc_batt_comm[%s]' "
+            "(or dir_pin: not_used for an adapter that switches direction itself)"
+            % (dir_pin, needs, extra)) from exc
+
+
+class Pin:
+    """A direction backend: ``set(1)`` transmit (DE on), ``set(0)`` receive.
+
+    ``setup()`` runs when the port opens, ``close()`` when it closes (the pin
+    is left in receive: a floating DE could jam the bus).
+    """
+
+    def setup(self) -> None:
+        """Make the pin an output in receive."""
+
+    def set(self, level: int) -> None:
+        """Drive DE: 1 transmit, 0 receive."""
+
+    def close(self) -> None:
+        """Leave the pin in receive and release it."""
+        self.set(0)
+
+    def transmit(self) -> None:
+        self.set(1)
+
+    def receive(self) -> None:
+        self.set(0)
+
+
+class NoPin(Pin):
     """Direction backend for adapters that switch direction themselves."""
 
-    def setup(self):
-        """Nothing to set up."""
 
-    def transmit(self):
-        """Nothing to drive."""
+class BBIOPin(Pin):
+    """A BeagleBone header pin through ``Adafruit_BBIO.GPIO``; HIGH = transmit.
 
-    def receive(self):
-        """Nothing to drive."""
-
-    def close(self):
-        """Nothing to release."""
-
-
-class BBIOPin:
-    """A BeagleBone header pin driven through ``Adafruit_BBIO.GPIO``.
-
-    HIGH = transmit (DE raised), LOW = receive. ``close()`` leaves the pin an
-    output at LOW (receive): ``GPIO.cleanup()`` would reset every pin of the
-    process, including the other bus's, and a floating DE could jam the bus.
+    ``close()`` leaves it an output at LOW: ``GPIO.cleanup()`` would reset
+    every pin of the process, the other bus's too.
 
     Raises:
         ESSXConfigException: Adafruit_BBIO is not installed.
     """
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
-        try:
-            self._gpio = importlib.import_module("Adafruit_BBIO.GPIO")
-        except ImportError as exc:
-            raise ESSXConfigException(
-                "dir_pin %r needs Adafruit_BBIO, which is not installed: "
-                "pip install 'dcdc_batt_comm[bbb]' (or set dir_pin: not_used "
-                "for an adapter that switches direction itself)" % name) from exc
-        self._ready = False
+        self._gpio = _gpio_module("Adafruit_BBIO.GPIO", name, "Adafruit_BBIO", "bbb")
 
-    def setup(self):
-        """Make the pin an output at LOW (receive)."""
+    def setup(self) -> None:
         self._gpio.setup(self.name, self._gpio.OUT)
-        self._gpio.output(self.name, self._gpio.LOW)
-        self._ready = True
+        self.set(0)
 
-    def transmit(self):
-        """Raise the pin (DE on)."""
-        if not self._ready:
-            self.setup()
-        self._gpio.output(self.name, self._gpio.HIGH)
-
-    def receive(self):
-        """Drop the pin (DE off)."""
-        if self._ready:
-            self._gpio.output(self.name, self._gpio.LOW)
-
-    def close(self):
-        """Leave the pin at LOW; the next transmit() sets it up again."""
-        self.receive()
-        self._ready = False
+    def set(self, level: int) -> None:
+        self._gpio.output(self.name, self._gpio.HIGH if level else self._gpio.LOW)
 
 
-class GpiodPin:
-    """A GPIO line of ``/dev/gpiochipN`` requested through libgpiod 2.x.
+class GpiodPin(Pin):
+    """A line of ``/dev/gpiochipN`` (offset int or name str) through libgpiod 2.x.
 
-    ``line`` is an offset (int) or a line name (str). Active = transmit.
-    ``close()`` drives the line inactive and releases the request.
+    Active = transmit; ``close()`` drives it inactive and releases the request.
 
     Raises:
-        ESSXConfigException: the ``gpiod`` module (2.x) is not installed.
+        ESSXConfigException: the ``gpiod`` module is missing or older than 2.x.
     """
 
     CONSUMER = "essx-rs485-dir"
 
-    def __init__(self, chip, line):
+    def __init__(self, chip: str, line) -> None:
         self.chip = chip if chip.startswith("/dev/") else "/dev/" + chip
         self.line = line
-        try:
-            self._gpiod = importlib.import_module("gpiod")
-            self._line_mod = importlib.import_module("gpiod.line")
-        except ImportError as exc:
-            raise ESSXConfigException(
-                "dir_pin %s:%s needs libgpiod's Python module (gpiod 2.x), which "
-                "is not installed: pip install 'dcdc_batt_comm[gpiod]'"
-                % (chip, line)) from exc
+        dir_pin = "%s:%s" % (chip, line)
+        self._gpiod = _gpio_module("gpiod", dir_pin, "libgpiod's Python module (gpiod 2.x)", "gpiod")
+        self._line = _gpio_module("gpiod.line", dir_pin, "gpiod 2.x", "gpiod")
         if not hasattr(self._gpiod, "request_lines"):
             raise ESSXConfigException(
-                "dir_pin %s:%s needs gpiod 2.x (request_lines); the installed "
-                "gpiod module is older: pip install 'dcdc_batt_comm[gpiod]'"
-                % (chip, line))
+                "dir_pin %r needs gpiod 2.x (request_lines); the installed gpiod module is "
+                "older: pip install 'dcdc_batt_comm[gpiod]'" % dir_pin)
         self._request = None
 
-    def setup(self):
-        """Request the line as an output, inactive (receive)."""
-        value = self._line_mod.Value
-        settings = self._gpiod.LineSettings(
-            direction=self._line_mod.Direction.OUTPUT, output_value=value.INACTIVE)
-        self._request = self._gpiod.request_lines(
-            self.chip, consumer=self.CONSUMER, config={self.line: settings})
+    def setup(self) -> None:
+        settings = self._gpiod.LineSettings(direction=self._line.Direction.OUTPUT,
+                                            output_value=self._line.Value.INACTIVE)
+        self._request = self._gpiod.request_lines(self.chip, consumer=self.CONSUMER,
+                                                  config={self.line: settings})
 
-    def transmit(self):
-        """Drive the line active (DE on)."""
-        if self._request is None:
-            self.setup()
-        self._request.set_value(self.line, self._line_mod.Value.ACTIVE)
+    def set(self, level: int) -> None:
+        value = self._line.Value
+        self._request.set_value(self.line, value.ACTIVE if level else value.INACTIVE)
 
-    def receive(self):
-        """Drive the line inactive (DE off)."""
-        if self._request is not None:
-            self._request.set_value(self.line, self._line_mod.Value.INACTIVE)
-
-    def close(self):
-        """Drive the line inactive and release it."""
-        request, self._request = self._request, None
-        if request is not None:
-            try:
-                request.set_value(self.line, self._line_mod.Value.INACTIVE)
-            finally:
-                request.release()
+    def close(self) -> None:
+        try:
+            self.set(0)
+        finally:
+            self._request.release()
 
 
-class _LevelPin:
-    """Adapts an injected driver with ``set(level)`` to transmit()/receive()."""
+class _LevelPin(Pin):
+    """An injected driver with ``set(level)``, ``close()`` and optional ``setup()``."""
 
-    def __init__(self, driver):
-        self._driver = driver
-
-    def setup(self):
-        if hasattr(self._driver, "setup"):
-            self._driver.setup()
-
-    def transmit(self):
-        self._driver.set(1)
-
-    def receive(self):
-        self._driver.set(0)
-
-    def close(self):
-        self._driver.close()
+    def __init__(self, driver) -> None:
+        self.set, self.close = driver.set, driver.close
+        self.setup = getattr(driver, "setup", self.setup)
 
 
 def make_pin(dir_pin):
-    """Build the direction backend that ``dir_pin`` names.
-
-    Args:
-        dir_pin: "P8_9"-style BeagleBone pin, "gpiochipN:LINE", "rs485",
-            "not_used" or None.
+    """Build the direction backend that ``dir_pin`` names (see the module docstring).
 
     Returns:
-        (kind, backend): kind is "bbio", "gpiod", "rs485" or "none"; backend
-        is a pin object (``NoPin`` for "rs485" and "none").
+        (kind, backend): kind "bbio", "gpiod", "rs485" or "none"; backend a
+        ``Pin`` (``NoPin`` for "rs485" and "none").
 
     Raises:
         ESSXConfigException: unknown form, or the GPIO module is missing.
     """
     name = "not_used" if dir_pin is None else str(dir_pin).strip()
-    if name.lower() in _NO_PIN:
-        return "none", NoPin()
-    if name.lower() == "rs485":
-        return "rs485", NoPin()
+    if name.lower() in ("not_used", "none", "", "rs485"):
+        return ("rs485" if name.lower() == "rs485" else "none"), NoPin()
     if _BBB_PIN.match(name):
         return "bbio", BBIOPin(name)
     match = _GPIOD_PIN.match(name)
@@ -245,21 +189,15 @@ def _as_pin(driver):
 
 
 class ESSXRS485(serial.Serial):
-    """A serial port whose writes switch the RS485 transceiver direction.
-
-    ``ESSXRS485(*args, dir_pin="P8_9", pin_driver=None, drop_echo=False,
-    **kwargs)``: every ``serial.Serial`` argument, plus
+    """A ``serial.Serial`` (all its arguments) whose writes switch the RS485 direction.
 
     Args:
         dir_pin: see the module docstring; default "P8_9" (spec 5.4.1).
-        pin_driver: an object used instead of the backend ``dir_pin`` names
-            (``transmit()``/``receive()`` or ``set(level)``, and ``close()``);
-            ``dir_pin`` is then only a label.
-        drop_echo: read back and discard the echo of each write (see module
-            docstring); default False.
-        exclusive: pyserial's exclusive access (an ``flock`` on the port);
-            default True here, so a second program (a second essx-server)
-            cannot open the line and garble its replies.
+        pin_driver: used instead of the backend ``dir_pin`` names
+            (``transmit()``/``receive()`` or ``set(level)``, and ``close()``).
+        drop_echo: read back and discard the echo of each write.
+        exclusive: pyserial's ``flock`` on the port; default True here, so a
+            second essx-server cannot open the line and garble its replies.
 
     Raises:
         ESSXConfigException: ``dir_pin`` is malformed, its GPIO module is
@@ -281,7 +219,6 @@ class ESSXRS485(serial.Serial):
         kwargs.setdefault("exclusive", True)
         super().__init__(*args, **kwargs)
 
-    # -- open / close: the pin lives as long as the port is open ----------
     def open(self):
         """Open the port; set the pin up (receive) or enable kernel RS485.
 
@@ -289,25 +226,20 @@ class ESSXRS485(serial.Serial):
             ESSXConfigException: the driver refuses kernel RS485 mode.
             serial.SerialException: pyserial could not open the port.
         """
-        if self._dir_kind == "rs485" and self._rs485_mode is None:
-            # RTS high while sending drives DE (serial.rs485.RS485Settings).
-            self._rs485_mode = serial.rs485.RS485Settings(
-                rts_level_for_tx=True, rts_level_for_rx=False)
-        if not self._pin_ready and hasattr(self._pin, "setup"):
-            self._pin.setup()
-        self._pin_ready = True
+        if self._dir_kind == "rs485" and self.rs485_mode is None:
+            # RTS high while sending drives DE.
+            self.rs485_mode = serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False)
+        if not self._pin_ready:
+            getattr(self._pin, "setup", lambda: None)()
+            self._pin_ready = True
         try:
             super().open()
-        except ValueError as exc:
+        except BaseException as exc:
             self._release_pin()
-            if self._dir_kind == "rs485":
+            if self._dir_kind == "rs485" and isinstance(exc, ValueError):
                 raise ESSXConfigException(
-                    "dir_pin 'rs485': the driver of %s does not support the "
-                    "kernel RS485 mode (%s); use a GPIO pin or 'not_used'"
-                    % (self.port, exc)) from exc
-            raise
-        except BaseException:
-            self._release_pin()
+                    "dir_pin 'rs485': the driver of %s does not support the kernel RS485 "
+                    "mode (%s); use a GPIO pin or 'not_used'" % (self.port, exc)) from exc
             raise
 
     def close(self):
@@ -318,74 +250,52 @@ class ESSXRS485(serial.Serial):
             self._release_pin()
 
     def _release_pin(self):
-        pin = getattr(self, "_pin", None)
-        if pin is not None and getattr(self, "_pin_ready", False):
+        if getattr(self, "_pin_ready", False):
             self._pin_ready = False
-            pin.close()
+            self._pin.close()
 
-    # -- write: transmit, send, drain, (drop echo), receive ---------------
     def write(self, data):
-        """Send ``data`` with the transceiver in transmit, then back to receive.
-
-        Order: pin transmit -> ``serial.Serial.write`` -> ``flush()``
-        (tcdrain: the bytes have left the UART) -> optional echo drop -> pin
-        receive (always, also on error). Without a pin ("not_used", "rs485")
-        this is a plain write (plus the optional echo drop).
-
-        Returns:
-            int: bytes written.
+        """Pin transmit, write, drain (tcdrain), drop the echo, pin receive (always);
+        without a pin ("not_used", "rs485") no drain. Returns the bytes written (int).
 
         Raises:
-            serial.SerialException: the write or the drain failed (I/O error,
-                port gone); serial.SerialTimeoutException on write timeout.
+            serial.SerialException: the write or the drain failed
+                (serial.SerialTimeoutException on write timeout).
         """
-        if self._dir_kind in ("none", "rs485"):
-            return self._send(data, drain=False)
+        if not self.is_open:
+            raise serial.PortNotOpenError()
         self._pin.transmit()
         try:
-            return self._send(data, drain=True)
+            count = super().write(data)
+            if self._dir_kind not in ("none", "rs485"):
+                try:
+                    self.flush()
+                except termios.error as exc:
+                    raise serial.SerialException("drain failed on %s: %s" % (self.port, exc)) from exc
+            if self.drop_echo:
+                self._discard_echo(bytes(data)[:count])
+            return count
         finally:
             self._pin.receive()
 
-    def _send(self, data, drain):
-        """``serial.Serial.write``, then (``drain``) tcdrain, then the optional echo drop."""
-        count = super().write(data)
-        if drain:
-            try:
-                self.flush()
-            except termios.error as exc:
-                raise serial.SerialException("drain failed on %s: %s" % (self.port, exc)) from exc
-        if self.drop_echo:
-            self._discard_echo(bytes(data)[:count])
-        return count
-
-    def _char_time(self):
-        """Seconds per character on the wire (start + data + parity + stop)."""
-        bits = 1 + self.bytesize + (0 if self.parity == serial.PARITY_NONE else 1) + self.stopbits
-        return bits / float(self.baudrate)
-
     def _discard_echo(self, sent):
-        """Read back exactly ``len(sent)`` echoed bytes, or until the deadline.
+        """Read back at most ``len(sent)`` bytes, so a reply behind the echo stays.
 
-        Reads no more than was sent, so a reply behind the echo stays in the
-        input. A mismatch (bus collision, no echo) is logged, not raised: the
-        reply's CRC check decides.
+        A mismatch (collision, no echo) is logged, not raised: the reply's
+        CRC check decides.
         """
-        if not sent:
-            return
-        deadline = time.monotonic() + len(sent) * self._char_time() + ECHO_MARGIN_S
-        echo = bytearray()
+        bits = 1 + self.bytesize + (self.parity != serial.PARITY_NONE) + self.stopbits
+        deadline = time.monotonic() + len(sent) * bits / self.baudrate + ECHO_MARGIN_S
+        echo = b""
         while len(echo) < len(sent):
             left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            ready, _, _ = select.select([self.fd], [], [], left)
-            if not ready:
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 break
             chunk = os.read(self.fd, len(sent) - len(echo))
             if not chunk:
-                raise serial.SerialException("%s: device reports readiness to read but returned no data" % self.port)
+                raise serial.SerialException("%s: device reports readiness to read but returned no data"
+                                             % self.port)
             echo += chunk
-        if bytes(echo) != sent:
+        if echo != sent:
             logger.warning("%s: echo %s does not match the %d bytes sent %s",
-                           self.port, bytes(echo).hex(), len(sent), sent.hex())
+                           self.port, echo.hex(), len(sent), sent.hex())
