@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
 import bottle
+from prometheus_client import generate_latest
 
 from essx import metrics, resources, status
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
@@ -285,7 +286,7 @@ def _observation_routes(app, recorder, *, version, simulate, config):
     _json_route(app, recorder, "/essx/status",
                 lambda p: status.status_body(recorder, version=version, simulate=simulate, config=config))
     _json_route(app, recorder, "/essx/history", lambda p: status.history_body(recorder, _since(p)))
-    _raw_route(app, recorder, "/metrics", metrics.CONTENT_TYPE, lambda: metrics.exposition(registry))
+    _raw_route(app, recorder, "/metrics", metrics.CONTENT_TYPE, lambda: generate_latest(registry))
     _raw_route(app, recorder, "/", "text/html; charset=utf-8", page)
 
 
