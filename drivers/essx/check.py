@@ -1,10 +1,7 @@
 """``essx-server --check``: a commissioning report.
 
-Checks the configuration (printing its warnings), opens both ports, reads
-the converter once (1-1 operation mode, 10-1 meters, through the link) and
-the battery once (RSOC and status), prints a short report, and returns 0
-when everything answered, 1 naming what failed.  Nothing is written to the
-converter.  Example (``--simulate``)::
+Checks the configuration, opens both ports, reads the converter once (1-1,
+10-1) and the battery once (RSOC, status); writes nothing.  Example::
 
     configuration /etc/dcdc_batt_comm/dcdc_batt_comm.yml: OK (0 warnings)
     converter port /dev/ttyO2 (19200 baud): open
@@ -14,32 +11,10 @@ converter.  Example (``--simulate``)::
     check passed
 """
 import sys
-from typing import Any, Callable, List, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from essx.essx_exception import ESSXException
-from essx.startup import System, port_problem
-
-
-def _line(out: TextIO) -> Callable[[str], None]:
-    def say(text: str) -> None:
-        out.write(text + "\n")
-        out.flush()
-    return say
-
-
-def _open_converter(system: System) -> Optional[str]:
-    """Open the converter's port; None or what failed."""
-    try:
-        system.serial.open()
-    except (OSError, ValueError) as e:
-        return port_problem(system.dcdc_port, e) or absent(system.dcdc_port, "ess_system.dcdc_dev.params")
-    return None
-
-
-def absent(port: str, key: str) -> str:
-    """The report's line for a serial device that does not exist."""
-    return ("serial port %s is absent: check the cable or USB adapter (ls -l /dev/serial/by-id/) "
-            "and %s in the configuration" % (port, key))
+from essx.startup import StartupError, System, open_port
 
 
 def check_converter(system: System, say: Callable[[str], None]) -> Optional[str]:
@@ -47,14 +22,14 @@ def check_converter(system: System, say: Callable[[str], None]) -> Optional[str]
     from eza2500 import table
 
     dev = system.config.dcdc_dev
-    problem = _open_converter(system)
-    if problem:
-        return "converter: " + problem
-    say("converter port %s (%d baud): open" % (system.dcdc_port, dev.baudrate))
-    link = system.controller.link
     try:
-        mode = link.transact("1-1")["mode"]
-        meters = link.transact("10-1")
+        open_port(system)
+    except StartupError as e:
+        return "converter: %s" % e
+    say("converter port %s (%d baud): open" % (system.dcdc_port, dev.baudrate))
+    try:
+        mode = system.controller.link.transact("1-1")["mode"]
+        meters = system.controller.link.transact("10-1")
     except ESSXException as e:
         return "converter at AD1=%d AD2=%d on %s does not answer: %s" % (
             dev.address1, dev.address2, system.dcdc_port, e)
@@ -65,17 +40,15 @@ def check_converter(system: System, say: Callable[[str], None]) -> Optional[str]
 
 def check_battery(system: System, say: Callable[[str], None]) -> Optional[str]:
     """Open the battery's port, read RSOC and status; None or what failed."""
-    bat = system.config.battery_dev
+    bat, battery = system.config.battery_dev, system.controller.bat_dev
     if bat is None:
         say("battery: none configured (battery_dev class 'None')")
         return None
-    where = "battery port %s (%d baud, unit %d)" % (system.battery_port, bat.kwparams.baudrate, bat.unit)
-    if not system.modbus.connect():
-        reason = system.modbus.last_connect_error or "cannot be opened"
-        return "battery: " + (port_problem(system.battery_port, OSError(reason))
-                              or absent(system.battery_port, "ess_system.battery_dev.kwparams.port"))
-    say(where + ": open")
-    battery = system.controller.bat_dev
+    try:
+        open_port(system, battery=True)
+    except StartupError as e:
+        return "battery: %s" % e
+    say("battery port %s (%d baud, unit %d): open" % (system.battery_port, bat.kwparams.baudrate, bat.unit))
     try:
         battery.remote_rsoc_and_status()
     except ESSXException as e:
@@ -85,27 +58,31 @@ def check_battery(system: System, say: Callable[[str], None]) -> Optional[str]:
     return None
 
 
+def _plural(n: int, noun: str) -> str:
+    return "%d %s%s" % (n, noun, "" if n == 1 else "s")
+
+
 def run_check(config: Any, simulate: bool = False, out: TextIO = sys.stdout) -> int:
     """Print the commissioning report for *config*.
 
     Returns:
-        0 when the converter and the battery answered, 1 otherwise (the
-        failures are named on the last line).
+        0 when the converter and the battery answered, 1 otherwise (each
+        failure named on a ``FAILED:`` line).
     Raises:
         ESSXConfigException: a device set-up that cannot work (dir_pin).
     """
-    say = _line(out)
-    say("configuration %s: OK (%d warning%s)" % (
-        config.path, len(config.warnings), "" if len(config.warnings) == 1 else "s"))
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    say("configuration %s: OK (%s)" % (config.path, _plural(len(config.warnings), "warning")))
     for warning in config.warnings:
         say("  warning: %s" % warning)
     system = System(config, simulate=simulate, watch=False)
     try:
-        failures: List[str] = [f for f in (check_converter(system, say), check_battery(system, say)) if f]
+        failures = [f for f in (check_converter(system, say), check_battery(system, say)) if f]
     finally:
         system.close()
     for failure in failures:
         say("FAILED: %s" % failure)
-    say("check passed" if not failures else "check failed: %d problem%s" % (
-        len(failures), "" if len(failures) == 1 else "s"))
+    say("check failed: %s" % _plural(len(failures), "problem") if failures else "check passed")
     return 1 if failures else 0

@@ -1,8 +1,5 @@
 """essx-server's command line (spec 5.1.2 plus deployment options) and main.
 
-``essx-server [--host H] [--port P] [--config FILE] [--debug] [--log-level
-L] [--goodbye] [--simulate] [--check] [--strict-config] [--version]``
-
 Exit status: 0 after SIGINT/SIGTERM (or a passing ``--check``), 1 when
 ``--check`` finds a fault, 2 for an operator's mistake (one line on stderr).
 """
@@ -28,30 +25,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def tcp_port(text: str) -> int:
-    """``--port``: an integer 1-65535 (argparse type)."""
+    """``--port``: an integer 1-65535."""
     try:
         value = int(text, 10)
     except ValueError:
-        value = -1
+        value = 0
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError("%r is not a TCP port: expected 1-65535" % text)
     return value
 
 
 def host_name(text: str) -> str:
-    """``--host``: an IPv4/IPv6 address or a host name (argparse type);
-    whether it is this machine's is checked when binding."""
+    """``--host``: an IP address or a host name (whether it is this machine's
+    is checked when binding)."""
     try:
         ipaddress.ip_address(text)
         return text
     except ValueError:
         pass
     labels = text.rstrip(".").split(".")
-    if not text or len(text) > 253 or not all(
-            label and len(label) <= 63 and label.replace("-", "").isalnum()
-            and not label.startswith("-") for label in labels):
-        raise argparse.ArgumentTypeError("%r is neither an IP address nor a host name" % text)
-    return text
+    if 0 < len(text) <= 253 and all(0 < len(label) <= 63 and label.replace("-", "").isalnum()
+                                    and not label.startswith("-") for label in labels):
+        return text
+    raise argparse.ArgumentTypeError("%r is neither an IP address nor a host name" % text)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -61,9 +57,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--host", type=host_name, default="localhost",
                    help="address to listen on (default localhost)")
     p.add_argument("--port", type=tcp_port, default=8080, help="TCP port, 1-65535 (default 8080)")
-    p.add_argument("--config", default=None,
-                   help="configuration file (default %s when it exists, else the shipped example)"
-                   % resources.ETC_CONFIG)
+    p.add_argument("--config", help="configuration file (default %s when it exists, else the "
+                                    "shipped example)" % resources.ETC_CONFIG)
     p.add_argument("--debug", action="store_true",
                    help="debug log: every converter frame in hex with its command")
     p.add_argument("--log-level", choices=logsetup.LEVELS, default="info",
@@ -81,53 +76,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _describe(system: System) -> str:
-    """The start-up line's device part: ports, baud rates, addresses."""
-    config = system.config
-    dev, bat = config.dcdc_dev, config.battery_dev
-    text = "converter %s %d baud AD1=%d AD2=%d dir_pin=%s" % (
-        system.dcdc_port, dev.baudrate, dev.address1, dev.address2, system.dcdc_dir_pin)
-    if bat is None:
-        return text + "; no battery"
-    return text + "; battery %s %d baud unit %d" % (system.battery_port, bat.kwparams.baudrate,
-                                                    bat.unit)
-
-
 def startup_line(system: System) -> str:
-    """The one INFO line logged at start: version, configuration, devices, simulated."""
-    return "essx-server %s starting: configuration %s; %s; %s" % (
-        package_version(), system.config.path, _describe(system),
-        "simulated devices" if system.simulate else "real devices")
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _load(args: argparse.Namespace) -> Any:
-    """The configuration, its warnings logged.
-
-    Raises:
-        ESSXConfigException: the file cannot be used (one line).
-    """
-    from essx import essx_config
-
-    config = essx_config.load_config(args.config, strict=args.strict_config)
-    essx_config.log_warnings(config)
-    return config
+    """The INFO line logged at start: version, configuration, ports, baud rates, addresses."""
+    dev, bat = system.config.dcdc_dev, system.config.battery_dev
+    battery = "battery %s %d baud unit %d" % (system.battery_port, bat.kwparams.baudrate,
+                                              bat.unit) if bat else "no battery"
+    return "essx-server %s starting: configuration %s; converter %s %d baud AD1=%d AD2=%d " \
+           "dir_pin=%s; %s; %s" % (package_version(), system.config.path, system.dcdc_port,
+                                   dev.baudrate, dev.address1, dev.address2, system.dcdc_dir_pin,
+                                   battery, "simulated devices" if system.simulate else "real devices")
 
 
 def _reloader(args: argparse.Namespace, system: System) -> Callable[[], Any]:
-    """The ``/remote/ioctl/set`` reload: the start-up validation with the same
-    strictness (raises ``ESSXConfigException``: nothing changes); a changed
-    device section (port, baud rate, addresses, unit) is logged as needing a
-    restart, since the open ports stay as they are."""
+    """The ``/remote/ioctl/set`` reload: the start-up validation, same
+    strictness (raises ``ESSXConfigException``); a changed device section is
+    logged as needing a restart, the open ports stay as they are."""
     from essx import essx_config
 
     def reload() -> Any:
         config = essx_config.load_config(args.config, strict=args.strict_config)
         for where in essx_config.restart_needed(system.config, config):
-            log.warning("configuration %s: %s changed; it takes effect at the next restart", config.path, where)
+            log.warning("configuration %s: %s changed; it takes effect at the next restart",
+                        config.path, where)
         return config
     return reload
 
@@ -137,15 +107,14 @@ def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., A
     from essx.serve import HTTPServer
 
     system.controller.link.configure(max_waiting=max_waiting(THREADS))
-    for signum in (signal.SIGTERM, signal.SIGINT):   # SIGINT too: a background job may start with it ignored
-        signal.signal(signum, _raise_interrupt)
+    # SIGINT too: a background job may start with it ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.default_int_handler)       # raises KeyboardInterrupt
     app = create_app(system.controller,
                      goodbye=(lambda: os.kill(os.getpid(), signal.SIGTERM)) if args.goodbye else None,
                      reload_config=_reloader(args, system),
                      config=system.config, simulate=args.simulate)
-    server = HTTPServer(app, args.host, args.port, threads=THREADS)
-    log.info("serving on http://%s:%d", args.host, server.port)
-    server.run()
+    HTTPServer(app, args.host, args.port, threads=THREADS).run()
 
 
 def main(argv: Optional[List[str]], create_app: Callable[..., Any]) -> int:
@@ -153,30 +122,30 @@ def main(argv: Optional[List[str]], create_app: Callable[..., Any]) -> int:
 
     Args:
         argv: the arguments (None: ``sys.argv[1:]``).
-        create_app: builds the Bottle application from the controller
-            (``essx_server.create_app``).
+        create_app: ``essx_server.create_app``.
     """
     args = parse_args(argv)
     logsetup.setup_logging(args.log_level, args.debug)
     args.config = args.config or resources.default_config_path()
+    from essx import essx_config       # after --version/--help: they need no third-party module
+
+    system = None
     try:
-        config = _load(args)
+        config = essx_config.load_config(args.config, strict=args.strict_config)
+        essx_config.log_warnings(config)
         if args.check:
             from essx.check import run_check
 
             return run_check(config, simulate=args.simulate)
         system = System(config, simulate=args.simulate)
-    except ESSXException as e:
-        log.error("%s", e)
-        return EXIT_USAGE
-    try:
         log.info("%s", startup_line(system))
         open_ports(system)
         _serve(args, system, create_app)
-    except ESSXException as e:      # StartupError, a dir_pin the port refuses
+    except ESSXException as e:      # a bad file, StartupError, a dir_pin the port refuses
         log.error("%s", e)
         return EXIT_USAGE
     finally:
-        system.close()
-        log.info("stopped")
+        if system is not None:
+            system.close()
+            log.info("stopped")
     return 0

@@ -1,17 +1,10 @@
 """systemd readiness and watchdog notifications (sd_notify(3) protocol).
 
-A unit with ``Type=notify`` waits for ``READY=1`` on the datagram socket
-named by ``$NOTIFY_SOCKET``; with ``WatchdogSec=`` systemd also sets
-``WATCHDOG_USEC`` (and ``WATCHDOG_PID``) and restarts the service when no
-``WATCHDOG=1`` arrives within that time.  Outside systemd (no
-``NOTIFY_SOCKET``) every call does nothing.
-
-:class:`Heartbeat` sends ``WATCHDOG=1`` every half period, but only while
-the serving loop proves it is alive: the loop calls :meth:`Heartbeat.tick`
-on each turn (waitress's loop turns at least once a second, ``LOOP_TURN``),
-and a loop stuck for longer than ``stall_after`` (half the period, at least
-two turns) stops the heartbeat, so systemd restarts the service.  A
-``WatchdogSec=`` below 4 s therefore gains nothing.
+``Type=notify`` waits for ``READY=1`` on ``$NOTIFY_SOCKET``; ``WatchdogSec=``
+sets ``WATCHDOG_USEC`` and restarts the service when no ``WATCHDOG=1``
+arrives in time.  Outside systemd every call does nothing.  :class:`Heartbeat`
+withholds ``WATCHDOG=1`` once the serving loop has not turned for at least
+``2 * LOOP_TURN`` s, so a ``WatchdogSec=`` below 4 s gains nothing.
 """
 import logging
 import os
@@ -22,18 +15,14 @@ from typing import Mapping, Optional
 
 log = logging.getLogger(__name__)
 
-#: Longest time (s) between two turns of waitress's loop when idle
-#: (its ``asyncore_loop_timeout``, an integer, default 1).
+#: Longest time (s) between two turns of waitress's idle loop (its
+#: ``asyncore_loop_timeout``, default 1).
 LOOP_TURN = 1.0
 
 
 def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
-    """Send *message* (e.g. ``"READY=1"``) to ``$NOTIFY_SOCKET``.
-
-    Returns:
-        True when sent; False when there is no socket (not under systemd) or
-        sending failed (logged once at WARNING; never raises).
-    """
+    """Send *message* (e.g. ``"READY=1"``) to ``$NOTIFY_SOCKET``; True when
+    sent, False without a socket or when sending failed (logged; never raises)."""
     address = environ.get("NOTIFY_SOCKET")
     if not address:
         return False
@@ -52,26 +41,16 @@ def notify(message: str, environ: Mapping[str, str] = os.environ) -> bool:
 def watchdog_period(environ: Mapping[str, str] = os.environ) -> Optional[float]:
     """The watchdog period in seconds from ``WATCHDOG_USEC``, or None when
     the watchdog is off or meant for another process (``WATCHDOG_PID``)."""
-    pid = environ.get("WATCHDOG_PID")
-    if pid and pid != str(os.getpid()):
+    pid, usec = environ.get("WATCHDOG_PID"), environ.get("WATCHDOG_USEC", "")
+    if (pid and pid != str(os.getpid())) or not usec.isdigit() or int(usec) == 0:
         return None
-    try:
-        usec = int(environ.get("WATCHDOG_USEC", ""))
-    except ValueError:
-        return None
-    return usec / 1e6 if usec > 0 else None
+    return int(usec) / 1e6
 
 
 class Heartbeat:
-    """Sends ``WATCHDOG=1`` every ``period / 2`` s while :meth:`tick` was
-    called within the last ``stall_after`` s.
-
-    Args:
-        period: watchdog period (s), from :func:`watchdog_period`.
-        environ: where ``NOTIFY_SOCKET`` is read (tests pass their own).
-        stall_after: how long without a tick counts as a stalled loop (s);
-            default ``max(period / 2, 2 * LOOP_TURN)``.
-    """
+    """Sends ``WATCHDOG=1`` every ``period / 2`` s (*period* in s, from
+    :func:`watchdog_period`) while :meth:`tick` was called within the last
+    *stall_after* s (default ``max(period / 2, 2 * LOOP_TURN)``)."""
 
     def __init__(self, period: float, environ: Mapping[str, str] = os.environ,
                  stall_after: Optional[float] = None) -> None:
@@ -93,7 +72,7 @@ class Heartbeat:
         return self
 
     def stop(self) -> None:
-        """Stop sending (waits for the thread)."""
+        """Stop sending; waits for the thread."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()

@@ -1,14 +1,8 @@
-"""The HTTP server of essx-server: waitress, sized so that nothing starves,
-with systemd's readiness and watchdog notifications.
-
-* Worker threads (``THREADS``) serve requests; the converter's link keeps
-  some free (``startup.max_waiting``).
-* Idle or half-open connections cost a socket, not a thread: up to
-  ``CONNECTION_LIMIT`` are accepted (``poll()``, not ``select()``, so more
-  than 1024 descriptors work) and each is closed after ``CHANNEL_TIMEOUT`` s
-  without a byte.
-* ``READY=1`` is sent once the socket listens; with ``WatchdogSec=``
-  a heartbeat runs while waitress's loop turns (``sdnotify.Heartbeat``).
+"""The HTTP server of essx-server: waitress sized so that nothing starves
+(``startup.THREADS``, ``CONNECTION_LIMIT``, ``CHANNEL_TIMEOUT``; ``poll()``
+so that more than 1024 descriptors work), with systemd's ``READY=1`` once
+the socket listens and, with ``WatchdogSec=``, a heartbeat while waitress's
+loop turns (``sdnotify.Heartbeat``).
 """
 import errno
 import logging
@@ -40,19 +34,16 @@ class _LoopTick:
         return False
 
 
-def raise_nofile(wanted: int = NOFILE_WANTED) -> int:
-    """Raise the soft limit of open files towards *wanted* (within the hard
-    limit); returns the soft limit now in force."""
+def raise_nofile(wanted: int = NOFILE_WANTED) -> None:
+    """Raise the soft limit of open files towards *wanted*, within the hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (OSError, ValueError) as e:     # a seccomp filter may refuse it (unit: LimitNOFILE=)
-            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, e)
-            return soft
-        return target
-    return soft
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as e:     # a seccomp filter may refuse it (unit: LimitNOFILE=)
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, e)
 
 
 def _bind_problem(host: str, port: int, exc: OSError) -> str:
@@ -61,21 +52,17 @@ def _bind_problem(host: str, port: int, exc: OSError) -> str:
         return ("--port %d: address already in use on %s (another essx-server?): stop it or "
                 "choose another --port" % (port, host))
     if exc.errno == errno.EADDRNOTAVAIL:
-        return "--host %s is not an address of this machine: use one of its addresses, " \
-               "127.0.0.1 or 0.0.0.0" % host
+        return ("--host %s is not an address of this machine: use one of its addresses, "
+                "127.0.0.1 or 0.0.0.0" % host)
     if exc.errno == errno.EACCES:
         return "--port %d needs privileges (ports below 1024): choose a port >= 1024" % port
     return "cannot listen on %s:%d: %s" % (host, port, exc.strerror or exc)
 
 
 class HTTPServer:
-    """waitress serving *app* on *host*:*port*.
+    """waitress serving *app* on *host*:*port* (0: any free port) with
+    *threads* workers; ``NOTIFY_SOCKET``/``WATCHDOG_USEC`` read from *environ*.
 
-    Args:
-        app: the WSGI application.
-        host, port: where to listen (``port`` 0: any free port).
-        threads: worker threads.
-        environ: where ``NOTIFY_SOCKET``/``WATCHDOG_USEC`` are read.
     Raises:
         StartupError: the address cannot be resolved or bound (one line).
     """
@@ -84,7 +71,7 @@ class HTTPServer:
                  environ: Optional[dict] = None) -> None:
         import waitress
 
-        self.environ = os.environ if environ is None else environ
+        self.host, self.environ = host, os.environ if environ is None else environ
         period = sdnotify.watchdog_period(self.environ)
         self.heartbeat = sdnotify.Heartbeat(period, self.environ) if period else None
         self.map: dict = {}
@@ -111,8 +98,9 @@ class HTTPServer:
         return int(self.server.effective_port)
 
     def run(self) -> None:
-        """Notify READY=1, serve until SIGINT/SIGTERM (KeyboardInterrupt),
-        then notify STOPPING=1.  waitress finishes the requests in progress."""
+        """Notify READY=1, serve until KeyboardInterrupt (SIGINT/SIGTERM),
+        notify STOPPING=1; waitress finishes the requests in progress."""
+        log.info("serving on http://%s:%d", self.host, self.port)
         sdnotify.notify("READY=1\nSTATUS=serving on port %d" % self.port, self.environ)
         if self.heartbeat is not None:
             self.heartbeat.start()
