@@ -1,29 +1,26 @@
 """The configuration model: dcdc_batt_comm.yml read once into frozen dataclasses (spec 5.1.3).
 
-The file has the reference's shape: ``ess_system.dcdc_dev`` and
-``ess_system.battery_dev`` are lists of one device each (the spec's mapping
-form, and ``vparams`` for ``params``, are accepted too); ``dcdc.<config>`` and
-``battery.<config>`` hold the detailed settings they point to (top level, or
-inside ``ess_system``).
+The reference's shape: ``ess_system.dcdc_dev`` and ``ess_system.battery_dev``
+are lists of one device (the spec's mapping form and ``vparams`` are accepted
+too); ``dcdc.<config>`` and ``battery.<config>`` (top level or inside
+``ess_system``) hold the settings they point to.
 
-Drop-in rule: every file the reference starts with starts this driver with the
-same behaviour.  Keys the reference ignores are ignored here too, and values
-it coerces (numbers written as strings, integral floats for counts, the
-5-element ``params``) are taken as it takes them; whatever this driver ignores
-or reads differently becomes one entry of :attr:`Config.warnings`, naming the
-key path and what happens to it (with "did you mean" for a near-miss of a
-known key).  A value that cannot work raises ``ESSXConfigException`` whose
-one-line message names the file, the key path, the value and what is
-expected.  Start-up and ``/remote/ioctl/set`` both go through
-:func:`load_config`: one validation path.
+Drop-in rule: a file the reference starts with starts this driver with the
+same effect.  Keys it ignores are ignored, values it coerces (numbers in
+strings, integral floats for counts, the 5-element ``params``) are taken as it
+takes them; whatever is ignored or read differently is one entry of
+:attr:`Config.warnings` naming the key path (with "did you mean" for a near
+miss).  A value that cannot work raises ``ESSXConfigException``: one line
+naming the file, key path, value and what is expected.  Start-up and
+``/remote/ioctl/set`` both go through :func:`load_config`.
 """
 
-import dataclasses
 import decimal
 import difflib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
@@ -36,110 +33,101 @@ log = logging.getLogger(__name__)
 DCDC_CONFIG_KEYS = ("cib", "ubv", "obv", "ugv", "ogv", "bcf", "cvb", "dlb", "cdb", "ddb", "drb")
 #: The specification's table calls four of them by other names.
 DCDC_CONFIG_ALIASES = {"tbv": "cvb", "lbv": "dlb", "cud": "cdb", "dld": "ddb"}
-#: ``params`` of the converter as the reference passes them to serial.Serial:
-#: port, baud rate, byte size, parity, stop bits.
+#: The converter's ``params`` as the reference passes them to serial.Serial.
 SERIAL_PARAMS = ("port", "baudrate", "bytesize", "parity", "stopbits")
 #: pymodbus 2.x ModbusSerialClient options that pymodbus 3 does not have.
 PYMODBUS2_KEYS = ("strict", "retry_on_empty", "retry_on_invalid", "close_comm_on_error",
                   "reset_socket", "backoff", "broadcast_enable", "inter_char_timeout", "unit")
-PARITIES = ("N", "E", "O", "M", "S")
-STOPBITS = (1, 1.5, 2)
-BYTESIZES = (5, 6, 7, 8)
+_REQUIRED = object()
+
+
+def _key(kind: str, default: Any = _REQUIRED, *bounds: Any) -> Any:
+    """A field read from the YAML key of its name by the ``_Reader`` method ``kind``
+    (range ``bounds``), ``default`` when absent."""
+    return field(metadata={"read": (kind, default, bounds)})
 
 
 @dataclass(frozen=True)
 class DcdcDev:
-    """``ess_system.dcdc_dev``: the converter's port (ESSXRS485) and addresses.
+    """``ess_system.dcdc_dev``: the converter's port (baudrate in bit/s) and addresses;
+    ``rs485``: other ESSXRS485 keyword arguments (bytesize, parity, stopbits, drop_echo)."""
 
-    ``rs485`` holds the other ESSXRS485 keyword arguments (bytesize, parity,
-    stopbits from a 5-element ``params``; ``drop_echo``).
-    """
-
-    name: str
-    config: str
+    name: str = _key("text", "dcdc1")
+    config: str = _key("text")
     port: str
     baudrate: int
     dir_pin: str
     rs485: Dict[str, Any]
-    address1: int
-    address2: int
+    address1: int = _key("integer", 0, 0, 255)
+    address2: int = _key("integer", 16, 0, 255)
 
 
 @dataclass(frozen=True)
 class ModbusParams:
-    """``ess_system.battery_dev.kwparams``: the battery's Modbus RTU line.
+    """``ess_system.battery_dev.kwparams``: timeout in s, baudrate in bit/s; ``dir_pin`` and
+    ``drop_echo`` go to ESSXRS485, the rest to pymodbus's ModbusSerialClient."""
 
-    timeout in s, baudrate in bit/s; ``dir_pin`` and ``drop_echo`` go to the
-    ESSXRS485 the client opens, the rest to pymodbus's ModbusSerialClient.
-    """
-
-    port: str
-    method: str = "rtu"
-    timeout: float = 1.0
-    baudrate: int = 9600
-    parity: str = "N"
-    stopbits: float = 1
-    bytesize: int = 8
-    retries: int = 0
-    dir_pin: str = "P8_9"
-    drop_echo: bool = False
-    handle_local_echo: bool = False
+    port: str = _key("text")
+    method: str = _key("method", "rtu")
+    timeout: float = _key("real", 1, 0.01, 60)
+    baudrate: int = _key("baudrate", 9600)
+    parity: str = _key("parity", "N")
+    stopbits: float = _key("stopbits", 1)
+    bytesize: int = _key("bytesize", 8)
+    retries: int = _key("integer", 0, 0, 10)
+    dir_pin: str = _key("text", "P8_9")
+    drop_echo: bool = _key("boolean", False)
+    handle_local_echo: bool = _key("boolean", False)
 
 
 @dataclass(frozen=True)
 class BatteryDev:
-    """``ess_system.battery_dev``: the battery's Modbus unit and registers
-    (input register numbers 30001..39999, battery-modbus.md)."""
+    """``ess_system.battery_dev``: Modbus unit and input registers 30001..39999 (battery-modbus.md)."""
 
-    name: str
-    config: str
+    name: str = _key("text", "battery")
+    config: str = _key("text")
     kwparams: ModbusParams
-    unit: int
-    modbus_adr_rsoc: int
-    modbus_adr_status: int
+    unit: int = _key("integer", 1, 1, 247)
+    modbus_adr_rsoc: int = _key("integer", 30030, 30001, 39999)
+    modbus_adr_status: int = _key("integer", 30031, 30001, 39999)
 
 
 @dataclass(frozen=True)
 class DcdcSection:
-    """``dcdc.<name>``: retries, timings (s) and the converter's set-up values.
+    """``dcdc.<name>``: retries, timings (s) and the set-up values.
 
-    ``config`` maps cib, ubv, obv, ugv, ogv, bcf, cvb, dlb, cdb, ddb, drb to
-    numbers exactly as the reference would pass them to the Q-format encoder
+    ``config``: cib..drb as the reference passes them to the Q-format encoder
     (int, float, or Decimal for a number written as a string; bcf an int).
     ``line_wait``: how long a request may wait for the converter line before
     it is refused with nothing sent.
     """
 
     type: str
-    number_of_dcdc_error_retry: int
-    number_of_timeout_retry: int
-    wait_for_retry: float
-    command_interval: float
-    timeout: float
-    line_wait: float
+    number_of_dcdc_error_retry: int = _key("integer", 0, 0, 100)
+    number_of_timeout_retry: int = _key("integer", 0, 0, 100)
+    wait_for_retry: float = _key("real", 0.1, 0, 60)
+    command_interval: float = _key("real", 0.062, 0, 10)
+    timeout: float = _key("real", 0.1, 0.01, 60)
+    line_wait: float = _key("real", 5.0, 0.1, 600)
     config: Dict[str, Any]
 
 
 @dataclass(frozen=True)
 class BatterySection:
-    """``battery.<name>.config``: provisional battery_voltage (V) and
-    battery_current (A) of /1/log/data, force_dcdc_waiting, and the watch
-    thread's check_interval (s)."""
+    """``battery.<name>.config``: provisional battery_voltage (V) and battery_current (A)
+    of /1/log/data, force_dcdc_waiting, and the watch thread's check_interval (s)."""
 
     type: str
-    battery_voltage: float
-    battery_current: float
-    force_dcdc_waiting: bool
-    check_interval: float
+    battery_voltage: float = _key("number", 52.0)
+    battery_current: float = _key("number", 20.0)
+    force_dcdc_waiting: bool = _key("yes_no", False)
+    check_interval: float = _key("real", 10, 0.1, 3600)
 
 
 @dataclass(frozen=True)
 class Config:
-    """A checked configuration; ``battery_dev`` is None for ``class: 'None'``.
-
-    ``warnings``: one line per key this driver ignores or reads differently
-    from the reference, each naming the file and key path.
-    """
+    """A checked configuration; ``battery_dev`` is None for ``class: 'None'``;
+    ``warnings``: one line per key ignored or read differently from the reference."""
 
     path: str
     dcdc_dev: DcdcDev
@@ -149,27 +137,28 @@ class Config:
     warnings: Tuple[str, ...] = ()
 
 
-def load_config(path: str, *, strict: bool = False) -> Config:
-    """Read and check the YAML file at ``path``.
+def _keys(cls) -> Tuple[str, ...]:
+    """The YAML keys of a dataclass: its fields made with :func:`_key`."""
+    return tuple(f.name for f in fields(cls) if f.metadata)
 
-    Args:
-        strict: turn every warning into an error (``--strict-config``).
+
+def load_config(path: str, *, strict: bool = False) -> Config:
+    """Read and check the YAML file at ``path``; ``strict`` (``--strict-config``)
+    turns every warning into an error.
+
     Raises:
         ESSXConfigException: unreadable or non-UTF-8 file, bad YAML, or a
             value that cannot work; one line naming the file and key path.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = Path(path).read_bytes()
     except OSError as e:
         raise ESSXConfigException("cannot read configuration %s: %s" % (path, e.strerror or e)) from e
     try:
-        text = data.decode("utf-8")
+        doc = yaml.safe_load(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise ESSXConfigException("configuration %s is not UTF-8 text (byte 0x%02x at offset %d): save it as UTF-8"
                                   % (path, data[e.start], e.start)) from None
-    try:
-        doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ESSXConfigException("configuration %s is not valid YAML: %s"
                                   % (path, " ".join(str(e).split()))) from None
@@ -190,10 +179,8 @@ def parse_config(doc: Any, path: str = "<config>", *, strict: bool = False) -> C
     dcdc_dev = _dcdc_dev(r, dcdc_raw)
     dcdc = _dcdc_section(r, *_section(r, root, ess, "dcdc", dcdc_dev.config))
     battery_dev = _battery_dev(r, bat_raw)
-    if battery_dev is None:
-        battery = _battery_section(r, *_section(r, root, ess, "battery", bat_raw.get("config"), optional=True))
-    else:
-        battery = _battery_section(r, *_section(r, root, ess, "battery", battery_dev.config))
+    name = bat_raw.get("config") if battery_dev is None else battery_dev.config
+    battery = _battery_section(r, *_section(r, root, ess, "battery", name, optional=battery_dev is None))
     if strict and r.warnings:
         raise ESSXConfigException("%s (--strict-config turns this warning into an error)" % r.warnings[0])
     return Config(path=path, dcdc_dev=dcdc_dev, battery_dev=battery_dev, dcdc=dcdc, battery=battery,
@@ -210,10 +197,8 @@ def modbus_params(kwparams: Mapping[str, Any], where: str = "ess_system.battery_
                   path: str = "<config>") -> ModbusParams:
     """Check the battery's Modbus keyword parameters (the reference's
     ``ESSXModbusClient(**kwparams)``); the one validator of these keys.
+    Ignored keys (pymodbus 2.x, unknown) are logged at WARNING.
 
-    Keys of pymodbus 2.x that pymodbus 3 lacks, and unknown keys, are ignored
-    with a warning (logged here; collected in :attr:`Config.warnings` when
-    called through :func:`load_config`).
     Raises:
         ESSXConfigException: ``port`` missing, or a value that cannot work.
     """
@@ -225,11 +210,8 @@ def modbus_params(kwparams: Mapping[str, Any], where: str = "ess_system.battery_
 
 
 def restart_needed(old: Config, new: Config) -> List[str]:
-    """Key paths whose change a reload cannot apply (ports, addresses, units):
-    ``["ess_system.dcdc_dev"]`` when the converter device changed, etc."""
-    return [where for where, a, b in (("ess_system.dcdc_dev", old.dcdc_dev, new.dcdc_dev),
-                                      ("ess_system.battery_dev", old.battery_dev, new.battery_dev))
-            if a != b]
+    """Key paths whose change a reload cannot apply, e.g. ``["ess_system.dcdc_dev"]``."""
+    return ["ess_system." + name for name in ("dcdc_dev", "battery_dev") if getattr(old, name) != getattr(new, name)]
 
 
 # -- devices -----------------------------------------------------------------
@@ -250,32 +232,24 @@ def _device(r, ess, key):
 
 def _dcdc_dev(r, dev):
     where = "ess_system.dcdc_dev"
-    r.known(dev, ("name", "config", "class", "params", "vparams", "kwparams", "address1", "address2"), where)
-    cls = r.get(dev, "class", where)
-    if cls != "ESSXRS485":
-        r.fail(where + ".class", cls, "expected 'ESSXRS485'")
+    r.known(dev, ("class", "params", "vparams", "kwparams") + _keys(DcdcDev), where)
+    if r.get(dev, "class", where) != "ESSXRS485":
+        r.fail(where + ".class", dev["class"], "expected 'ESSXRS485'")
     serial = _serial_params(r, dev, where)
     kw = dict(r.mapping(dev.get("kwparams") or {}, where + ".kwparams"))
-    rs485 = {k: serial[k] for k in ("bytesize", "parity", "stopbits") if k in serial}
-    for key in ("bytesize", "parity", "stopbits"):
+    rs485 = {k: serial[k] for k in SERIAL_PARAMS[2:] if k in serial}
+    for key, kind in (("bytesize", "bytesize"), ("parity", "parity"), ("stopbits", "stopbits"),
+                      ("drop_echo", "boolean")):
         if key in kw:
-            rs485[key] = _serial_value(r, key, kw.pop(key), "%s.kwparams.%s" % (where, key))
-    if "drop_echo" in kw:
-        rs485["drop_echo"] = r.boolean(kw.pop("drop_echo"), where + ".kwparams.drop_echo")
+            rs485[key] = getattr(r, kind)(kw.pop(key), "%s.kwparams.%s" % (where, key))
     dir_pin = r.text(kw.pop("dir_pin", "P8_9"), where + ".kwparams.dir_pin")
     r.known(kw, (), where + ".kwparams", what="serial option this driver does not use")
-    return DcdcDev(
-        name=r.text(dev.get("name", "dcdc1"), where + ".name"),
-        config=r.text(r.get(dev, "config", where), where + ".config"),
-        port=serial["port"], baudrate=serial["baudrate"], dir_pin=dir_pin, rs485=rs485,
-        address1=r.integer(dev.get("address1", 0), where + ".address1", 0, 255),
-        address2=r.integer(dev.get("address2", 16), where + ".address2", 0, 255),
-    )
+    return DcdcDev(port=serial["port"], baudrate=serial["baudrate"], dir_pin=dir_pin, rs485=rs485,
+                   **r.fields(dev, where, DcdcDev))
 
 
 def _serial_params(r, dev, where):
-    """``params`` as serial.Serial takes it positionally: [port, baudrate,
-    bytesize, parity, stopbits] (the reference's ``ESSXRS485(*params)``)."""
+    """``params`` as the reference's ``ESSXRS485(*params)`` passes them to serial.Serial."""
     key = "params" if "params" in dev else "vparams"
     if key not in dev:
         r.fail(where + ".params", None, 'expected [device file, baud rate], e.g. ["/dev/ttyO2", 19200]')
@@ -283,27 +257,15 @@ def _serial_params(r, dev, where):
     if not isinstance(params, list) or not 1 <= len(params) <= len(SERIAL_PARAMS):
         r.fail(where + "." + key, params,
                'expected [device file, baud rate] (up to [port, baudrate, bytesize, parity, stopbits])')
-    out = {"port": r.text(params[0], "%s.%s[0]" % (where, key)), "baudrate": 19200}
-    for i, name in enumerate(SERIAL_PARAMS[1:len(params)], start=1):
-        out[name] = _serial_value(r, name, params[i], "%s.%s[%d]" % (where, key, i))
+    out = {"baudrate": 19200}
+    for i, (name, value) in enumerate(zip(SERIAL_PARAMS, params)):
+        out[name] = getattr(r, "text" if name == "port" else name)(value, "%s.%s[%d]" % (where, key, i))
     return out
-
-
-def _serial_value(r, name, value, where):
-    """A checked serial setting: baudrate (bit/s), bytesize, parity or stopbits."""
-    if name == "baudrate":
-        return r.integer(value, where, 50, 4000000)
-    if name == "bytesize":
-        return r.choice(r.integer(value, where, 5, 8), where, BYTESIZES)
-    if name == "parity":
-        return r.choice(str(value).upper(), where, PARITIES)
-    return r.choice(r.number(value, where, 1, 2), where, STOPBITS)
 
 
 def _battery_dev(r, dev):
     where = "ess_system.battery_dev"
-    r.known(dev, ("name", "config", "class", "params", "kwparams", "unit", "modbus_adr_rsoc",
-                  "modbus_adr_status"), where)
+    r.known(dev, ("class", "params", "kwparams") + _keys(BatteryDev), where)
     cls = dev.get("class")
     if cls in (None, "None"):
         return None
@@ -317,46 +279,24 @@ def _battery_dev(r, dev):
         kw.setdefault("method", params[0])
         if len(params) > 1:
             r.warn(where + ".params", "only the first element (method) is used; %r ignored" % (params[1:],))
-    return BatteryDev(
-        name=r.text(dev.get("name", "battery"), where + ".name"),
-        config=r.text(r.get(dev, "config", where), where + ".config"),
-        kwparams=_modbus_params(r, kw, where + ".kwparams"),
-        unit=r.integer(dev.get("unit", 1), where + ".unit", 1, 247),
-        modbus_adr_rsoc=r.integer(dev.get("modbus_adr_rsoc", 30030), where + ".modbus_adr_rsoc", 30001, 39999),
-        modbus_adr_status=r.integer(dev.get("modbus_adr_status", 30031), where + ".modbus_adr_status",
-                                    30001, 39999),
-    )
+    return BatteryDev(kwparams=_modbus_params(r, kw, where + ".kwparams"), **r.fields(dev, where, BatteryDev))
 
 
 def _modbus_params(r, kw, where):
     kw = dict(r.mapping(kw, where))
     for key in PYMODBUS2_KEYS:
         if key in kw:
-            kw.pop(key)
+            del kw[key]
             r.warn("%s.%s" % (where, key), "a pymodbus 2.x option that pymodbus 3 does not have; ignored")
-    r.known(kw, tuple(f.name for f in dataclasses.fields(ModbusParams)), where)
-    method = str(kw.get("method", "rtu")).lower()
-    return ModbusParams(
-        port=r.text(r.get(kw, "port", where), where + ".port"),
-        method=r.choice(method, where + ".method", ("rtu", "ascii")),
-        timeout=float(r.number(kw.get("timeout", 1), where + ".timeout", 0.01, 60)),
-        baudrate=_serial_value(r, "baudrate", kw.get("baudrate", 9600), where + ".baudrate"),
-        parity=_serial_value(r, "parity", kw.get("parity", "N"), where + ".parity"),
-        stopbits=_serial_value(r, "stopbits", kw.get("stopbits", 1), where + ".stopbits"),
-        bytesize=_serial_value(r, "bytesize", kw.get("bytesize", 8), where + ".bytesize"),
-        retries=r.integer(kw.get("retries", 0), where + ".retries", 0, 10),
-        dir_pin=r.text(kw.get("dir_pin", "P8_9"), where + ".dir_pin"),
-        drop_echo=r.boolean(kw.get("drop_echo", False), where + ".drop_echo"),
-        handle_local_echo=r.boolean(kw.get("handle_local_echo", False), where + ".handle_local_echo"),
-    )
+    r.known(kw, _keys(ModbusParams), where)
+    return ModbusParams(**r.fields(kw, where, ModbusParams))
 
 
 # -- sections -----------------------------------------------------------------
 
 def _section(r, root, ess, key, name, optional=False):
-    """The ``<key>.<name>`` section and its key path; ``dcdc``/``battery``
-    live at the top level (reference) or in ``ess_system``.  With
-    ``optional`` (no battery fitted) a missing section is ``{}``."""
+    """The ``<key>.<name>`` section and its key path (``<key>`` at the top level, or in
+    ``ess_system``); with ``optional`` (no battery fitted) a missing one is ``{}``."""
     holder, prefix = (root, key) if key in root else (ess, "ess_system." + key)
     if key not in holder:
         if optional:
@@ -370,24 +310,15 @@ def _section(r, root, ess, key, name, optional=False):
 
 
 def _dcdc_section(r, sec, where):
-    r.known(sec, ("type", "number_of_dcdc_error_retry", "number_of_timeout_retry", "wait_for_retry",
-                  "wait_retry", "command_interval", "timeout", "line_wait", "config"), where)
+    r.known(sec, ("type", "wait_retry", "config") + _keys(DcdcSection), where)
+    sec = dict(sec)
     if "wait_retry" in sec and "wait_for_retry" not in sec:
         r.warn(where + ".wait_retry", "read as wait_for_retry, in seconds (the reference truncates it "
                "to a whole number of seconds with int())")
-    wait = sec.get("wait_for_retry", sec.get("wait_retry", 0.1))
-    return DcdcSection(
-        type=str(sec.get("type", "tdk_eza2500")),
-        number_of_dcdc_error_retry=r.integer(sec.get("number_of_dcdc_error_retry", 0),
-                                             where + ".number_of_dcdc_error_retry", 0, 100),
-        number_of_timeout_retry=r.integer(sec.get("number_of_timeout_retry", 0),
-                                          where + ".number_of_timeout_retry", 0, 100),
-        wait_for_retry=float(r.number(wait, where + ".wait_for_retry", 0, 60)),
-        command_interval=float(r.number(sec.get("command_interval", 0.062), where + ".command_interval", 0, 10)),
-        timeout=float(r.number(sec.get("timeout", 0.1), where + ".timeout", 0.01, 60)),
-        line_wait=float(r.number(sec.get("line_wait", 5.0), where + ".line_wait", 0.1, 600)),
-        config=_setup_values(r, r.mapping(r.get(sec, "config", where), where + ".config"), where + ".config"),
-    )
+        sec["wait_for_retry"] = sec["wait_retry"]
+    fields = r.fields(sec, where, DcdcSection)
+    config = _setup_values(r, r.mapping(r.get(sec, "config", where), where + ".config"), where + ".config")
+    return DcdcSection(type=str(sec.get("type", "tdk_eza2500")), config=config, **fields)
 
 
 def _setup_values(r, raw, where):
@@ -413,48 +344,21 @@ def _setup_values(r, raw, where):
             config[key] = r.integer(config[key], where + ".bcf", 0, 0xFFFF)
         else:
             config[key] = r.number(config[key], "%s.%s" % (where, key), exact=True)
-    _check_setup_ranges(r, config, where)
-    return config
-
-
-def _check_setup_ranges(r, config, where):
     from eza2500 import Command0304, Command0604, Command0704  # the command table is the authority
 
-    checks = (
-        (Command0604, dict({k: config[k] for k in ("cib", "ubv", "ugv", "obv", "ogv")}, dig=0)),
-        (Command0704, {k: config[k] for k in ("bcf", "cvb", "dlb", "cdb", "ddb")}),
-        (Command0304, {"cvb": config["cvb"], "drb": config["drb"]}),
-    )
-    for cls, params in checks:
+    for cls in (Command0604, Command0704, Command0304):
         try:
-            cls(None).pack_senddata(0, 0, params)
+            cls(None).pack_senddata(0, 0, dict(config, dig=0))
         except ESSXException as e:
             raise ESSXConfigException("configuration %s: %s: %s" % (r.path, where, e)) from None
+    return config
 
 
 def _battery_section(r, sec, where):
     r.known(sec, ("type", "config"), where)
     raw = r.mapping(sec.get("config") or {}, where + ".config")
-    r.known(raw, ("battery_voltage", "battery_current", "force_dcdc_waiting", "check_interval"), where + ".config")
-    return BatterySection(
-        type=str(sec.get("type", "battery_emulator")),
-        battery_voltage=r.number(raw.get("battery_voltage", 52.0), where + ".config.battery_voltage"),
-        battery_current=r.number(raw.get("battery_current", 20.0), where + ".config.battery_current"),
-        force_dcdc_waiting=_force_waiting(r, raw.get("force_dcdc_waiting", False),
-                                          where + ".config.force_dcdc_waiting"),
-        check_interval=float(r.number(raw.get("check_interval", 10), where + ".config.check_interval", 0.1, 3600)),
-    )
-
-
-def _force_waiting(r, value, where):
-    """The reference tests ``value == True``: a YAML boolean, or 1/0."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return value == 1
-    r.warn(where, "%r is not a YAML boolean; read as No, as the reference does "
-                  "(write Yes/No or true/false without quotes)" % (value,))
-    return False
+    r.known(raw, _keys(BatterySection), where + ".config")
+    return BatterySection(type=str(sec.get("type", "battery_emulator")), **r.fields(raw, where + ".config", BatterySection))
 
 
 # -- the reader ---------------------------------------------------------------
@@ -477,17 +381,25 @@ class _Reader:
     def known(self, mapping, keys, where, what="key this driver does not use"):
         """Warn about each key of ``mapping`` not in ``keys`` (ignored, as by the reference)."""
         for key in mapping:
-            if key in keys:
-                continue
-            path = "%s.%s" % (where, key) if where else str(key)
-            near = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.8)
-            hint = "did you mean %s? " % near[0] if near else ""
-            self.warn(path, "%sunknown %s; ignored" % (hint, what))
+            if key not in keys:
+                near = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.8)
+                hint = "did you mean %s? " % near[0] if near else ""
+                self.warn("%s.%s" % (where, key) if where else str(key), "%sunknown %s; ignored" % (hint, what))
 
     def get(self, mapping, key, where):
         if key not in mapping:
             self.fail("%s.%s" % (where, key) if where else key, None, "add it")
         return mapping[key]
+
+    def fields(self, raw, where, cls):
+        """{name: checked value} for each field of ``cls`` made with :func:`_key`."""
+        out = {}
+        for f in fields(cls):
+            if f.metadata:
+                kind, default, bounds = f.metadata["read"]
+                value = self.get(raw, f.name, where) if default is _REQUIRED else raw.get(f.name, default)
+                out[f.name] = getattr(self, kind)(value, "%s.%s" % (where, f.name), *bounds)
+        return out
 
     def mapping(self, value, where):
         if not isinstance(value, dict):
@@ -509,33 +421,39 @@ class _Reader:
             self.fail(where, value, "expected true/false")
         return value
 
+    def yes_no(self, value, where):
+        """The reference tests ``value == True``: a YAML boolean or 1/0; anything else is No."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return value == 1
+        self.warn(where, "%r is not a YAML boolean; read as No, as the reference does "
+                         "(write Yes/No or true/false without quotes)" % (value,))
+        return False
+
     def integer(self, value, where, lo, hi):
-        """A whole number: int, an integral float (3.0, as int() takes it) or
-        a numeric string ("3", "0x0003")."""
+        """A whole number: int, an integral float or a numeric string ("3", "0x0003"), as int() takes them."""
         number = value
         if isinstance(value, str):
             try:
-                number = int(value.strip(), 0)
+                number = int(value, 0)
             except ValueError:
-                number = None
+                pass
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
         if isinstance(number, bool) or not isinstance(number, int):
             self.fail(where, value, "expected a whole number from %d to %d" % (lo, hi))
-        if not lo <= number <= hi:
-            self.fail(where, value, "out of range: expected %d to %d" % (lo, hi))
-        return number
+        return self._within(number, value, where, lo, hi)
 
     def number(self, value, where, lo=None, hi=None, exact=False):
-        """A finite number.  A numeric string becomes a Decimal when
-        ``exact`` (a Q-format value: the reference's Decimal(str)), else a
-        float with a warning."""
+        """A finite number.  A numeric string becomes a Decimal when ``exact`` (a
+        Q-format value: the reference's Decimal(str)), else a float with a warning."""
         number = value
         if isinstance(value, str):
             try:
-                number = decimal.Decimal(value.strip())
+                number = decimal.Decimal(value)
             except decimal.InvalidOperation:
-                number = None
+                pass
             else:
                 if not exact:
                     number = float(number)
@@ -543,6 +461,27 @@ class _Reader:
         if isinstance(number, bool) or not isinstance(number, (int, float, decimal.Decimal)) \
                 or not math.isfinite(number):
             self.fail(where, value, "expected a number")
+        return self._within(number, value, where, lo, hi)
+
+    def _within(self, number, value, where, lo, hi):
         if (lo is not None and number < lo) or (hi is not None and number > hi):
             self.fail(where, value, "out of range: expected %s to %s" % (lo, hi))
         return number
+
+    def real(self, value, where, lo, hi):
+        return float(self.number(value, where, lo, hi))
+
+    def baudrate(self, value, where):
+        return self.integer(value, where, 50, 4000000)
+
+    def bytesize(self, value, where):
+        return self.integer(value, where, 5, 8)
+
+    def parity(self, value, where):
+        return self.choice(str(value).upper(), where, ("N", "E", "O", "M", "S"))
+
+    def stopbits(self, value, where):
+        return self.choice(self.number(value, where, 1, 2), where, (1, 1.5, 2))
+
+    def method(self, value, where):
+        return self.choice(str(value).lower(), where, ("rtu", "ascii"))
