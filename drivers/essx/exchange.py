@@ -1,10 +1,7 @@
-"""What happened on a bus: one ``Exchange`` per try, sent to listeners.
+"""One ``Exchange`` per try on a bus, given by the bus owner to its ``Listeners``.
 
-The owner of a bus (the converter's link, the battery reader) reports every
-try it makes, where it makes it, to the listeners added to it; observers
-(counters, status, the live page) are such listeners.  Observing therefore
-adds no traffic: everything an observer knows comes from exchanges that
-already happened.
+Observers (counters, status, the live page) are listeners, so observing adds
+no traffic: they know only exchanges that already happened.
 """
 import logging
 import threading
@@ -14,10 +11,9 @@ from typing import Any, Callable, List, Mapping, Optional
 
 log = logging.getLogger(__name__)
 
-#: Outcomes of a converter try (``outcome`` of a ``bus="dcdc"`` exchange).
-#: A NAK's outcome carries its code: "nak_0xfffc".
+#: Outcomes of a converter try; a NAK's carries its code: "nak_0xfffc".
 DCDC_OUTCOMES = ("ack", "timeout", "io_error", "checksum", "unexpected")
-#: Outcomes of a battery try (``bus="battery"``).
+#: Outcomes of a battery try.
 BATTERY_OUTCOMES = ("ok", "timeout", "io_error", "exception", "value")
 
 
@@ -27,16 +23,15 @@ class Exchange:
 
     Attributes:
         bus: "dcdc" (the EZA2500 line) or "battery" (the Modbus line).
-        command: "6-4" for the converter; "read" for a battery register read.
-        outcome: one of ``DCDC_OUTCOMES`` or "nak_0x%04x" (converter), or one
-            of ``BATTERY_OUTCOMES`` (battery).
-        seconds: duration of the try, s (send to reply or failure).
+        command: "6-4" (converter) or "read" (battery register read).
+        outcome: one of ``DCDC_OUTCOMES``, "nak_0x%04x" or ``BATTERY_OUTCOMES``.
+        seconds: duration of the try, s.
         attempt: 1 for the first try of a command, 2 for its first retry, ...
         port: the serial device ("/dev/ttyO2").
-        values: the decoded reply (physical values: V, A, W, °C, %) on
-            success, else None.  Battery: {"rsoc": %, "permitted": bool}.
+        values: the decoded reply (V, A, W, °C, %) on success, else None;
+            battery: {"rsoc": %, "permitted": bool}.
         error: the failure's message, else None.
-        time: wall-clock time at the end of the try (``time.time()``, s).
+        time: wall-clock end of the try (``time.time()``, s).
     """
 
     bus: str
@@ -59,19 +54,14 @@ Listener = Callable[[Exchange], None]
 
 
 class Listeners:
-    """The listeners of one bus owner.
-
-    ``add(fn)`` registers ``fn(exchange)``; ``emit(exchange)`` calls each in
-    the bus owner's thread, in order.  A listener that raises is logged and
-    skipped: observing never breaks a bus.
-    """
+    """A bus owner's listeners, called in order in the owner's thread; one
+    that raises is logged and skipped (observing never breaks a bus)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fns: List[Listener] = []
 
     def add(self, fn: Listener) -> None:
-        """Register ``fn``; called for every later exchange."""
         with self._lock:
             self._fns.append(fn)
 
@@ -82,7 +72,6 @@ class Listeners:
                 self._fns.remove(fn)
 
     def emit(self, exchange: Exchange) -> None:
-        """Give ``exchange`` to every listener."""
         with self._lock:
             fns = list(self._fns)
         for fn in fns:

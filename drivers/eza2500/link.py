@@ -1,25 +1,12 @@
 """EZA2500Link: the one owner of the converter's line (spec 5.2.1.2; design.md).
 
-Everything that concerns the line itself lives here and nowhere else:
-
-* the line's lock: one command and its reply -- and, with :meth:`sequence`,
-  a route's whole command sequence -- is one critical section, granted in
-  the order callers asked for it; a caller that
-  cannot get the line within ``line_wait`` s (or finds ``max_waiting``
-  callers already waiting) is refused before anything is sent;
-* the minimum gap between commands (``command_interval`` s, a deadline kept
-  from the end of one try to the start of the next);
-* the retry budgets and their error mapping (spec 5.2.1.2): timeouts and
-  serial I/O errors use ``timeout_retries``; bad checksums, unexpected
-  replies and the NAKs the table marks retryable use ``error_retries``; other
-  NAKs fail at once; ``retry_wait`` s pass between tries;
-* one report per try: ``listeners.emit(Exchange(...))`` (essx/exchange.py);
-* the converter's mode as last reported by 1-1/1-4 (``mode``);
-* the ``--debug`` frame log: "-> 6-4 05 0c 00 10 ...", "<- 6-4 ACK 02 0c ...".
-
-A request is validated and encoded once (:meth:`request`) and the same bytes
-go out on every try.
+It holds the line's lock (one command and its reply, or with ``sequence()`` a
+route's whole sequence, is one critical section, granted first come first
+served), the gap between commands, the retries, one ``Exchange`` per try
+(essx/exchange.py), the mode last reported by 1-1/1-4, and the ``--debug``
+frame log ("-> 6-4 05 0c 00 10 ...", "<- 6-4 ACK 02 0c ...").
 """
+import itertools
 import logging
 import threading
 import time
@@ -44,23 +31,12 @@ from .reader import read_reply
 
 log = logging.getLogger(__name__)
 
-#: Defaults (spec 5.2.1.2 and the reference's dcdc section).
-DEFAULT_RETRY_WAIT = 0.1
-DEFAULT_COMMAND_INTERVAL = 0.062
-DEFAULT_LINE_WAIT = 5.0
-
 
 @dataclass(frozen=True)
 class RequestFrame:
-    """One validated, encoded request.
-
-    Attributes:
-        name: command name ("6-4").
-        group: its ``table.Group``.
-        write: True for "N-4".
-        params: the physical values asked for (V, A, ...); {} for a read.
-        frame: the request bytes (SFD .. CHK), sent as they are on every try.
-    """
+    """One validated request: ``name`` ("6-4"), its ``table.Group``, ``write``
+    (True for "N-4"), ``params`` (physical values asked for, V, A, ...; {} for
+    a read) and ``frame``, the bytes (SFD .. CHK) sent on every try."""
 
     name: str
     group: table.Group
@@ -69,28 +45,17 @@ class RequestFrame:
     frame: bytes
 
 
-#: Failure class -> ``Exchange.outcome``, the most specific first (NAKs aside).
-_OUTCOMES = ((ESSXIOException, "io_error"), (ESSXTimeoutException, "timeout"),
-             (ESSXChecksumException, "checksum"))
+#: Failure class -> (``Exchange.outcome``, retry budget), the most specific
+#: first; NAKs aside (spec 5.2.1.2).
+_FAILURES = ((ESSXIOException, "io_error", "timeout"), (ESSXTimeoutException, "timeout", "timeout"),
+             (ESSXChecksumException, "checksum", "error"), (ESSXValueException, "unexpected", "error"))
 
 
-def outcome_of(exc: ESSXException) -> str:
-    """The ``Exchange.outcome`` of a failed try (contracts.md section 1):
-    "nak_0xfffc", "io_error", "timeout", "checksum" or "unexpected"."""
+def _classify(exc: ESSXException) -> Tuple[str, Optional[str]]:
+    """(outcome, budget) of a failed try: budget "timeout", "error" or None (fail now)."""
     if isinstance(exc, ESSXDeviceException):
-        return "nak_0x%04x" % exc.ercd
-    return next((outcome for cls, outcome in _OUTCOMES if isinstance(exc, cls)), "unexpected")
-
-
-def _budget(exc: ESSXException) -> Optional[str]:
-    """Which retry budget a failure draws on: "timeout", "error" or None (fail now)."""
-    if isinstance(exc, ESSXTimeoutException):
-        return "timeout"
-    if isinstance(exc, ESSXDeviceException):
-        return "error" if exc.retryable else None
-    if isinstance(exc, (ESSXChecksumException, ESSXValueException)):
-        return "error"
-    return None
+        return "nak_0x%04x" % exc.ercd, "error" if exc.retryable else None
+    return next(((o, b) for cls, o, b in _FAILURES if isinstance(exc, cls)), ("unexpected", None))
 
 
 def _shown(name: str, value: Any) -> str:
@@ -111,9 +76,15 @@ def _tries(n: int) -> str:
     return "%d tr%s" % (n, "y" if n == 1 else "ies")
 
 
-#: The link's settings and their types (``configure``).
-_SETTING_TYPES = {"timeout_retries": int, "error_retries": int, "retry_wait": float,
-                  "command_interval": float, "line_wait": float, "max_waiting": int}
+#: setting: (type, default, ``DcdcSection`` attribute) -- spec 5.2.1.2, the reference's dcdc section.
+_SETTINGS = {
+    "timeout_retries": (int, 0, "number_of_timeout_retry"),
+    "error_retries": (int, 0, "number_of_dcdc_error_retry"),
+    "retry_wait": (float, 0.1, "wait_for_retry"),
+    "command_interval": (float, 0.062, "command_interval"),
+    "line_wait": (float, 5.0, "line_wait"),
+    "max_waiting": (int, None, None),
+}
 
 
 class EZA2500Link:
@@ -121,47 +92,34 @@ class EZA2500Link:
 
     Args:
         device: an ``EZA2500Device`` (``write``, ``read_some``, ``timeout``,
-            ``port``, ``is_open``); its port may be unopened or absent, it is
-            opened before each command.
+            ``port``, ``is_open``), opened before each command if it is not.
         ad1, ad2: the converter's addresses (0..255; reference 0 and 16).
-        timeout_retries: retries after a timeout or serial I/O error
-            (``number_of_timeout_retry``).
+        timeout_retries: retries after a timeout or serial I/O error.
         error_retries: retries after a bad checksum, an unexpected reply or
-            a retryable NAK (``number_of_dcdc_error_retry``).
-        retry_wait: s between two tries of one command (``wait_for_retry``).
+            a NAK the table marks retryable; other NAKs fail at once.
+        retry_wait: s between two tries of one command.
         command_interval: minimum s from the end of one try to the start of
-            the next (``command_interval``; reference 0.062).
-        line_wait: at most s a caller waits for the line (``line_wait``).
-        max_waiting: refuse at once when this many callers already wait for
-            the line (None: no limit).
+            the next (reference 0.062).
+        line_wait: at most s a caller waits for the line.
+        max_waiting: refuse at once when this many callers already wait
+            (None: no limit).
 
     Attributes:
         listeners: ``Listeners`` given one ``Exchange`` per try.
     """
 
-    def __init__(self, device: Any, ad1: int, ad2: int, *, timeout_retries: int = 0,
-                 error_retries: int = 0, retry_wait: float = DEFAULT_RETRY_WAIT,
-                 command_interval: float = DEFAULT_COMMAND_INTERVAL,
-                 line_wait: float = DEFAULT_LINE_WAIT, max_waiting: Optional[int] = None) -> None:
-        self.device = device
-        self.ad1 = ad1
-        self.ad2 = ad2
+    def __init__(self, device: Any, ad1: int, ad2: int, **settings: Any) -> None:
+        self.device, self.ad1, self.ad2 = device, ad1, ad2
         self.listeners = Listeners()
-        self.timeout_retries = int(timeout_retries)
-        self.error_retries = int(error_retries)
-        self.retry_wait = float(retry_wait)
-        self.command_interval = float(command_interval)
-        self.line_wait = float(line_wait)
-        self.max_waiting = max_waiting
+        for name, (_, default, _) in _SETTINGS.items():
+            setattr(self, name, default)
+        self.configure(**settings)
         self._turn = threading.Condition()    # guards _owner and _queue
         self._owner: Optional[int] = None     # thread ident holding the line
-        self._depth = 0                       # sequence() nesting of the owner
         self._queue: Deque[object] = deque()  # tickets of the callers waiting, in order
         self._applied: List[str] = []         # writes ACKed in the current sequence
         self._next_command_at = 0.0           # monotonic s before which no try starts
         self._mode: Optional[int] = None
-
-    # -- state (reading it sends nothing) ------------------------------------------
 
     @property
     def port(self) -> str:
@@ -170,13 +128,11 @@ class EZA2500Link:
 
     @property
     def is_open(self) -> bool:
-        """True when the converter's port is open."""
         return bool(getattr(self.device, "is_open", True))
 
     @property
     def mode(self) -> Optional[int]:
-        """The mode last reported by a 1-1 or 1-4 ACK; None when unknown (at
-        start, and after any command failed)."""
+        """The mode last reported by a 1-1 or 1-4 ACK; None at start and after any failed command."""
         return self._mode
 
     @property
@@ -184,29 +140,32 @@ class EZA2500Link:
         """Callers waiting for the line now."""
         return len(self._queue)
 
-    def configure(self, *, timeout_retries: Optional[int] = None, error_retries: Optional[int] = None,
-                  retry_wait: Optional[float] = None, command_interval: Optional[float] = None,
-                  line_wait: Optional[float] = None, max_waiting: Optional[int] = None,
-                  timeout: Optional[float] = None) -> None:
-        """Apply new settings (reload); None keeps a setting.  ``timeout`` (s)
-        is the device's whole-read/write timeout.  Takes effect from the next
-        try on."""
-        given = {"timeout_retries": timeout_retries, "error_retries": error_retries,
-                 "retry_wait": retry_wait, "command_interval": command_interval,
-                 "line_wait": line_wait, "max_waiting": max_waiting}
-        for name, value in given.items():
+    def configure(self, *, timeout: Optional[float] = None, **settings: Any) -> None:
+        """Apply settings (the class's Args; None keeps one) from the next try
+        on; ``timeout`` (s) is the device's whole-read/write timeout.
+
+        Raises:
+            TypeError: an unknown setting.
+        """
+        for name, value in settings.items():
+            if name not in _SETTINGS:
+                raise TypeError("EZA2500Link has no setting %r" % name)
             if value is not None:
-                setattr(self, name, _SETTING_TYPES[name](value))
+                setattr(self, name, _SETTINGS[name][0](value))
         if timeout is not None:
             self.device.timeout = float(timeout)
 
-    # -- the line -----------------------------------------------------------------------
+    @contextmanager
+    def sequence(self) -> Iterator["EZA2500Link"]:
+        """Hold the line for a whole command sequence (reentrant); a command
+        that fails inside it names the writes already ACKed in it.
 
-    def _acquire(self) -> None:
-        """Take the line, first come first served, within ``line_wait`` s."""
+        Raises:
+            ESSXTimeoutException: "converter line busy ...; nothing sent".
+        """
         me = threading.get_ident()
         if self._owner == me:
-            self._depth += 1
+            yield self
             return
         with self._turn:
             if self.max_waiting is not None and len(self._queue) >= self.max_waiting:
@@ -225,31 +184,13 @@ class EZA2500Link:
                                                "nothing sent" % (self.port, self.line_wait))
                 self._turn.wait(left)
             self._queue.popleft()
-            self._owner, self._depth, self._applied = me, 1, []
-
-    def _release(self) -> None:
-        self._depth -= 1
-        if self._depth == 0:
-            with self._turn:
-                self._owner = None
-                self._turn.notify_all()
-
-    @contextmanager
-    def sequence(self) -> Iterator["EZA2500Link"]:
-        """Hold the line for a whole command sequence (reentrant).
-
-        A command that fails inside a sequence names, in its error, the
-        writes that the converter already acknowledged in that sequence.
-        Raises:
-            ESSXTimeoutException: "converter line busy ...; nothing sent".
-        """
-        self._acquire()
+            self._owner, self._applied = me, []
         try:
             yield self
         finally:
-            self._release()
-
-    # -- commands ---------------------------------------------------------------------
+            with self._turn:
+                self._owner = None
+                self._turn.notify_all()
 
     def request(self, name: str, params: Optional[Mapping[str, Any]] = None) -> RequestFrame:
         """Validate and encode command ``name`` ("6-4") with ``params``; no I/O.
@@ -271,11 +212,8 @@ class EZA2500Link:
 
     def transact(self, command: Union[str, RequestFrame],
                  params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """One command with its retries, under the line.
+        """One command (a name with ``params``, or a ``RequestFrame``) with its retries, under the line.
 
-        Args:
-            command: a command name ("6-4") with ``params``, or a
-                ``RequestFrame`` from :meth:`request`.
         Returns:
             dict, the decoded ACK (physical values: V, A, W, °C).
         Raises:
@@ -289,31 +227,24 @@ class EZA2500Link:
         """
         req = command if isinstance(command, RequestFrame) else self.request(command, params)
         with self.sequence():
-            try:
-                reply = self._with_retries(req)
-            except ESSXException:
-                self._mode = None
-                raise
+            left = {"timeout": self.timeout_retries, "error": self.error_retries}
+            for attempt in itertools.count(1):
+                try:
+                    reply = self._try(req, attempt)
+                    break
+                except ESSXException as exc:
+                    budget = _classify(exc)[1]
+                    if budget is None or left[budget] <= 0:
+                        self._mode = None
+                        raise self._final(exc, req, attempt) from exc
+                    left[budget] -= 1
+                    log.info("command %s failed (%s); retrying in %.3f s", req.name, exc, self.retry_wait)
+                    self._next_command_at = max(self._next_command_at, time.monotonic() + self.retry_wait)
             if req.group.number == 1:
                 self._mode = reply["mode"]
             if req.write:
                 self._applied.append(describe(req))
         return reply
-
-    def _with_retries(self, req: RequestFrame) -> Dict[str, Any]:
-        left = {"timeout": self.timeout_retries, "error": self.error_retries}
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._try(req, attempt)
-            except ESSXException as exc:
-                budget = _budget(exc)
-                if budget is None or left[budget] <= 0:
-                    raise self._final(exc, req, attempt) from exc
-                left[budget] -= 1
-                log.info("command %s failed (%s); retrying in %.3f s", req.name, exc, self.retry_wait)
-                self._next_command_at = max(self._next_command_at, time.monotonic() + self.retry_wait)
 
     def _final(self, exc: ESSXException, req: RequestFrame, attempt: int) -> ESSXException:
         """The exception a caller gets: the command, the tries, what was applied."""
@@ -323,56 +254,34 @@ class EZA2500Link:
         return type(exc)("command %s: %s (after %s)%s" % (req.name, exc, _tries(attempt), applied))
 
     def _try(self, req: RequestFrame, attempt: int) -> Dict[str, Any]:
-        """One try: wait out the gap, send the frame, read and decode the reply."""
+        """One try: wait out the gap, send the frame, read and decode the reply, report it."""
         delay = self._next_command_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         start = time.monotonic()
+        outcome, reply, error = "unexpected", None, None
         try:
-            reply = self._exchange(req)
+            self.device.write(req.frame)
+            log.debug("-> %s %s", req.name, codec.hexdump(req.frame))
+            deadline = time.monotonic() + self.device.timeout
+            frame = read_reply(self.device, req.group, req.write, deadline, self.ad1, self.ad2)
+            kind = "NAK" if frame[4] & table.NAK_BIT else "ACK"
+            log.debug("<- %s %s %s", req.name, kind, codec.hexdump(frame))
+            reply = codec.parse_reply(frame, req.group, req.write, self.ad1, self.ad2)
+            outcome = "ack"
+            return reply
         except ESSXException as exc:
-            self._report(req, outcome_of(exc), start, attempt, error=str(exc))
+            outcome, error = _classify(exc)[0], str(exc)
             raise
         finally:
             self._next_command_at = time.monotonic() + self.command_interval
-        self._report(req, "ack", start, attempt, values=reply)
-        return reply
-
-    def _exchange(self, req: RequestFrame) -> Dict[str, Any]:
-        debug = log.isEnabledFor(logging.DEBUG)
-        self.device.write(req.frame)
-        if debug:
-            log.debug("-> %s %s", req.name, codec.hexdump(req.frame))
-        deadline = time.monotonic() + self.device.timeout
-        frame = read_reply(self.device, req.group, req.write, deadline, self.ad1, self.ad2)
-        if debug:
-            kind = "NAK" if frame[4] & table.NAK_BIT else "ACK"
-            log.debug("<- %s %s %s", req.name, kind, codec.hexdump(frame))
-        return codec.parse_reply(frame, req.group, req.write, self.ad1, self.ad2)
-
-    def _report(self, req: RequestFrame, outcome: str, start: float, attempt: int,
-                values: Optional[Mapping[str, Any]] = None, error: Optional[str] = None) -> None:
-        self.listeners.emit(Exchange(bus="dcdc", command=req.name, outcome=outcome,
-                                     seconds=time.monotonic() - start, attempt=attempt,
-                                     port=self.port, values=values, error=error))
-
-
-#: (EZA2500Link keyword, DcdcSection attribute) for :func:`link_settings`.
-SETTINGS: Tuple[Tuple[str, str], ...] = (
-    ("timeout_retries", "number_of_timeout_retry"),
-    ("error_retries", "number_of_dcdc_error_retry"),
-    ("retry_wait", "wait_for_retry"),
-    ("command_interval", "command_interval"),
-    ("line_wait", "line_wait"),
-)
+            self.listeners.emit(Exchange(bus="dcdc", command=req.name, outcome=outcome,
+                                         seconds=time.monotonic() - start, attempt=attempt,
+                                         port=self.port, values=reply, error=error))
 
 
 def link_settings(section: Any) -> Dict[str, Any]:
     """The link's keyword arguments from a converter section (``DcdcSection``,
     contracts.md section 4); attributes it lacks keep the link's defaults."""
-    out = {}
-    for keyword, attribute in SETTINGS:
-        value = getattr(section, attribute, None)
-        if value is not None:
-            out[keyword] = value
-    return out
+    values = {k: getattr(section, attr, None) for k, (_, _, attr) in _SETTINGS.items() if attr}
+    return {k: v for k, v in values.items() if v is not None}
