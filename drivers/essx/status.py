@@ -1,10 +1,9 @@
 """The JSON views of a ``Recorder``: ``/essx/status`` and ``/essx/history``.
 
-Shapes (times are Unix seconds, ages seconds before the answer, None when
-never seen):
+Times are Unix s, ages s before the answer, None when never seen.
 
 ``status_body`` ->
-    {"version", "uptime_s", "simulate", "config",
+    {"version", "uptime_s", "simulate", "config", "time",
      "buses": {"dcdc"|"battery": {"port", "baud", "open", "last_success",
                "last_success_age_s", "tries", "ok", "failures", "retries",
                "last_error", "last_error_time", "last_error_age_s"}},
@@ -27,45 +26,37 @@ def _age(now: float, t: Optional[float]) -> Optional[float]:
     return None if t is None else round(max(0.0, now - t), 3)
 
 
-def bus_settings(config) -> Dict[str, Optional[int]]:
-    """{"dcdc": baud, "battery": baud or None} of a ``essx_config.Config`` (None: unknown)."""
-    if config is None:
-        return {"dcdc": None, "battery": None}
-    battery = config.battery_dev
-    return {"dcdc": config.dcdc_dev.baudrate,
-            "battery": battery.kwparams.baudrate if battery is not None else None}
+def _bauds(config) -> Dict[str, Optional[int]]:
+    """{"dcdc": baud, "battery": baud} of an ``essx_config.Config`` (None: unknown)."""
+    battery = config and config.battery_dev
+    return {"dcdc": config and config.dcdc_dev.baudrate, "battery": battery and battery.kwparams.baudrate}
 
 
 def _bus(recorder: Recorder, name: str, bus: Dict[str, Any], baud, now: float) -> Dict[str, Any]:
     port, opened = recorder.port_state(name)
-    return {"port": port, "baud": baud, "open": opened,
-            "last_success": bus["last_success"], "last_success_age_s": _age(now, bus["last_success"]),
-            "tries": bus["tries"], "ok": bus["ok"], "failures": bus["tries"] - bus["ok"],
-            "retries": bus["retries"], "last_error": bus["last_error"],
+    return {"port": port, "baud": baud, "open": opened, "last_success": bus["last_success"],
+            "last_success_age_s": _age(now, bus["last_success"]), "tries": bus["tries"], "ok": bus["ok"],
+            "failures": bus["tries"] - bus["ok"], "retries": bus["retries"], "last_error": bus["last_error"],
             "last_error_time": bus["last_error_time"], "last_error_age_s": _age(now, bus["last_error_time"])}
 
 
 def operation(converter: Dict[str, Any]) -> Dict[str, Optional[str]]:
-    """The status words of a snapshot's "converter" decoded with ``eza2500.table``:
-    {"mode": "0x0014", "operationMode", "alarmState", "runningState"} (str;
-    None where not yet read)."""
+    """A snapshot's "converter" status words decoded with ``eza2500.table``:
+    {"mode": "0x0014", "operationMode", "alarmState", "runningState"} (None where not yet read)."""
     mode = known(converter, "mode", "mode")
     cst = known(converter, "status", "cst")
-    body = {"mode": None if mode is None else "0x%04x" % mode,
+    running, alarm = (None, None) if cst is None else table.decode_cst(cst)
+    return {"mode": None if mode is None else "0x%04x" % mode,
             "operationMode": None if mode is None else table.mode_name(mode),
-            "alarmState": None, "runningState": None}
-    if cst is not None:
-        running, alarm = table.decode_cst(cst)
-        body["runningState"] = table.RUNNING_STATES.get(running, table.UNKNOWN_NAME)
-        body["alarmState"] = table.ALARM_STATES.get(alarm, table.UNKNOWN_NAME)
-    return body
+            "alarmState": None if cst is None else table.ALARM_STATES.get(alarm, table.UNKNOWN_NAME),
+            "runningState": None if cst is None else table.RUNNING_STATES.get(running, table.UNKNOWN_NAME)}
 
 
 def status_body(recorder: Recorder, *, version: str, simulate: bool, config=None) -> Dict[str, Any]:
     """The body of ``/essx/status`` (shape in the module docstring)."""
     snap = recorder.snapshot()
     now = snap["time"]
-    bauds = bus_settings(config)
+    bauds = _bauds(config)
     buses = {name: _bus(recorder, name, bus, bauds[name], now) for name, bus in snap["buses"].items()
              if name in recorder.owners or bus["tries"]}   # a node without a battery shows no battery bus
     return {
@@ -80,7 +71,8 @@ def status_body(recorder: Recorder, *, version: str, simulate: bool, config=None
         "operation": operation(snap["converter"]),
         "battery": {key: {"value": value, "time": t, "age_s": _age(now, t)}
                     for key, (value, t) in sorted(snap["battery"].items())},
-        "commands": [{"command": c, "outcome": o, "count": n} for (c, o), n in sorted(snap["commands"].items())],
+        "commands": [{"command": c, "outcome": o, "count": n}
+                     for (c, o), n in sorted(snap["commands"].items())],
         "battery_reads": snap["battery_reads"],
         "http": [{"route": r, "status": s, "count": n} for (r, s), n in sorted(snap["http"].items())],
         "errors": [dict(e, age_s=_age(now, e["time"])) for e in reversed(snap["errors"])],
