@@ -1,39 +1,18 @@
 """pymodbus 3.x serial client whose port is an ``ESSXRS485`` (spec 5.4.2).
 
-``ESSXModbusClient(**kwparams)`` takes the ``battery_dev.kwparams`` of the
-configuration as the reference did (spec 5.1.3)::
+``ESSXModbusClient(**kwparams)`` takes ``battery_dev.kwparams`` as the
+reference did (spec 5.1.3), checked by ``essx_config.modbus_params``; only
+pymodbus's public API is used (tested with 3.14, 3.15 and 3.16). The line
+(battery-modbus.md; Modbus over Serial Line 1.02, 2.5.1.1):
 
-    method: 'rtu'   port: "/dev/ttyO5"   timeout: 1   baudrate: 9600
-    dir_pin: "P8_9" (parity, stopbits, bytesize, retries optional)
-
-They are checked by ``essx_config.modbus_params`` (the one validator of these
-keys) and mapped to the pymodbus 3.x API: ``method`` becomes ``framer=``,
-``dir_pin`` (and ``drop_echo``) go to the ``ESSXRS485`` that ``connect()``
-opens, as the specification's way is: override ``connect()``. Everything else
-is pymodbus's public interface (``execute``, ``socket``, ``close``).
-
-The line, as this client keeps it (battery-modbus.md; Modbus over Serial Line
-1.02, 2.5.1.1):
-
-- Nothing is opened at construction; every request opens the port if needed.
-  The port is opened exclusively: a second program on it gets an error
-  naming the port.
-- After a serial I/O error the port is closed (pymodbus 3.16 does it; on
-  3.14/3.15, which let the error out, this client does) and the next request
-  opens it again. Changes are logged once each: WARNING when the port cannot
-  be opened or is lost, INFO when it is open again.
-- Stale input is dropped before every request. After a try that got no valid
-  reply, the next request first waits, up to one more timeout, for the late
-  reply and drops it: RTU has no transaction id, so a late reply would
-  otherwise be taken as the answer to the next request. A reply later than
-  twice the timeout cannot be told apart; the WARNING says to raise the
-  timeout.
-- A reply whose function code is not the request's (e.g. function 3 to a
-  function 4 request) is refused (``UnexpectedReply``, a ModbusIOException).
-- pymodbus itself makes one try per request; ``retries`` extra tries are made
-  here, each after the line has settled.
-
-Tested with pymodbus 3.14, 3.15 and 3.16.
+- The first request opens the port (exclusively); after an I/O error it is
+  closed and the next request reopens it. Port changes are logged once each.
+- Stale input is dropped before every request; after a try without a valid
+  reply the next one first waits up to one more timeout for the late reply
+  and drops it: RTU has no transaction id, so it would be taken as the next
+  request's answer. A reply later than twice the timeout cannot be told apart.
+- A reply of another function code (function 3 to a function 4 request) is
+  refused: ``UnexpectedReply``.
 """
 import logging
 import select
@@ -48,14 +27,12 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
 from essx.essx_config import ModbusParams, modbus_params
-from essx.essx_exception import ESSXConfigException
 from essx.essx_rs485 import ESSXRS485, make_pin
 
 logger = logging.getLogger(__name__)
 
-#: Quiet time that ends a late frame while the line settles, s (3.5
-#: characters at 9600 baud is 3.6 ms; USB adapters deliver in up to 16 ms
-#: chunks, and a loaded machine schedules late).
+#: Quiet time that ends a late frame, s (3.5 characters at 9600 baud is 3.6 ms;
+#: USB adapters deliver in up to 16 ms chunks; a loaded machine schedules late).
 FRAME_GAP_S = 0.05
 
 _FRAMERS = {"rtu": FramerType.RTU, "ascii": FramerType.ASCII}
@@ -67,27 +44,12 @@ class UnexpectedReply(ModbusIOException):
 
 
 def client_arguments(params: ModbusParams) -> Tuple[dict, dict]:
-    """Map checked kwparams to ``ModbusSerialClient`` and ``ESSXRS485`` arguments.
-
-    Args:
-        params: from ``essx_config.modbus_params``.
-
-    Returns:
-        (client_kwargs, rs485_kwargs): ``port, framer, timeout (s), baudrate,
-        parity, stopbits, bytesize, retries (always 0: tries are made by
-        ``execute``), handle_local_echo`` and ``dir_pin, drop_echo``.
-    """
-    client = {
-        "port": params.port,
-        "framer": _FRAMERS[params.method],
-        "timeout": float(params.timeout),
-        "baudrate": int(params.baudrate),
-        "parity": params.parity,
-        "stopbits": params.stopbits,
-        "bytesize": int(params.bytesize),
-        "retries": 0,
-        "handle_local_echo": bool(params.handle_local_echo),
-    }
+    """Checked kwparams (``essx_config.modbus_params``) as (``ModbusSerialClient``
+    kwargs, ``ESSXRS485`` kwargs); timeout in s; retries always 0: ``execute`` tries."""
+    client = dict(port=params.port, framer=_FRAMERS[params.method], timeout=float(params.timeout),
+                  baudrate=int(params.baudrate), parity=params.parity, stopbits=params.stopbits,
+                  bytesize=int(params.bytesize), retries=0,
+                  handle_local_echo=bool(params.handle_local_echo))
     return client, {"dir_pin": params.dir_pin, "drop_echo": bool(params.drop_echo)}
 
 
@@ -102,10 +64,8 @@ def _reason(exc: BaseException) -> str:
 class ESSXModbusClient(ModbusSerialClient):
     """Synchronous pymodbus ``ModbusSerialClient`` over an ``ESSXRS485``.
 
-    ``ESSXModbusClient(**kwparams)``: the keys of ``battery_dev.kwparams``
-    (see ``essx_config.ModbusParams``). The direction pin's GPIO module is
-    loaded here, so a missing Adafruit_BBIO / gpiod is reported at
-    construction; the port is not opened here.
+    ``ESSXModbusClient(**kwparams)``: the keys of ``essx_config.ModbusParams``.
+    Opens nothing; a missing GPIO module for ``dir_pin`` is reported here.
 
     Raises:
         ESSXConfigException: bad kwparams (the key path is named) or an
@@ -120,13 +80,12 @@ class ESSXModbusClient(ModbusSerialClient):
     def __init__(self, **kwparams: Any) -> None:
         self.params = modbus_params(kwparams)
         client, rs485 = client_arguments(self.params)
-        self.dir_pin = rs485["dir_pin"]
-        self.drop_echo = rs485["drop_echo"]
+        self.dir_pin, self.drop_echo = rs485["dir_pin"], rs485["drop_echo"]
         self._pin_kind, self._pin = make_pin(self.dir_pin)
         self.last_connect_error = ""
         self.line_lock = threading.RLock()
         self._unsettled_until = 0.0
-        self._state = "new"  # new, open, lost (I/O error), absent (cannot be opened)
+        self._down = False  # lost or cannot be opened, and logged
         super().__init__(**client)
 
     @property
@@ -143,8 +102,7 @@ class ESSXModbusClient(ModbusSerialClient):
         """Open the port as an ``ESSXRS485`` (exclusively) unless it is open.
 
         Returns:
-            bool: True when the port is open; False when it cannot be opened
-            (``last_connect_error`` says why; logged once per change).
+            bool: False when it cannot be opened (``last_connect_error`` says why).
 
         Raises:
             ESSXConfigException: the port refuses the configured direction
@@ -159,28 +117,21 @@ class ESSXModbusClient(ModbusSerialClient):
                 bytesize=params.bytesize, stopbits=params.stopbits, baudrate=params.baudrate,
                 parity=params.parity, exclusive=True, dir_pin=self.dir_pin,
                 pin_driver=self._pin if self._pin_kind in ("bbio", "gpiod") else None,
-                drop_echo=self.drop_echo)
-            self.socket.inter_byte_timeout = getattr(self, "inter_byte_timeout", 0)
-        except ESSXConfigException:
-            raise
+                drop_echo=self.drop_echo, inter_byte_timeout=getattr(self, "inter_byte_timeout", 0))
         except _OPEN_ERRORS as exc:
             self.socket = None
             self.last_connect_error = "cannot open %s: %s" % (params.host, _reason(exc))
-            if self._state in ("new", "open"):
+            if not self._down:
                 logger.warning("battery port %s; retried at every read", self.last_connect_error)
-            if self._state != "lost":  # a lost port that stays away was reported once
-                self._state = "absent"
+            self._down = True
             return False
-        if self._state in ("lost", "absent"):
+        if self._down:
             logger.info("battery port %s is open again", params.host)
-        self._state = "open"
+        self._down = False
         return True
 
     def execute(self, no_response_expected: bool, request: Any) -> Any:
-        """Run one request: open the port if needed, settle the line, try.
-
-        Makes ``1 + retries`` tries (``retries`` from kwparams), each after
-        the line has settled.
+        """Run one request in ``1 + retries`` tries, each on an open, settled line.
 
         Returns:
             the pymodbus reply PDU (None with ``no_response_expected``).
@@ -192,7 +143,7 @@ class ESSXModbusClient(ModbusSerialClient):
                 CRC); ``UnexpectedReply`` for another function code.
         """
         with self.line_lock:
-            for _ in range(int(self.params.retries)):
+            for _ in range(self.params.retries):
                 try:
                     return self._try(no_response_expected, request)
                 except ModbusIOException:
@@ -200,7 +151,6 @@ class ESSXModbusClient(ModbusSerialClient):
             return self._try(no_response_expected, request)
 
     def _try(self, no_response_expected, request):
-        """One try: open, settle, pymodbus's execute, check the function code."""
         if not self.connect():
             raise ConnectionException(self.last_connect_error)
         try:
@@ -223,9 +173,9 @@ class ESSXModbusClient(ModbusSerialClient):
         """Close the port after an I/O error; log once; the error to raise."""
         self.close()
         text = "%s: %s" % (self.port, _reason(exc))
-        if self._state != "lost":
+        if not self._down:
             logger.warning("battery port lost: %s; reopened at the next read", text)
-        self._state = "lost"
+        self._down = True
         return ConnectionException(text)
 
     def _unsettle(self) -> None:
@@ -247,19 +197,10 @@ class ESSXModbusClient(ModbusSerialClient):
 
 
 def _drain(port: serial.Serial, until: float, limit: float) -> bytes:
-    """Read and return what arrives: what is waiting now, and until ``until``.
-
-    Args:
-        port: an open pyserial port.
-        until: monotonic time up to which a late frame is awaited (0: none).
-        limit: at most this long past ``until`` (or now) in all, s, so a
-            babbling line cannot hold the caller.
-
-    Returns:
-        bytes: everything read. Stops early once something arrived and the
-        line then stayed quiet for ``FRAME_GAP_S``.
-    """
-    data = bytearray()
+    """What is waiting now and what arrives until monotonic ``until`` (0: nothing
+    awaited), at most ``limit`` s past ``until`` or now (a babbling line cannot
+    hold the caller); ends once the line was quiet for ``FRAME_GAP_S`` after data."""
+    data = b""
     end = max(until, time.monotonic()) + limit
     while True:
         now = time.monotonic()
@@ -269,5 +210,4 @@ def _drain(port: serial.Serial, until: float, limit: float) -> bytes:
             continue
         wait = min(FRAME_GAP_S if data else until - now, end - now)
         if wait <= 0 or not select.select([port.fileno()], [], [], wait)[0]:
-            return bytes(data)
-
+            return data
