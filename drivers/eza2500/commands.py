@@ -1,11 +1,10 @@
 """Command0101 ... Command1601 and Command0104 ... Command0904, made from the table.
 
-The classes keep the reference's interface (spec 5.2.1.2: the controller's
-``vrfy``/``run`` take "an instance of eza2500.Command0101, etc."), but there is
-one generic ``Command`` and each named class is produced from ``table.GROUPS``.
+The reference's interface (spec 5.2.1.2: the controller's ``vrfy``/``run``
+take "an instance of eza2500.Command0101, etc."): one generic ``Command`` and
+a subclass per command of ``table.GROUPS``.
 """
 import logging
-import time
 from typing import Any, Dict, Mapping, Optional
 
 from essx.essx_exception import ESSXDeviceException
@@ -17,16 +16,11 @@ logger = logging.getLogger(__name__)
 
 
 class Command:
-    """One EZA2500 command ("N-1" read or "N-4" write) bound to a device.
+    """One EZA2500 command bound to ``dev`` (an ``EZA2500Device``).
 
-    Class attributes (set per generated subclass):
-        group: the ``table.Group``.
-        write: True for "N-4".
-        name: "4-4".
-    Attributes:
-        dev: the ``EZA2500Device``.
-        response: dict of the last reply's decoded fields (physical values);
-            ``{'ercd': code}`` after a NAK; ``{}`` initially.
+    Per subclass: ``group`` (``table.Group``), ``write`` (True for "N-4"),
+    ``name`` ("4-4").  ``response`` holds the last reply's fields (physical
+    values), ``{'ercd': code}`` after a NAK, ``{}`` at first.
     """
 
     group = None
@@ -39,12 +33,9 @@ class Command:
         self._address = (None, None)
 
     def pack_senddata(self, ad1: int, ad2: int, params: Optional[Mapping[str, Any]] = None) -> bytes:
-        """The request frame (bytes) for addresses ``ad1``/``ad2``; no I/O.
+        """The request frame to ``ad1``/``ad2`` (0..255) carrying ``params``
+        (name -> physical value; writes only); no I/O.
 
-        Args:
-            ad1, ad2: addresses (0..255).
-            params: dict name -> physical value (V, A, ... per ``table``) for
-                a write; reads ignore it.
         Raises:
             ESSXParameterException: a field is missing.
             ESSXValueException: a value is not a number or out of range.
@@ -52,33 +43,23 @@ class Command:
         return codec.build_request(ad1, ad2, self.group, self.write, params)
 
     def send(self, ad1: int, ad2: int, params: Optional[Mapping[str, Any]] = None) -> None:
-        """Validate and encode, then write the request to the device.
-
-        Nothing is written if validation fails.
-        Raises:
-            ESSXParameterException, ESSXValueException: bad params.
-            ESSXTimeoutException, ESSXIOException: from the device.
-        """
+        """Write the request to the device; nothing is written when
+        ``pack_senddata`` raises.  ESSXTimeoutException, ESSXIOException from
+        the device."""
         data = self.pack_senddata(ad1, ad2, params)
         self._address = (ad1, ad2)
         self.dev.write(data)
 
     def recv(self, deadline: Optional[float] = None) -> Dict[str, Any]:
-        """Read and decode the reply to the last ``send``.
+        """The decoded reply to the last ``send`` (also kept in ``response``),
+        read until ``deadline`` (``time.monotonic()``; default now + the
+        device's timeout).
 
-        Args:
-            deadline: ``time.monotonic()`` limit for the whole reply; default
-                now + the device's timeout.
-        Returns:
-            dict name -> physical value (also stored in ``self.response``).
         Raises:
-            ESSXDeviceException: the converter sent a NAK (``response`` is
-                ``{'ercd': code}``).
+            ESSXDeviceException: a NAK (``response`` becomes ``{'ercd': code}``).
             ESSXTimeoutException, ESSXChecksumException, ESSXValueException,
             ESSXIOException: see ``reader.read_reply``.
         """
-        if deadline is None:
-            deadline = time.monotonic() + self.dev.timeout
         ad1, ad2 = self._address
         frame = read_reply(self.dev, self.group, self.write, deadline, ad1, ad2)
         try:
@@ -93,31 +74,17 @@ class Command:
         return "<%s %s>" % (type(self).__name__, self.name)
 
 
-def _class_name(group, write):
-    return "Command%02d%02d" % (group.number, 4 if write else 1)
-
-
-def _make_commands():
-    """One subclass of ``Command`` per command of the table, in table order."""
-    made = {}
-    for g in table.GROUPS:
-        for write in (False, True):
-            if write and g.write is None:
-                continue
-            name = g.name(write)
-            made[name] = type(_class_name(g, write), (Command,), {
-                "group": g,
-                "write": write,
-                "name": name,
-                "__doc__": "EZA2500 command %s (%s %s; EZA2500.md, group %d)."
-                           % (name, "write" if write else "read", g.title, g.number),
-                "__module__": __name__,
-            })
-    return made
+def _command_class(name: str) -> type:
+    g, write = table.parse_name(name)
+    return type("Command%02d%02d" % (g.number, 4 if write else 1), (Command,), {
+        "group": g, "write": write, "name": name, "__module__": __name__,
+        "__doc__": "EZA2500 command %s (%s %s; EZA2500.md, group %d)."
+                   % (name, "write" if write else "read", g.title, g.number),
+    })
 
 
 #: Command name -> class: {"1-1": Command0101, "1-4": Command0104, ...}.
-COMMANDS = _make_commands()
+COMMANDS = {name: _command_class(name) for name in table.command_names()}
 
 globals().update({cls.__name__: cls for cls in COMMANDS.values()})
 

@@ -1,8 +1,8 @@
-"""Reply reader: find one reply frame on the line within one deadline.
+"""Reply reader: one reply frame off the line within one deadline.
 
-The whole exchange (resync, LEN, rest of the frame) shares a single deadline,
-so a line full of noise ends in ``ESSXTimeoutException`` at the deadline (plus
-at most one low-level read, ~10 ms), never later.
+Resync, LEN and the rest of the frame share a single deadline, so a line full
+of noise ends in ``ESSXTimeoutException`` at the deadline (plus at most one
+low-level read, ~10 ms), never later.
 """
 import logging
 import time
@@ -52,11 +52,11 @@ class _Scan:
             try:
                 check_reply(frame, self.group, self.write, self.ad1, self.ad2)
             except (ESSXChecksumException, ESSXValueException) as exc:
-                if len(buf) > total or self.device.in_waiting() > 0:
-                    self.last_error = exc
-                    self._drop(1)
-                    continue
-                raise
+                if len(buf) == total and self.device.in_waiting() == 0:
+                    raise
+                self.last_error = exc   # more bytes behind it: noise that looked like a frame
+                self._drop(1)
+                continue
             if self.discarded:
                 logger.debug("discarded %d bytes before the reply to %s", self.discarded, self.name)
             return frame, 0
@@ -70,24 +70,15 @@ class _Scan:
 
 def read_reply(device: Any, group: Group, write: bool, deadline: Optional[float] = None,
                ad1: Optional[int] = None, ad2: Optional[int] = None) -> bytes:
-    """Read the reply to "N-1"/"N-4" from ``device``.
+    """The whole reply frame (ACK or NAK) to "N-1"/"N-4" from ``device`` (an
+    ``EZA2500Device``), for ``codec.parse_reply``.
 
-    Bytes before SFD 0x02 are discarded; a LEN that is neither the ACK's nor
-    the NAK's (2) drops that SFD and resyncs.  A complete candidate frame is
-    checked with ``codec.check_reply``; if it is wrong but more bytes are
-    already waiting behind it, it was noise that looked like a frame and the
-    reader resyncs; if the line is quiet after it, it was the reply and its
-    error is raised.
+    Bytes before SFD 0x02 are dropped; so is an SFD followed by a LEN that is
+    neither the ACK's nor the NAK's.  A candidate frame that fails
+    ``codec.check_reply`` is noise when more bytes wait behind it (resync),
+    else the reply, and its error is raised.  ``deadline`` is a
+    ``time.monotonic()`` limit (default now + ``device.timeout``).
 
-    Args:
-        device: an ``EZA2500Device`` (uses ``read_some`` and ``in_waiting``).
-        group: ``table.Group``.
-        write: True for "N-4".
-        deadline: ``time.monotonic()`` limit for the whole reply; default
-            now + ``device.timeout``.
-        ad1, ad2: the request's addresses, passed to ``codec.check_reply``.
-    Returns:
-        bytes: the whole frame (ACK or NAK), for ``codec.parse_reply``.
     Raises:
         ESSXTimeoutException: no complete reply by the deadline.
         ESSXChecksumException: the reply's checksum is wrong.
