@@ -122,12 +122,8 @@ class ESSXTypeOES:
             raise
         return obj.response
 
-    # -- helpers ------------------------------------------------------------------------
-
     def _param_values(self, dig: Any) -> Body:
-        values = {k: self.dcdc_config.config[k] for k in PARAM_KEYS}
-        values["dig"] = dig
-        return values
+        return dict({k: self.dcdc_config.config[k] for k in PARAM_KEYS}, dig=dig)
 
     def _require_battery(self) -> None:
         if self.bat_dev is None:
@@ -155,16 +151,11 @@ class ESSXTypeOES:
         voltage, current = self.bat_config.battery_voltage, self.bat_config.battery_current
         return {
             "system_time": {"year": 0, "month": 0, "day": 0, "hour": 0, "minute": 0},
-            "rsoc": rsoc,
-            "battery_rsoc": rsoc,
+            "rsoc": rsoc, "battery_rsoc": rsoc,
             "dischargeable_time": {"hour": 0, "minute": 0},
-            "battery_voltage": voltage,
-            "battery_current": current,
-            "charge_discharge_power": voltage * current,
-            "battery_status": 0,
-            "battery_warning": 0,
-            "battery_operation_status": bos,
-            "battery_comm_err": comm_err,
+            "battery_voltage": voltage, "battery_current": current,
+            "charge_discharge_power": voltage * current, "battery_status": 0, "battery_warning": 0,
+            "battery_operation_status": bos, "battery_comm_err": comm_err,
             "ups_operation_schedule": 0,
             "ups_operation_mode": {"mode": 0, "parameter": 0, "stop_mode": 0},
         }
@@ -280,15 +271,6 @@ class ESSXTypeOES:
             if self._stop.wait(self.bat_config.check_interval):
                 return
 
-    def _forbids(self) -> Optional[str]:
-        """Why interchange is not allowed now, or None when it is."""
-        if self.bat_dev is None:
-            return NO_BATTERY
-        rsoc, bos, comm_err = self.check_battery()
-        if comm_err:
-            return "battery unreachable"
-        return "battery forbids interchange" if bos == 0 else None
-
     def check_and_wait(self) -> bool:
         """One battery-watch step: with ``force_dcdc_waiting``, set Waiting (1-4,
         mode 0) when the battery forbids interchange, cannot be read or is not
@@ -302,7 +284,13 @@ class ESSXTypeOES:
         if not self.bat_config.force_dcdc_waiting:
             self._waiting_reason = None
             return False
-        reason = self._forbids()
+        rsoc, bos, comm_err = self.check_battery()
+        if self.bat_dev is None:
+            reason: Optional[str] = NO_BATTERY
+        elif comm_err:
+            reason = "battery unreachable"
+        else:
+            reason = "battery forbids interchange" if bos == 0 else None
         if reason != self._waiting_reason and reason is not None:
             log.warning("%s: setting the converter to Waiting (force_dcdc_waiting)", reason)
         self._waiting_reason = reason

@@ -16,14 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
-from essx.essx_exception import (
-    ESSXChecksumException,
-    ESSXDeviceException,
-    ESSXException,
-    ESSXIOException,
-    ESSXTimeoutException,
-    ESSXValueException,
-)
+from essx.essx_exception import (ESSXChecksumException, ESSXDeviceException, ESSXException, ESSXIOException,
+                                 ESSXTimeoutException, ESSXValueException)
 from essx.exchange import Exchange, Listeners
 
 from . import codec, table
@@ -72,10 +66,6 @@ def describe(request: RequestFrame) -> str:
     return " ".join([request.name] + [_shown(k, v) for k, v in request.params.items()])
 
 
-def _tries(n: int) -> str:
-    return "%d tr%s" % (n, "y" if n == 1 else "ies")
-
-
 #: setting: (type, default, ``DcdcSection`` attribute) -- spec 5.2.1.2, the reference's dcdc section.
 _SETTINGS = {
     "timeout_retries": (int, 0, "number_of_timeout_retry"),
@@ -94,9 +84,9 @@ class EZA2500Link:
         device: an ``EZA2500Device`` (``write``, ``read_some``, ``timeout``,
             ``port``, ``is_open``), opened before each command if it is not.
         ad1, ad2: the converter's addresses (0..255; reference 0 and 16).
-        timeout_retries: retries after a timeout or serial I/O error.
-        error_retries: retries after a bad checksum, an unexpected reply or
-            a NAK the table marks retryable; other NAKs fail at once.
+        timeout_retries: retries after a timeout or serial I/O error;
+            error_retries: after a bad checksum, an unexpected reply or a NAK
+            the table marks retryable (other NAKs fail at once).
         retry_wait: s between two tries of one command.
         command_interval: minimum s from the end of one try to the start of
             the next (reference 0.062).
@@ -119,7 +109,8 @@ class EZA2500Link:
         self._queue: Deque[object] = deque()  # tickets of the callers waiting, in order
         self._applied: List[str] = []         # writes ACKed in the current sequence
         self._next_command_at = 0.0           # monotonic s before which no try starts
-        self._mode: Optional[int] = None
+        #: the mode last reported by a 1-1 or 1-4 ACK; None at start and after any failed command
+        self.mode: Optional[int] = None
 
     @property
     def port(self) -> str:
@@ -129,11 +120,6 @@ class EZA2500Link:
     @property
     def is_open(self) -> bool:
         return bool(getattr(self.device, "is_open", True))
-
-    @property
-    def mode(self) -> Optional[int]:
-        """The mode last reported by a 1-1 or 1-4 ACK; None at start and after any failed command."""
-        return self._mode
 
     @property
     def waiting(self) -> int:
@@ -174,15 +160,12 @@ class EZA2500Link:
                     % (len(self._queue), self.port))
             ticket = object()
             self._queue.append(ticket)
-            deadline = time.monotonic() + self.line_wait
-            while self._owner is not None or self._queue[0] is not ticket:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._queue.remove(ticket)
-                    self._turn.notify_all()
-                    raise ESSXTimeoutException("converter line busy: %s not free within %g s (line_wait); "
-                                               "nothing sent" % (self.port, self.line_wait))
-                self._turn.wait(left)
+            if not self._turn.wait_for(lambda: self._owner is None and self._queue[0] is ticket,
+                                       self.line_wait):
+                self._queue.remove(ticket)
+                self._turn.notify_all()
+                raise ESSXTimeoutException("converter line busy: %s not free within %g s (line_wait); "
+                                           "nothing sent" % (self.port, self.line_wait))
             self._queue.popleft()
             self._owner, self._applied = me, []
         try:
@@ -235,13 +218,13 @@ class EZA2500Link:
                 except ESSXException as exc:
                     budget = _classify(exc)[1]
                     if budget is None or left[budget] <= 0:
-                        self._mode = None
+                        self.mode = None
                         raise self._final(exc, req, attempt) from exc
                     left[budget] -= 1
                     log.info("command %s failed (%s); retrying in %.3f s", req.name, exc, self.retry_wait)
                     self._next_command_at = max(self._next_command_at, time.monotonic() + self.retry_wait)
             if req.group.number == 1:
-                self._mode = reply["mode"]
+                self.mode = reply["mode"]
             if req.write:
                 self._applied.append(describe(req))
         return reply
@@ -249,9 +232,10 @@ class EZA2500Link:
     def _final(self, exc: ESSXException, req: RequestFrame, attempt: int) -> ESSXException:
         """The exception a caller gets: the command, the tries, what was applied."""
         applied = "; already applied: %s" % ", ".join(self._applied) if self._applied else ""
+        tries = "%d %s" % (attempt, "try" if attempt == 1 else "tries")
         if isinstance(exc, ESSXDeviceException):
-            return ESSXDeviceException(exc.ercd, "%s after %s%s" % (req.name, _tries(attempt), applied))
-        return type(exc)("command %s: %s (after %s)%s" % (req.name, exc, _tries(attempt), applied))
+            return ESSXDeviceException(exc.ercd, "%s after %s%s" % (req.name, tries, applied))
+        return type(exc)("command %s: %s (after %s)%s" % (req.name, exc, tries, applied))
 
     def _try(self, req: RequestFrame, attempt: int) -> Dict[str, Any]:
         """One try: wait out the gap, send the frame, read and decode the reply, report it."""
