@@ -8,13 +8,18 @@ import ipaddress
 import logging
 import os
 import signal
+from importlib import metadata
 from typing import Any, Callable, List, Optional
 
 from essx import logsetup, resources
 from essx.essx_exception import ESSXException
-from essx.startup import EXIT_USAGE, THREADS, System, max_waiting, open_ports, package_version
+from essx.serve import THREADS, max_waiting, serve
+from essx.startup import System, open_ports
 
 log = logging.getLogger("essx_server")
+
+#: Exit status of an operator's mistake (bad option, file, port).
+EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,6 +27,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:
         self.exit(EXIT_USAGE, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
+def package_version() -> str:
+    """The installed distribution's version ("1.4.0"), or "unknown"."""
+    try:
+        return metadata.version("dcdc_batt_comm")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def tcp_port(text: str) -> int:
@@ -59,18 +72,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--port", type=tcp_port, default=8080, help="TCP port, 1-65535 (default 8080)")
     p.add_argument("--config", help="configuration file (default %s when it exists, else the "
                                     "shipped example)" % resources.ETC_CONFIG)
-    p.add_argument("--debug", action="store_true",
-                   help="debug log: every converter frame in hex with its command")
     p.add_argument("--log-level", choices=logsetup.LEVELS, default="info",
                    help="least severe level logged (default info; --debug means debug)")
-    p.add_argument("--goodbye", action="store_true", help="enable /essx/goodbye")
-    p.add_argument("--simulate", action="store_true",
-                   help="run against a simulated EZA2500 and battery on pseudo-terminals")
-    p.add_argument("--check", action="store_true",
-                   help="commissioning: check the configuration, open both ports, read the "
-                        "converter and the battery once, print a report; exit 0 or 1")
-    p.add_argument("--strict-config", action="store_true",
-                   help="turn the configuration's warnings into errors")
+    for flag, text in (
+            ("--debug", "debug log: every converter frame in hex with its command"),
+            ("--goodbye", "enable /essx/goodbye"),
+            ("--simulate", "run against a simulated EZA2500 and battery on pseudo-terminals"),
+            ("--check", "commissioning: check the configuration, open both ports, read the "
+                        "converter and the battery once, print a report; exit 0 or 1"),
+            ("--strict-config", "turn the configuration's warnings into errors")):
+        p.add_argument(flag, action="store_true", help=text)
     p.add_argument("--version", action="version",
                    version="essx-server %s (dcdc_batt_comm)" % package_version())
     return p.parse_args(argv)
@@ -87,10 +98,10 @@ def startup_line(system: System) -> str:
                                    battery, "simulated devices" if system.simulate else "real devices")
 
 
-def _reloader(args: argparse.Namespace, system: System) -> Callable[[], Any]:
-    """The ``/remote/ioctl/set`` reload: the start-up validation, same
-    strictness (raises ``ESSXConfigException``); a changed device section is
-    logged as needing a restart, the open ports stay as they are."""
+def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., Any]) -> None:
+    """Serve until SIGINT/SIGTERM.  The ``/remote/ioctl/set`` reload validates
+    as at start (same strictness); a changed device section is logged as
+    needing a restart, the open ports stay as they are."""
     from essx import essx_config
 
     def reload() -> Any:
@@ -99,22 +110,15 @@ def _reloader(args: argparse.Namespace, system: System) -> Callable[[], Any]:
             log.warning("configuration %s: %s changed; it takes effect at the next restart",
                         config.path, where)
         return config
-    return reload
-
-
-def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., Any]) -> None:
-    """Build the application and serve until SIGINT/SIGTERM."""
-    from essx.serve import HTTPServer
 
     system.controller.link.configure(max_waiting=max_waiting(THREADS))
     # SIGINT too: a background job may start with it ignored.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.default_int_handler)       # raises KeyboardInterrupt
-    app = create_app(system.controller,
+    app = create_app(system.controller, reload_config=reload, config=system.config,
                      goodbye=(lambda: os.kill(os.getpid(), signal.SIGTERM)) if args.goodbye else None,
-                     reload_config=_reloader(args, system),
-                     config=system.config, simulate=args.simulate)
-    HTTPServer(app, args.host, args.port, threads=THREADS).run()
+                     simulate=args.simulate)
+    serve(app, args.host, args.port, threads=THREADS)
 
 
 def main(argv: Optional[List[str]], create_app: Callable[..., Any]) -> int:

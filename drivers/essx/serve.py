@@ -1,20 +1,42 @@
 """The HTTP server of essx-server: waitress sized so that nothing starves
-(``startup.THREADS``, ``CONNECTION_LIMIT``, ``CHANNEL_TIMEOUT``; ``poll()``
-so that more than 1024 descriptors work), with systemd's ``READY=1`` once
-the socket listens and, with ``WatchdogSec=``, a heartbeat while waitress's
-loop turns (``sdnotify.Heartbeat``).
+(``poll()``, so that more than 1024 descriptors work), with systemd's
+``READY=1`` once the socket listens and, with ``WatchdogSec=``, a heartbeat
+while waitress's loop turns (``sdnotify.Heartbeat``).
 """
 import errno
 import logging
-import os
 import resource
 import socket
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from essx import sdnotify
-from essx.startup import CHANNEL_TIMEOUT, CONNECTION_LIMIT, NOFILE_WANTED, THREADS, StartupError
+from essx.startup import StartupError
 
 log = logging.getLogger("essx_server")
+
+#: waitress worker threads.
+THREADS = 8
+#: Threads kept free of callers waiting for the converter's line, so that
+#: /version/get, the battery and the observation routes always find one.
+RESERVED_THREADS = 3
+#: Connections accepted (a socket each, not a thread), closed after
+#: CHANNEL_TIMEOUT s of silence; open files wanted for them.
+CONNECTION_LIMIT = 1000
+CHANNEL_TIMEOUT = 30
+NOFILE_WANTED = 4096
+
+_BIND_PROBLEMS = {
+    errno.EADDRINUSE: "--port {port}: address already in use on {host} (another essx-server?): "
+                      "stop it or choose another --port",
+    errno.EADDRNOTAVAIL: "--host {host} is not an address of this machine: use one of its "
+                         "addresses, 127.0.0.1 or 0.0.0.0",
+    errno.EACCES: "--port {port} needs privileges (ports below 1024): choose a port >= 1024",
+}
+
+
+def max_waiting(threads: int = THREADS) -> int:
+    """Callers that may wait for the converter's line (``EZA2500Link.max_waiting``)."""
+    return max(1, threads - 1 - RESERVED_THREADS)
 
 
 class _LoopTick:
@@ -46,68 +68,42 @@ def raise_nofile(wanted: int = NOFILE_WANTED) -> None:
         log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, e)
 
 
-def _bind_problem(host: str, port: int, exc: OSError) -> str:
-    """An operator's line for a socket that could not be bound."""
-    if exc.errno == errno.EADDRINUSE:
-        return ("--port %d: address already in use on %s (another essx-server?): stop it or "
-                "choose another --port" % (port, host))
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return ("--host %s is not an address of this machine: use one of its addresses, "
-                "127.0.0.1 or 0.0.0.0" % host)
-    if exc.errno == errno.EACCES:
-        return "--port %d needs privileges (ports below 1024): choose a port >= 1024" % port
-    return "cannot listen on %s:%d: %s" % (host, port, exc.strerror or exc)
-
-
-class HTTPServer:
-    """waitress serving *app* on *host*:*port* (0: any free port) with
-    *threads* workers; ``NOTIFY_SOCKET``/``WATCHDOG_USEC`` read from *environ*.
+def serve(app: Any, host: str, port: int, threads: int = THREADS) -> None:
+    """Serve the WSGI *app* on *host*:*port* (0: any free port) until
+    KeyboardInterrupt (SIGINT/SIGTERM); notifies READY=1 once listening and
+    STOPPING=1 after; waitress finishes the requests in progress.
 
     Raises:
         StartupError: the address cannot be resolved or bound (one line).
     """
+    import waitress
 
-    def __init__(self, app: Any, host: str, port: int, threads: int = THREADS,
-                 environ: Optional[dict] = None) -> None:
-        import waitress
-
-        self.host, self.environ = host, os.environ if environ is None else environ
-        period = sdnotify.watchdog_period(self.environ)
-        self.heartbeat = sdnotify.Heartbeat(period, self.environ) if period else None
-        self.map: dict = {}
-        raise_nofile()
-        try:
-            self.server = waitress.create_server(
-                app, map=self.map, host=host, port=port, threads=threads,
-                connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
-                cleanup_interval=min(10, CHANNEL_TIMEOUT), asyncore_use_poll=True,
-                ident="essx-server")
-        except ValueError:     # waitress: "Invalid host/port specified."
-            raise StartupError("--host %s cannot be resolved to an address of this machine: "
-                               "use an IP address or a resolvable name" % host) from None
-        except socket.gaierror as e:
-            raise StartupError("--host %s cannot be resolved: %s" % (host, e.strerror)) from None
-        except OSError as e:
-            raise StartupError(_bind_problem(host, port, e)) from None
-        if self.heartbeat is not None:
-            self.map[-1] = _LoopTick(self.heartbeat.tick)
-
-    @property
-    def port(self) -> int:
-        """The TCP port listened on."""
-        return int(self.server.effective_port)
-
-    def run(self) -> None:
-        """Notify READY=1, serve until KeyboardInterrupt (SIGINT/SIGTERM),
-        notify STOPPING=1; waitress finishes the requests in progress."""
-        log.info("serving on http://%s:%d", self.host, self.port)
-        sdnotify.notify("READY=1\nSTATUS=serving on port %d" % self.port, self.environ)
-        if self.heartbeat is not None:
-            self.heartbeat.start()
-        try:
-            self.server.run()
-        finally:
-            sdnotify.notify("STOPPING=1", self.environ)
-            if self.heartbeat is not None:
-                self.heartbeat.stop()
-            self.server.close()
+    period = sdnotify.watchdog_period()
+    heartbeat = sdnotify.Heartbeat(period) if period else None
+    socket_map: dict = {}
+    raise_nofile()
+    try:
+        server = waitress.create_server(
+            app, map=socket_map, host=host, port=port, threads=threads,
+            connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
+            cleanup_interval=min(10, CHANNEL_TIMEOUT), asyncore_use_poll=True, ident="essx-server")
+    except ValueError:     # waitress: "Invalid host/port specified."
+        raise StartupError("--host %s cannot be resolved to an address of this machine: "
+                           "use an IP address or a resolvable name" % host) from None
+    except socket.gaierror as e:
+        raise StartupError("--host %s cannot be resolved: %s" % (host, e.strerror)) from None
+    except OSError as e:
+        text = _BIND_PROBLEMS.get(e.errno, "cannot listen on {host}:{port}: {reason}")
+        raise StartupError(text.format(host=host, port=port, reason=e.strerror or e)) from None
+    log.info("serving on http://%s:%s", host, server.effective_port)
+    sdnotify.notify("READY=1\nSTATUS=serving on port %s" % server.effective_port)
+    if heartbeat is not None:
+        socket_map[-1] = _LoopTick(heartbeat.tick)
+        heartbeat.start()
+    try:
+        server.run()
+    finally:
+        sdnotify.notify("STOPPING=1")
+        if heartbeat is not None:
+            heartbeat.stop()
+        server.close()

@@ -1,9 +1,8 @@
 """essx-server's devices (``System``) and their ports' first opening.
 
-An operator's mistake (a port in use or not accessible, a bad option or
-file) ends in one line and exit status 2, which the unit's
-``RestartPreventExitStatus=2`` does not restart.  An absent port is not
-fatal: the routes that need it answer 400 naming it until it appears.
+A port in use or not accessible is an operator's mistake (``StartupError``:
+one line, exit status 2, which the unit does not restart); an absent port is
+not fatal: the routes that need it answer 400 naming it until it appears.
 """
 import dataclasses
 import errno
@@ -14,19 +13,6 @@ from essx.essx_exception import ESSXException
 
 log = logging.getLogger("essx_server")
 
-#: Exit status of an operator's mistake (bad option, file, port).
-EXIT_USAGE = 2
-#: waitress worker threads.
-THREADS = 8
-#: Threads kept free of callers waiting for the converter's line, so that
-#: /version/get, the battery and the observation routes always find one.
-RESERVED_THREADS = 3
-#: waitress: connections accepted (a socket each, not a thread), closed after
-#: CHANNEL_TIMEOUT s of silence; open files wanted for them.
-CONNECTION_LIMIT = 1000
-CHANNEL_TIMEOUT = 30
-NOFILE_WANTED = 4096
-
 
 class StartupError(ESSXException):
     """An operator's mistake found at start (exit status 2); one line."""
@@ -34,21 +20,6 @@ class StartupError(ESSXException):
 
 class PortAbsent(StartupError):
     """A serial device that does not exist (not fatal for the server)."""
-
-
-def max_waiting(threads: int = THREADS) -> int:
-    """Callers that may wait for the converter's line (``EZA2500Link.max_waiting``)."""
-    return max(1, threads - 1 - RESERVED_THREADS)
-
-
-def package_version() -> str:
-    """The installed distribution's version ("1.4.0"), or "unknown"."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("dcdc_batt_comm")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class System:
@@ -81,7 +52,7 @@ class System:
             raise
 
     def _simulate(self, dev: Any, bat: Any) -> tuple:
-        """Start the simulators; *dev* and *bat* pointed at their ptys."""
+        """Start the simulators; returns *dev* and *bat* on their ptys."""
         from essx.simnode import start_simulated_node
 
         self.dcdc_sim, self.battery_sim = start_simulated_node(
@@ -99,7 +70,6 @@ class System:
         from essx.essx_type_oes import ESSXTypeOES
         from eza2500 import EZA2500Device
 
-        config = self.config
         self.serial = ESSXRS485(None, dev.baudrate, exclusive=True, dir_pin=dev.dir_pin, **dev.rs485)
         self.serial.port = dev.port       # set while closed: nothing is opened yet
         battery = None
@@ -110,8 +80,8 @@ class System:
             battery = BatteryEmulator(dev=self.modbus, modbus_adr_rsoc=bat.modbus_adr_rsoc,
                                       modbus_adr_status=bat.modbus_adr_status, unit=bat.unit)
         self.controller = ESSXTypeOES(
-            dcdc_dev=EZA2500Device(dev=self.serial, timeout=config.dcdc.timeout), bat_dev=battery,
-            dcdc_config=config.dcdc, bat_config=config.battery, ad1=dev.address1,
+            dcdc_dev=EZA2500Device(dev=self.serial, timeout=self.config.dcdc.timeout), bat_dev=battery,
+            dcdc_config=self.config.dcdc, bat_config=self.config.battery, ad1=dev.address1,
             ad2=dev.address2, name=dev.name, watch=watch)
 
     def close(self) -> None:
@@ -129,8 +99,7 @@ def port_problem(port: str, exc: BaseException) -> Optional[str]:
     """What an operator must fix when *port* failed to open with *exc* (one
     line); None when the port is merely absent."""
     code, text = getattr(exc, "errno", None), str(exc)
-    if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY) or "in use" in text \
-            or "exclusively lock" in text:
+    if code in (errno.EAGAIN, errno.EBUSY) or "in use" in text or "exclusively lock" in text:
         return ("serial port %s is in use by another program (a second essx-server?): "
                 "stop it, or give this one another port in the configuration" % port)
     if code == errno.EACCES or "Permission denied" in text:
@@ -147,6 +116,7 @@ def open_port(system: System, battery: bool = False) -> None:
     Raises:
         PortAbsent: the device does not exist (the line names the key to check).
         StartupError: the port is in use, not accessible or unusable.
+        ESSXConfigException: the port refuses the configured ``dir_pin``.
     """
     port, key = system.dcdc_port, "ess_system.dcdc_dev.params"
     if battery:
