@@ -70,10 +70,10 @@ class ModbusParams:
     port: str = _key("text")
     method: str = _key("method", "rtu")
     timeout: float = _key("real", 1, 0.01, 60)
-    baudrate: int = _key("baudrate", 9600)
+    baudrate: int = _key("integer", 9600, 50, 4000000)
     parity: str = _key("parity", "N")
     stopbits: float = _key("stopbits", 1)
-    bytesize: int = _key("bytesize", 8)
+    bytesize: int = _key("integer", 8, 5, 8)
     retries: int = _key("integer", 0, 0, 10)
     dir_pin: str = _key("text", "P8_9")
     drop_echo: bool = _key("boolean", False)
@@ -137,9 +137,9 @@ class Config:
     warnings: Tuple[str, ...] = ()
 
 
-def _keys(cls) -> Tuple[str, ...]:
-    """The YAML keys of a dataclass: its fields made with :func:`_key`."""
-    return tuple(f.name for f in fields(cls) if f.metadata)
+def _rules(cls) -> Dict[str, Tuple[str, Any, tuple]]:
+    """{YAML key: (reader method, default, bounds)} of the fields of ``cls`` made with :func:`_key`."""
+    return {f.name: f.metadata["read"] for f in fields(cls) if f.metadata}
 
 
 def load_config(path: str, *, strict: bool = False) -> Config:
@@ -157,8 +157,8 @@ def load_config(path: str, *, strict: bool = False) -> Config:
     try:
         doc = yaml.safe_load(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise ESSXConfigException("configuration %s is not UTF-8 text (byte 0x%02x at offset %d): save it as UTF-8"
-                                  % (path, data[e.start], e.start)) from None
+        raise ESSXConfigException("configuration %s is not UTF-8 text (byte 0x%02x at offset %d): save it "
+                                  "as UTF-8" % (path, data[e.start], e.start)) from None
     except yaml.YAMLError as e:
         raise ESSXConfigException("configuration %s is not valid YAML: %s"
                                   % (path, " ".join(str(e).split()))) from None
@@ -211,7 +211,7 @@ def modbus_params(kwparams: Mapping[str, Any], where: str = "ess_system.battery_
 
 def restart_needed(old: Config, new: Config) -> List[str]:
     """Key paths whose change a reload cannot apply, e.g. ``["ess_system.dcdc_dev"]``."""
-    return ["ess_system." + name for name in ("dcdc_dev", "battery_dev") if getattr(old, name) != getattr(new, name)]
+    return ["ess_system." + key for key in ("dcdc_dev", "battery_dev") if getattr(old, key) != getattr(new, key)]
 
 
 # -- devices -----------------------------------------------------------------
@@ -232,16 +232,15 @@ def _device(r, ess, key):
 
 def _dcdc_dev(r, dev):
     where = "ess_system.dcdc_dev"
-    r.known(dev, ("class", "params", "vparams", "kwparams") + _keys(DcdcDev), where)
+    r.known(dev, ("class", "params", "vparams", "kwparams") + tuple(_rules(DcdcDev)), where)
     if r.get(dev, "class", where) != "ESSXRS485":
         r.fail(where + ".class", dev["class"], "expected 'ESSXRS485'")
     serial = _serial_params(r, dev, where)
     kw = dict(r.mapping(dev.get("kwparams") or {}, where + ".kwparams"))
     rs485 = {k: serial[k] for k in SERIAL_PARAMS[2:] if k in serial}
-    for key, kind in (("bytesize", "bytesize"), ("parity", "parity"), ("stopbits", "stopbits"),
-                      ("drop_echo", "boolean")):
+    for key in SERIAL_PARAMS[2:] + ("drop_echo",):
         if key in kw:
-            rs485[key] = getattr(r, kind)(kw.pop(key), "%s.kwparams.%s" % (where, key))
+            rs485[key] = r.read(_rules(ModbusParams)[key], kw.pop(key), "%s.kwparams.%s" % (where, key))
     dir_pin = r.text(kw.pop("dir_pin", "P8_9"), where + ".kwparams.dir_pin")
     r.known(kw, (), where + ".kwparams", what="serial option this driver does not use")
     return DcdcDev(port=serial["port"], baudrate=serial["baudrate"], dir_pin=dir_pin, rs485=rs485,
@@ -259,13 +258,13 @@ def _serial_params(r, dev, where):
                'expected [device file, baud rate] (up to [port, baudrate, bytesize, parity, stopbits])')
     out = {"baudrate": 19200}
     for i, (name, value) in enumerate(zip(SERIAL_PARAMS, params)):
-        out[name] = getattr(r, "text" if name == "port" else name)(value, "%s.%s[%d]" % (where, key, i))
+        out[name] = r.read(_rules(ModbusParams)[name], value, "%s.%s[%d]" % (where, key, i))
     return out
 
 
 def _battery_dev(r, dev):
     where = "ess_system.battery_dev"
-    r.known(dev, ("class", "params", "kwparams") + _keys(BatteryDev), where)
+    r.known(dev, ("class", "params", "kwparams") + tuple(_rules(BatteryDev)), where)
     cls = dev.get("class")
     if cls in (None, "None"):
         return None
@@ -288,7 +287,7 @@ def _modbus_params(r, kw, where):
         if key in kw:
             del kw[key]
             r.warn("%s.%s" % (where, key), "a pymodbus 2.x option that pymodbus 3 does not have; ignored")
-    r.known(kw, _keys(ModbusParams), where)
+    r.known(kw, tuple(_rules(ModbusParams)), where)
     return ModbusParams(**r.fields(kw, where, ModbusParams))
 
 
@@ -310,7 +309,7 @@ def _section(r, root, ess, key, name, optional=False):
 
 
 def _dcdc_section(r, sec, where):
-    r.known(sec, ("type", "wait_retry", "config") + _keys(DcdcSection), where)
+    r.known(sec, ("type", "wait_retry", "config") + tuple(_rules(DcdcSection)), where)
     sec = dict(sec)
     if "wait_retry" in sec and "wait_for_retry" not in sec:
         r.warn(where + ".wait_retry", "read as wait_for_retry, in seconds (the reference truncates it "
@@ -324,26 +323,21 @@ def _dcdc_section(r, sec, where):
 def _setup_values(r, raw, where):
     """cib..drb from ``dcdc.<name>.config``, range-checked by the very
     commands that will send them (6-4, 7-4, 3-4)."""
-    config = {}
-    for key, value in raw.items():
-        canon = DCDC_CONFIG_ALIASES.get(key, key)
-        if canon == key:
-            if key in DCDC_CONFIG_KEYS:
-                config[key] = value
-        elif canon in raw:
-            r.warn("%s.%s" % (where, key), "ignored: %s is given too" % canon)
+    config = {k: v for k, v in raw.items() if k in DCDC_CONFIG_KEYS}
+    for alias in [k for k in raw if k in DCDC_CONFIG_ALIASES]:
+        canon = DCDC_CONFIG_ALIASES[alias]
+        if canon in raw:
+            r.warn("%s.%s" % (where, alias), "ignored: %s is given too" % canon)
         else:
-            r.warn("%s.%s" % (where, key), "read as %s (the specification's name; the reference "
-                   "ignores %s)" % (canon, key))
-            config[canon] = value
+            r.warn("%s.%s" % (where, alias), "read as %s (the specification's name; the reference "
+                   "ignores %s)" % (canon, alias))
+            config[canon] = raw[alias]
     r.known(raw, DCDC_CONFIG_KEYS + tuple(DCDC_CONFIG_ALIASES), where)
     for key in DCDC_CONFIG_KEYS:
         if key not in config:
             r.fail("%s.%s" % (where, key), None, "expected a number")
-        if key == "bcf":
-            config[key] = r.integer(config[key], where + ".bcf", 0, 0xFFFF)
-        else:
-            config[key] = r.number(config[key], "%s.%s" % (where, key), exact=True)
+        config[key] = (r.integer(config[key], where + ".bcf", 0, 0xFFFF) if key == "bcf"
+                       else r.number(config[key], "%s.%s" % (where, key), exact=True))
     from eza2500 import Command0304, Command0604, Command0704  # the command table is the authority
 
     for cls in (Command0604, Command0704, Command0304):
@@ -357,8 +351,9 @@ def _setup_values(r, raw, where):
 def _battery_section(r, sec, where):
     r.known(sec, ("type", "config"), where)
     raw = r.mapping(sec.get("config") or {}, where + ".config")
-    r.known(raw, _keys(BatterySection), where + ".config")
-    return BatterySection(type=str(sec.get("type", "battery_emulator")), **r.fields(raw, where + ".config", BatterySection))
+    r.known(raw, tuple(_rules(BatterySection)), where + ".config")
+    return BatterySection(type=str(sec.get("type", "battery_emulator")),
+                          **r.fields(raw, where + ".config", BatterySection))
 
 
 # -- the reader ---------------------------------------------------------------
@@ -384,7 +379,8 @@ class _Reader:
             if key not in keys:
                 near = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.8)
                 hint = "did you mean %s? " % near[0] if near else ""
-                self.warn("%s.%s" % (where, key) if where else str(key), "%sunknown %s; ignored" % (hint, what))
+                self.warn("%s.%s" % (where, key) if where else str(key),
+                          "%sunknown %s; ignored" % (hint, what))
 
     def get(self, mapping, key, where):
         if key not in mapping:
@@ -394,12 +390,15 @@ class _Reader:
     def fields(self, raw, where, cls):
         """{name: checked value} for each field of ``cls`` made with :func:`_key`."""
         out = {}
-        for f in fields(cls):
-            if f.metadata:
-                kind, default, bounds = f.metadata["read"]
-                value = self.get(raw, f.name, where) if default is _REQUIRED else raw.get(f.name, default)
-                out[f.name] = getattr(self, kind)(value, "%s.%s" % (where, f.name), *bounds)
+        for key, rule in _rules(cls).items():
+            value = self.get(raw, key, where) if rule[1] is _REQUIRED else raw.get(key, rule[1])
+            out[key] = self.read(rule, value, "%s.%s" % (where, key))
         return out
+
+    def read(self, rule, value, where):
+        """``value`` checked by a rule of :func:`_rules`."""
+        kind, _, bounds = rule
+        return getattr(self, kind)(value, where, *bounds)
 
     def mapping(self, value, where):
         if not isinstance(value, dict):
@@ -470,12 +469,6 @@ class _Reader:
 
     def real(self, value, where, lo, hi):
         return float(self.number(value, where, lo, hi))
-
-    def baudrate(self, value, where):
-        return self.integer(value, where, 50, 4000000)
-
-    def bytesize(self, value, where):
-        return self.integer(value, where, 5, 8)
 
     def parity(self, value, where):
         return self.choice(str(value).upper(), where, ("N", "E", "O", "M", "S"))

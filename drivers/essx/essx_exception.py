@@ -1,30 +1,17 @@
-"""The driver's exception hierarchy (spec 5.2.1.2, design.md).
-
-Every failure the driver reports is an ``ESSXException``; the web server turns
-any of them into ``400 {"err": str(exc)}``.  Messages name the field, the value
-and what was allowed, never Python internals.
-
-As in the reference (``drivers/essx/essx_exception.py``), every exception is
-built from one message, carries it as ``.reason``, and ``str(exc)`` is that
-message.  The NAK codes and their meanings are protocol facts of
-``eza2500.table`` (``NAKS``); this module reads them from there.
-"""
+"""The driver's exceptions (spec 5.2.1.2, design.md); the web server turns any of them
+into ``400 {"err": str(exc)}``.  As in the reference, each is built from one message,
+kept as ``.reason``; NAK codes and meanings are facts of ``eza2500.table.NAKS``."""
 from typing import Any, Optional
 
 
 def _table():
-    """``eza2500.table``, imported when first needed: eza2500's codec imports
-    this module, so a module-level import would be circular."""
+    """``eza2500.table``, imported late: eza2500's codec imports this module."""
     from eza2500 import table
     return table
 
 
 class ESSXException(Exception):
-    """Base class of every error the driver raises.
-
-    Attributes:
-        reason: the message (what ``str(exc)`` returns), as in the reference.
-    """
+    """Base class of every error the driver raises; ``reason`` is ``str(exc)``."""
 
     def __init__(self, reason: Any = "", *args: Any) -> None:
         super().__init__(reason, *args)
@@ -39,15 +26,11 @@ class ESSXTimeoutException(ESSXException):
 
 
 class ESSXIOException(ESSXTimeoutException):
-    """The serial device itself failed (unplugged, closed, OS error).
-
-    A subclass of ``ESSXTimeoutException`` because it is retried with the
-    timeout budget; the port is reopened on the next try.
-    """
+    """The serial device failed (unplugged, closed, OS error); retried as a timeout, the port reopened."""
 
 
 class ESSXChecksumException(ESSXException):
-    """A reply arrived whose checksum (EZA2500) or CRC (Modbus) is wrong."""
+    """A reply's checksum (EZA2500) or CRC (Modbus) is wrong."""
 
 
 class ESSXValueException(ESSXException):
@@ -59,40 +42,27 @@ class ESSXParameterException(ESSXException):
 
 
 class ESSXDeviceException(ESSXException):
-    """The converter answered with a NAK (or, reference style, a device error).
-
-    ``ESSXDeviceException(table.ERCD_BUSY, "1-1")`` gives the message
-    "NAK 0x<ercd> (<meaning>) to command 1-1"; ``ESSXDeviceException("text")``
-    (the reference's form) keeps "text" as the message, with ``ercd`` None.
-
-    Attributes:
-        ercd: the NAK error code (u16, a key of ``eza2500.table.NAKS``), or ``None``.
-        meaning: its meaning from ``eza2500.table.NAKS``, or
-            ``None`` without a code.
-        command: the command name ("1-1", "6-4", ...) or ``None``.
-    """
+    """The converter answered with a NAK: ``ESSXDeviceException(ercd, "1-1")`` reads
+    "NAK 0x<ercd> (<meaning>) to command 1-1"; ``ESSXDeviceException("text")`` (the
+    reference's form) keeps "text", with ``ercd`` and ``meaning`` None."""
 
     def __init__(self, ercd: Any, command: Optional[str] = None) -> None:
         self.command = command
-        if isinstance(ercd, int) and not isinstance(ercd, bool):
-            self.ercd: Optional[int] = ercd
-            self.meaning: Optional[str] = _table().nak_meaning(ercd)
-            where = " to command %s" % command if command else ""
-            super().__init__("NAK 0x%04x (%s)%s" % (ercd, self.meaning, where))
-        else:
-            self.ercd, self.meaning = None, None
+        self.ercd: Optional[int] = None
+        self.meaning: Optional[str] = None
+        if not isinstance(ercd, int) or isinstance(ercd, bool):
             super().__init__(ercd)
+            return
+        self.ercd, self.meaning = ercd, _table().nak_meaning(ercd)
+        where = " to command %s" % command if command else ""
+        super().__init__("NAK 0x%04x (%s)%s" % (ercd, self.meaning, where))
 
     def __reduce__(self):
-        """Pickles back to the same code and command (or reference message)."""
-        if self.ercd is None:
-            return (type(self), (self.reason, self.command))
-        return (type(self), (self.ercd, self.command))
+        return (type(self), (self.reason if self.ercd is None else self.ercd, self.command))
 
     @property
     def retryable(self) -> bool:
-        """True for the codes ``eza2500.table.NAKS`` marks for retry; False
-        without a code."""
+        """True for the codes ``eza2500.table.NAKS`` marks for retry."""
         return self.ercd is not None and _table().nak_retryable(self.ercd)
 
 
@@ -105,8 +75,7 @@ class ESSXConfigException(ESSXException):
 
 
 def __getattr__(name: str) -> Any:
-    """Former names, read from the table: ERCD_MEANINGS (ercd -> meaning)
-    and RETRYABLE_ERCD (frozenset of codes retried)."""
+    """Former names from the table: ERCD_MEANINGS {ercd: meaning}, RETRYABLE_ERCD frozenset."""
     if name == "ERCD_MEANINGS":
         return {n.ercd: n.meaning for n in _table().NAKS.values()}
     if name == "RETRYABLE_ERCD":
