@@ -1,21 +1,20 @@
 """RSOC and interchange permission of the battery over Modbus RTU (spec 5.3.2).
 
-Facts from battery-modbus.md: input registers (function code 4), register
-number 3xxxx is PDU address ``number - 30001``; RSOC in 0.1 %; status bit 0 = 1
-means interchange NOT permitted; the reference reads both registers with one
-request of count 2 when they are adjacent and tries each read twice, 0.5 s
-apart.
+battery-modbus.md: input registers (function code 4), register number 3xxxx
+is PDU address ``number - 30001``; RSOC in 0.1 %; status bit 0 = 1 means
+interchange NOT permitted; adjacent registers are read with one request of
+count 2; each read is tried twice, 0.5 s apart.
 
-The reference's meanings (its ``battery_emulator/__init__.py``, which its
-server builds with PDU addresses ``modbus_adr_rsoc - 30001``): ``remote_*``
-send the read, ``read_rsoc()`` / ``read_status()`` give what was last read
-(0.0 % and 0 = not permitted before any read), ``check_battery()`` reads and
-returns ``(rsoc, battery_operation_status, comm_err)``.
+The reference's meanings (its ``battery_emulator/__init__.py``; its server
+passes PDU addresses ``modbus_adr_rsoc - 30001``): ``remote_*`` send the read,
+``read_rsoc()`` / ``read_status()`` give what was last read (0.0 % and not
+permitted before any read), ``check_battery()`` reads and returns ``(rsoc,
+battery_operation_status, comm_err)``.
 
-Unlike the reference, every Modbus failure (exception response, bad CRC, no
-reply, wrong function code, serial error) counts as a communication error and
-is retried (reference-defects.md), and an RSOC above 100 % is passed on as
-read with a WARNING (the reference passes it on silently).
+Unlike the reference (reference-defects.md), every Modbus failure (exception
+response, bad CRC, no reply, wrong function code, serial error) is a
+communication error and is retried; an RSOC above 100 % is passed on as read,
+with a WARNING.
 """
 import logging
 import threading
@@ -47,27 +46,22 @@ NOT_PERMITTED = 0
 PERMITTED = 3
 
 #: Modbus exception codes (Modbus application protocol 1.1b, 7).
-MODBUS_EXCEPTIONS = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
+MODBUS_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
+                     4: "server device failure", 5: "acknowledge", 6: "server device busy",
+                     8: "memory parity error", 10: "gateway path unavailable",
+                     11: "gateway target device failed to respond"}
+
+#: Exchange outcome of a failed try, most specific class first (a configuration
+#: error is the port refusing the configured direction mode, e.g. kernel RS485).
+_OUTCOMES = ((ESSXConfigException, "io_error"), (ESSXIOException, "io_error"),
+             (ESSXTimeoutException, "timeout"), (ESSXValueException, "value"),
+             (ESSXException, "exception"))
 
 
 def pdu_address(value: Any, key: str) -> int:
-    """PDU address of an input register given either way.
-
-    Args:
-        value: a register number 30001..39999 (30030 -> 29, the
-            configuration's form) or a 0-based PDU address 0..30000 or
-            40000..65535 (29, the form the reference's server passes).
-        key: the parameter's name, for the error.
+    """PDU address of an input register given as a register number 30001..39999
+    (30030 -> 29, the configuration's form) or a PDU address 0..30000 or
+    40000..65535 (29, the reference server's form).
 
     Raises:
         ESSXConfigException: not an int in those ranges (names ``key``).
@@ -79,40 +73,25 @@ def pdu_address(value: Any, key: str) -> int:
     return value - INPUT_REGISTER_BASE if value in REGISTER_NUMBERS else value
 
 
-def _outcome(exc: ESSXException) -> str:
-    """The Exchange outcome of a failed try."""
-    if isinstance(exc, ESSXIOException):
-        return "io_error"
-    if isinstance(exc, ESSXTimeoutException):
-        return "timeout"
-    if isinstance(exc, ESSXValueException):
-        return "value"
-    return "exception"
-
-
 class BatteryEmulator:
     """The battery (or battery emulator board) as a Modbus RTU slave.
 
-    ``BatteryEmulator(dev=None, modbus_adr_rsoc=None, modbus_adr_status=None,
-    unit=0x1)`` as in the reference, plus keyword-only ``tries`` and
-    ``retry_wait`` (s).
-
     Args:
         dev: a pymodbus sync client that connects on demand, normally an
-            ``ESSXModbusClient`` (spec 5.3.2 calls it the low-level device).
+            ``ESSXModbusClient`` (spec 5.3.2's low-level device).
         modbus_adr_rsoc: RSOC register, 30030 or PDU address 29.
         modbus_adr_status: status register, 30031 or PDU address 30.
         unit: Modbus unit (device id) 0..255 (0 is broadcast: nobody answers).
+        tries, retry_wait: tries per read and the wait between them (s).
 
     Raises:
-        ESSXConfigException: missing ``dev``, a bad address or unit (the
-            parameter is named).
+        ESSXConfigException: missing ``dev``, a bad address or unit (named).
 
     Attributes:
         last_error (str): why the last read failed; "" after a success.
         listeners (Listeners): get one ``Exchange(bus="battery",
             command="read")`` per try.
-        lock (RLock): held for a whole read (all its tries): the bus lock.
+        lock (RLock): the bus lock, held for a whole read (all its tries).
     """
 
     def __init__(self, dev: Any = None, modbus_adr_rsoc: Any = None, modbus_adr_status: Any = None,
@@ -122,52 +101,36 @@ class BatteryEmulator:
         if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 255:
             raise ESSXConfigException("unit=%r: expected a Modbus unit (device id) 0..255, e.g. 1"
                                       % (unit,))
-        self.dev = dev
-        self.unit = unit
-        self.modbus_adr_rsoc = modbus_adr_rsoc
-        self.modbus_adr_status = modbus_adr_status
+        self.dev, self.unit = dev, unit
+        self.modbus_adr_rsoc, self.modbus_adr_status = modbus_adr_rsoc, modbus_adr_status
         self.rsoc_address = pdu_address(modbus_adr_rsoc, "modbus_adr_rsoc")
         self.status_address = pdu_address(modbus_adr_status, "modbus_adr_status")
-        self.tries = tries
-        self.retry_wait = retry_wait
+        self.tries, self.retry_wait = tries, retry_wait
         self.last_error = ""
         self.listeners = Listeners()
         self.lock = threading.RLock()
-        self._rsoc_raw = 0  # the reference's initial values: 0.0 %, not permitted
-        self._status_raw = 1
-        self._rsoc_high = False
-        self._failing = False
+        self._rsoc_raw, self._status_raw = 0, 1  # the reference's: 0.0 %, not permitted
+        self._rsoc_high = self._failing = False
 
-    # -- what the observers may read (sends nothing) --------------------------------
     @property
     def port(self) -> str:
-        """The battery's serial device, e.g. "/dev/ttyO5" ("" when unknown)."""
-        port = getattr(self.dev, "port", None)
-        if port is None:
-            port = getattr(getattr(self.dev, "comm_params", None), "host", "")
-        return str(port or "")
+        """The battery's serial device, e.g. "/dev/ttyO5" ("" when unknown; sends nothing)."""
+        params = getattr(self.dev, "comm_params", None)
+        return str(getattr(self.dev, "port", None) or getattr(params, "host", "") or "")
 
     @property
     def is_open(self) -> bool:
-        """True while the battery's port is open."""
-        is_open = getattr(self.dev, "is_open", None)
-        if is_open is None:
-            is_open = getattr(self.dev, "connected", False)
-        return bool(is_open)
+        """True while the battery's port is open (sends nothing)."""
+        return bool(getattr(self.dev, "is_open", getattr(self.dev, "connected", False)))
 
-    # -- most recent values (the reference's read_*) ---------------------------------
     def read_rsoc(self) -> float:
         """RSOC last read, % (0.1 % steps, as read: may exceed 100); 0.0 before any read."""
         return self._rsoc_raw / 10.0
 
     def read_status(self) -> int:
-        """Interchange permission last read: 1 permitted, 0 not (also before any read).
-
-        The register's bit 0 has the opposite sense (1 = not permitted).
-        """
+        """Interchange permission last read: 1 permitted, 0 not (also before any read)."""
         return 0 if self._status_raw & 0x1 else 1
 
-    # -- Modbus reads (the reference's remote_*) -------------------------------------
     def remote_rsoc(self) -> None:
         """Read the RSOC register (and the status with it when it is the next one).
 
@@ -176,46 +139,32 @@ class BatteryEmulator:
                 says which: timeout, I/O, value, or exception response).
         """
         with self.lock:
-            if self.status_address == self.rsoc_address + 1:
-                self._read(self.rsoc_address, 2)
-            else:
-                self._read(self.rsoc_address, 1)
+            self._read(self.rsoc_address, 2 if self.status_address == self.rsoc_address + 1 else 1)
 
     def remote_status(self) -> None:
-        """Read the status register.
-
-        Raises:
-            ESSXException: communication error after all tries.
-        """
+        """Read the status register; ESSXException after all tries."""
         with self.lock:
             self._read(self.status_address, 1)
 
     def remote_rsoc_and_status(self) -> None:
-        """Read both registers: one request of count 2 when adjacent, else two.
-
-        Raises:
-            ESSXException: communication error after all tries.
-        """
+        """Read both registers (one request of count 2 when adjacent); ESSXException
+        after all tries."""
         with self.lock:
-            low = min(self.rsoc_address, self.status_address)
             if abs(self.rsoc_address - self.status_address) == 1:
-                self._read(low, 2)
+                self._read(min(self.rsoc_address, self.status_address), 2)
             else:
                 self._read(self.rsoc_address, 1)
                 self._read(self.status_address, 1)
 
     def check_battery(self) -> Tuple[float, int, int]:
-        """Read RSOC and status; return ``(rsoc, battery_operation_status, comm_err)``.
+        """Read RSOC and status; never raises ``ESSXException``.
 
         Returns:
-            rsoc float % as read (0.1 % steps), battery_operation_status 0
-            (not permitted) or 3 (permitted), comm_err 0 (both read) or -1.
-            On a communication error the result is ``(0.0, 0, -1)``: nothing
-            is permitted on stale data; ``last_error`` says why (naming the
-            port when it cannot be opened), and ``read_rsoc()`` /
+            ``(rsoc, battery_operation_status, comm_err)``: rsoc float % as
+            read, status 0 (not permitted) or 3 (permitted), comm_err 0 or -1.
+            On a communication error ``(0.0, 0, -1)``: nothing is permitted on
+            stale data; ``last_error`` says why, ``read_rsoc()`` /
             ``read_status()`` keep the last good values.
-
-        Never raises ``ESSXException``.
         """
         with self.lock:
             try:
@@ -224,36 +173,30 @@ class BatteryEmulator:
                 return 0.0, NOT_PERMITTED, -1
             return self.read_rsoc(), PERMITTED if self.read_status() else NOT_PERMITTED, 0
 
-    # -- one read, its tries -------------------------------------------------------------
     def _read(self, address: int, count: int) -> List[int]:
-        """Read ``count`` input registers at PDU ``address``; store; report each try.
-
-        Raises:
-            ESSXException: the last try's error.
-        """
-        error: Optional[ESSXException] = None
+        """Read ``count`` input registers at PDU ``address``, store them, report
+        each try; raises the last try's ESSXException."""
         for attempt in range(1, self.tries + 1):
             if attempt > 1:
                 time.sleep(self.retry_wait)  # a real wait between tries, not a timeout
             start = time.monotonic()
             try:
                 registers = self._read_once(address, count)
-            except ESSXConfigException as exc:  # e.g. kernel RS485 refused: no retry helps
-                self._emit("io_error", start, attempt, error=str(exc))
-                self._failed(exc)
-                raise
             except ESSXException as exc:
-                error = exc
-                self._emit(_outcome(exc), start, attempt, error=str(exc))
+                outcome = next(name for cls, name in _OUTCOMES if isinstance(exc, cls))
+                self._emit(outcome, start, attempt, error=str(exc))
                 logger.debug("battery read try %d/%d failed: %s", attempt, self.tries, exc)
+                if attempt == self.tries or isinstance(exc, ESSXConfigException):  # no retry helps
+                    self._failed(exc)
+                    raise
                 continue
-            values = self._store(address, registers)
-            self._emit("ok", start, attempt, values=values)
-            self._succeeded()
+            self._emit("ok", start, attempt, values=self._store(address, registers))
+            self.last_error = ""
+            if self._failing:
+                logger.info("battery unit %d on %s answers again", self.unit, self.port)
+            self._failing = False
             return registers
-        assert error is not None
-        self._failed(error)
-        raise error
+        raise AssertionError("tries must be >= 1")
 
     def _emit(self, outcome: str, start: float, attempt: int, values: Optional[Dict] = None,
               error: Optional[str] = None) -> None:
@@ -264,81 +207,60 @@ class BatteryEmulator:
     def _store(self, address: int, registers: List[int]) -> Dict[str, Any]:
         """Keep the registers read; return them as Exchange values."""
         values: Dict[str, Any] = {}
-        for offset, raw in enumerate(registers):
-            if address + offset == self.rsoc_address:
-                self._rsoc_raw = raw
-                self._note_rsoc(raw)
+        for raw_address, raw in enumerate(registers, address):
+            if raw_address == self.rsoc_address:
+                if raw > RSOC_FULL and not self._rsoc_high:  # once per rise above 100 %
+                    logger.warning("battery unit %d: RSOC register %s reads %d (%.1f %%), above "
+                                   "100 %%; passed on as read", self.unit, self.modbus_adr_rsoc,
+                                   raw, raw / 10.0)
+                self._rsoc_raw, self._rsoc_high = raw, raw > RSOC_FULL
                 values["rsoc"] = self.read_rsoc()
-            if address + offset == self.status_address:
+            if raw_address == self.status_address:
                 self._status_raw = raw
                 values["permitted"] = bool(self.read_status())
         return values
 
-    def _note_rsoc(self, raw: int) -> None:
-        """WARNING once when RSOC rises above 100 %; again after it came back."""
-        if raw > RSOC_FULL and not self._rsoc_high:
-            logger.warning("battery unit %d: RSOC register %s reads %d (%.1f %%), above 100 %%; "
-                           "passed on as read", self.unit, self.modbus_adr_rsoc, raw, raw / 10.0)
-        self._rsoc_high = raw > RSOC_FULL
-
-    def _succeeded(self) -> None:
-        self.last_error = ""
-        if self._failing:
-            logger.info("battery unit %d on %s answers again", self.unit, self.port)
-        self._failing = False
-
     def _failed(self, error: ESSXException) -> None:
-        """Keep the reason; log once per change (the client logs port changes)."""
+        """Keep the reason; WARNING once per change (the client logs port changes)."""
         self.last_error = str(error)
         if not self._failing and not isinstance(error, ESSXIOException):
             logger.warning("battery cannot be read: %s", error)
         self._failing = True
 
-    def _describe(self, address: int, count: int) -> str:
-        if self.modbus_adr_rsoc in REGISTER_NUMBERS:
-            first, kind = INPUT_REGISTER_BASE + address, "input register"
-        else:
-            first, kind = address, "input register at PDU address"
-        regs = "%d" % first + ("..%d" % (first + count - 1) if count > 1 else "")
-        return "battery unit %d, %s %s" % (self.unit, kind, regs)
-
-    def _timeout(self) -> Any:
-        params = getattr(self.dev, "comm_params", None)
-        return getattr(params, "timeout_connect", "?")
-
     def _read_once(self, address: int, count: int) -> List[int]:
-        """One Modbus request (function code 4); errors mapped to ESSXException.
+        """One function-code-4 request; pymodbus errors as ESSXException.
 
         Raises:
-            ESSXTimeoutException: no (valid) reply within the timeout (pymodbus
-                ModbusIOException; a bad CRC shows up this way too).
+            ESSXTimeoutException: no (valid) reply within the timeout (a bad
+                CRC shows up this way too).
             ESSXIOException: the port could not be opened or failed.
             ESSXException: the battery answered with a Modbus exception.
             ESSXValueException: a reply of another function code, or with the
                 wrong number of registers.
         """
-        what = self._describe(address, count)
+        numbers = self.modbus_adr_rsoc in REGISTER_NUMBERS  # name registers as configured
+        first = address + INPUT_REGISTER_BASE if numbers else address
+        what = "battery unit %d, input register %s%d" % (
+            self.unit, "" if numbers else "at PDU address ", first)
+        what += "..%d" % (first + count - 1) if count > 1 else ""
         try:
             reply = self.dev.read_input_registers(address, count=count, device_id=self.unit)
-        except ConnectionException as exc:
+        except (ConnectionException, OSError) as exc:  # serial.SerialException is an OSError
             raise ESSXIOException("%s: serial port error: %s" % (what, exc)) from exc
         except UnexpectedReply as exc:
             raise ESSXValueException("%s: %s" % (what, exc)) from exc
         except ModbusIOException as exc:
-            raise ESSXTimeoutException(
-                "%s: no valid reply within %s s (no answer, or a corrupt frame such as a bad CRC)"
-                % (what, self._timeout())) from exc
+            timeout = getattr(getattr(self.dev, "comm_params", None), "timeout_connect", "?")
+            raise ESSXTimeoutException("%s: no valid reply within %s s (no answer, or a corrupt "
+                                       "frame such as a bad CRC)" % (what, timeout)) from exc
         except ModbusException as exc:
             raise ESSXIOException("%s: Modbus error: %s" % (what, exc)) from exc
-        except OSError as exc:  # serial.SerialException is an OSError
-            raise ESSXIOException("%s: serial port error: %s" % (what, exc)) from exc
         if reply is None:
             raise ESSXTimeoutException("%s: no reply" % what)
         if reply.isError():
             code = getattr(reply, "exception_code", None)
-            meaning = MODBUS_EXCEPTIONS.get(code, "unknown exception code")
             raise ESSXException("%s: the battery answered with Modbus exception %s (%s)"
-                                % (what, code, meaning))
+                                % (what, code, MODBUS_EXCEPTIONS.get(code, "unknown exception code")))
         registers = list(getattr(reply, "registers", None) or [])
         if len(registers) != count:
             raise ESSXValueException("%s: expected %d registers in the reply, got %d"
