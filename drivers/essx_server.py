@@ -20,19 +20,16 @@ OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), _resourc
 
 
 def create_app(controller, *, goodbye=None, reload_config=None, config=None, simulate=False):
-    """Build the Bottle application.
+    """The Bottle application (``essx.web``).
 
     Args:
         controller: an ``ESSXTypeOES`` (None only to list the routes); the
-            application's recorder listens to ``controller.link`` and
-            ``controller.bat_dev`` (when not None).
-        goodbye: None to disable ``/essx/goodbye`` (404); else a callable run
-            after its answer is sent (it should stop the server).
-        reload_config: None, or a callable returning a new ``Config`` for
-            ``/remote/ioctl/set`` (raises ``ESSXConfigException`` on a bad file).
-        config: the ``Config`` shown by ``/essx/status``; None when unknown.
-        simulate: True when the devices are simulators (``/essx/status``, the
-            live page's banner).
+            recorder listens to its ``link`` and ``bat_dev``.
+        goodbye: None: ``/essx/goodbye`` is 404; else run after its answer.
+        reload_config: None, or returns a new ``Config`` for ``/remote/ioctl/set``
+            (raises ``ESSXConfigException`` on a bad file).
+        config, simulate: the ``Config`` in use (None: unknown) and whether the
+            devices are simulators, for ``/essx/status`` and the live page.
     Returns:
         bottle.Bottle; ``app.config["essx.recorder"]`` is its ``essx.observe.Recorder``.
     """

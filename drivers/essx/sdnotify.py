@@ -78,14 +78,12 @@ class Heartbeat:
             self._thread.join()
 
     def _run(self) -> None:
-        half = self.period / 2
         stalled = False
-        while not self._stop.wait(half):
+        while not self._stop.wait(self.period / 2):
             age = time.monotonic() - self._last_tick
             if age <= self.stall_after:
                 stalled = False
-                if notify("WATCHDOG=1", self.environ):
-                    self.sent += 1
+                self.sent += notify("WATCHDOG=1", self.environ)     # True counts 1
             elif not stalled:
                 stalled = True
                 log.error("serving loop stalled for %.1f s: watchdog heartbeat withheld", age)
