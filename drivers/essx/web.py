@@ -1,15 +1,13 @@
 """The Web API's Bottle application: the routes of web-api.md plus observation.
 
 Every apis-main route is a GET answering 200 + JSON, or 400 + ``{"err":
-"..."}`` for any failure (spec 4.1, 5.1; web-api.md).  Beside them, the
-observation routes read only the application's ``Recorder`` (essx.observe),
-never a device: ``/`` (the live page), ``/essx/status``, ``/essx/history``
-and ``/metrics`` (docs/observability.md).
-
-Each state-changing request (the set routes, ``/remote/ioctl/set``,
-``/remote/ioctl/clr_alarm``) logs one INFO line: route, parameters,
-converter commands sent (from the link's exchanges), result, ms.
+"..."}`` for any failure (spec 4.1, 5.1; web-api.md).  The observation routes
+``/``, ``/essx/status``, ``/essx/history`` and ``/metrics`` read only the
+application's ``Recorder`` (essx.observe), never a device (docs/observability.md).
+Each state-changing request logs one INFO line: route, parameters, converter
+commands sent, result, ms.
 """
+import dataclasses
 import functools
 import json
 import logging
@@ -34,43 +32,25 @@ CHANGING = frozenset(("/remote/set", "/remote/set/current", "/remote/set/voltage
 UNMATCHED = "(unmatched)"
 #: Route label of a request Bottle itself failed (500).
 FAILED = "(failed)"
-
-
-class SetCache:
-    """The "previous value" rule of the set routes (web-api.md).
-
-    Holds the last ``mode`` (int), ``dvg`` (V), ``dig`` (A) and ``drg`` that a
-    set call applied successfully; ``/essx/hello`` forgets them.
-    """
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.values = {}
-
-    def get(self, name, default=None):
-        """The last applied value of *name*, else *default*."""
-        with self.lock:
-            return self.values.get(name, default)
-
-    def remember(self, **values):
-        """Keep *values* (name=value) as the last applied ones."""
-        with self.lock:
-            self.values.update(values)
-
-    def forget(self):
-        """Drop every remembered value."""
-        with self.lock:
-            self.values.clear()
+#: Routes answering one controller method: rule -> (method, the keys of its body kept; None: all).
+READS = {
+    "/1/log/data": ("log_data", None), "/remote/get": ("remote_get", None),
+    "/remote/get/status": ("remote_get_status", None), "/dcdc/get/status": ("remote_get_status", None),
+    "/remote/ioctl/get": ("remote_ioctl_get", None),
+    "/remote/ioctl/clr_alarm": ("remote_ioctl_clr_alarm", None),
+    "/battery/get": ("log_data", ("rsoc", "battery_operation_status")),
+    "/dcdc/get": ("remote_get", ("status", "meter", "vdis", "param")),   # without "powermeter"
+    "/all/get": ("remote_ioctl_get", ("rsoc", "battery_operation_status", "meter", "param", "status",
+                                      "vdis")),
+}
+#: The parameters of /remote/set, in the order they are checked.
+SET_NAMES = ("mode", "dvg", "dig", "drg")
 
 
 def _decoded(params, key):
-    """The request's value of *key* as text.
-
-    Bottle's ``getunicode`` answers None for a value that is not UTF-8, which
-    the set routes would take for "absent" and replace with the previous
-    value; such a value is kept instead (its bytes as ``\\xff`` escapes), so
-    the parameter check refuses it and names it.
-    """
+    """The request's value of *key* as text; a value that is not UTF-8 (which
+    Bottle's ``getunicode`` answers as None, "absent") is kept with ``\\xff``
+    escapes, so the parameter check refuses it and names it."""
     value = params.getunicode(key)
     if value is None:
         value = params.get(key, "").encode("latin-1", "backslashreplace").decode("utf-8", "backslashreplace")
@@ -92,29 +72,27 @@ def _call(fn, params) -> str:
 
 
 def _shown(value: str) -> str:
-    """*value* as the log line shows it: as given, or quoted with escapes when
-    it holds a character that is not printable (a newline cannot forge a line)."""
+    """*value* as given, or quoted with escapes when it holds a character that
+    is not printable (a newline cannot forge a log line)."""
     return value if value.isprintable() else repr(value)
 
 
 def _log_change(rule, params, sent, code, text, started):
     """The one INFO line of a state-changing request."""
     result = "200" if code == 200 else "%d %s" % (code, json.loads(text).get("err"))
-    log.info("%s %s: %s; %d converter command(s) sent%s; %.1f ms", rule,
-             " ".join("%s=%s" % (k, _shown(v)) for k, v in sorted(params.items())) or "(no parameters)", result,
-             len(sent), " (%s)" % " ".join(sent) if sent else "", (time.perf_counter() - started) * 1000)
+    given = " ".join("%s=%s" % (k, _shown(v)) for k, v in sorted(params.items())) or "(no parameters)"
+    log.info("%s %s: %s; %d converter command(s) sent%s; %.1f ms", rule, given, result, len(sent),
+             " (%s)" % " ".join(sent) if sent else "", (time.perf_counter() - started) * 1000)
 
 
 def _json_route(app, recorder, rule, fn):
     """Register GET *rule* answering *fn(params)* as JSON, counted in *recorder*."""
-    changing = rule in CHANGING
-
     def handler():
         started = time.perf_counter()
         bottle.response.content_type = "application/json"
         params = bottle.request.params
         given = {k: _decoded(params, k) for k in params.keys()}
-        if changing:
+        if rule in CHANGING:
             with recorder.commands_sent() as sent:
                 text = _call(fn, given)
             _log_change(rule, given, sent, bottle.response.status_code, text, started)
@@ -128,7 +106,6 @@ def _json_route(app, recorder, rule, fn):
 
 def _raw_route(app, recorder, rule, content_type, fn):
     """Register GET *rule* answering the bytes/text of *fn()* with *content_type*."""
-
     def handler():
         body = fn()
         bottle.response.content_type = content_type
@@ -138,69 +115,55 @@ def _raw_route(app, recorder, rule, content_type, fn):
     app.route(rule, "GET", handler)
 
 
+@dataclasses.dataclass
 class ApiRoutes:
-    """The apis-main routes (web-api.md): each method takes the request's
-    parameters (dict of str) and returns the JSON body, raising
-    ``ESSXException`` for a 400."""
+    """The apis-main routes (web-api.md): each takes the request's parameters
+    (dict of str) and returns the JSON body, raising ``ESSXException`` for a 400.
+    ``cache`` holds the last applied ``mode`` (int), ``dvg`` (V), ``dig`` (A), ``drg``."""
 
-    def __init__(self, controller, cache: SetCache, reload_config, goodbye, versions, openapi_path):
-        self.controller = controller
-        self.cache = cache
-        self.reload_config = reload_config
-        self.goodbye = goodbye
-        self.versions = dict(versions)
-        self.openapi_path = openapi_path
+    controller: Any
+    cache: Dict[str, Any]
+    reload_config: Optional[Callable[[], Any]]
+    goodbye: Optional[Callable[[], None]]
+    versions: Mapping[str, str]
+    openapi_path: Callable[[], str]
 
-    def battery_get(self, params):
-        """/battery/get: {"rsoc": %, "battery_operation_status": int} from one battery read."""
-        data = self.controller.log_data(params)
-        return {k: data[k] for k in ("rsoc", "battery_operation_status")}
-
-    def dcdc_get(self, params):
-        """/dcdc/get: /remote/get without "powermeter"."""
-        body = self.controller.remote_get(params)
-        body.pop("powermeter", None)
-        return body
+    def read(self, method: str, keys, params):
+        """The body of ``controller.<method>(params)``, only its *keys* unless None."""
+        body = getattr(self.controller, method)(params)
+        return body if keys is None else {k: body[k] for k in keys}
 
     def full_set(self, params):
-        """/remote/set: mode, dvg (V), dig (A), drg; an absent one takes the
-        last applied value (ESSXParameterException when there is none)."""
-        cache = self.cache
-        previous = {"mode": cache.get("mode"), "dvg": cache.get("dvg"), "dig": cache.get("dig"),
-                    "drg": cache.get("drg", 0)}
-        values = {}
-        for name in ("mode", "dvg", "dig", "drg"):
-            given = params.get(name)
-            if given is None and previous[name] is None:
+        """/remote/set: mode, dvg (V), dig (A), drg; an absent one takes the last
+        applied value (drg: else 0; ESSXParameterException when there is none)."""
+        given = {n: params.get(n, self.cache.get(n, 0 if n == "drg" else None)) for n in SET_NAMES}
+        for name in SET_NAMES:
+            if given[name] is None:
                 raise ESSXParameterException("%s is missing and no previous value was set" % name)
-            values[name] = given if given is not None else previous[name]
-        values["mode"] = parse_mode(values["mode"])
-        for name in ("dvg", "dig", "drg"):
-            values[name] = parse_number(name, values[name])
+        values = {n: parse_mode(v) if n == "mode" else parse_number(n, v) for n, v in given.items()}
         body = self.controller.remote_set(values)
-        cache.remember(**values)
+        self.cache.update(values)
         return body
 
     def set_current(self, params):
         """/remote/set/current: dig (A)."""
         dig = parse_number("dig", params.get("dig"))
         body = self.controller.remote_set_current({"dig": dig})
-        self.cache.remember(dig=dig)
+        self.cache["dig"] = dig
         return body
 
     def set_voltage(self, params):
         """/remote/set/voltage: dvg (V) and drg (absent: the last applied, else 0)."""
         dvg = parse_number("dvg", params.get("dvg"))
-        given_drg = params.get("drg")
-        drg = parse_number("drg", given_drg if given_drg is not None else self.cache.get("drg", 0))
+        drg = parse_number("drg", params.get("drg", self.cache.get("drg", 0)))
         body = self.controller.remote_set_voltage({"dvg": dvg, "drg": drg})
-        self.cache.remember(dvg=dvg, drg=drg)
+        self.cache.update(dvg=dvg, drg=drg)
         return body
 
     def dcdc_set(self, params):
         """/dcdc/set: the current set for dig alone, the voltage set for dvg
         (with or without drg) alone, else the full set."""
-        present = {name for name in ("mode", "dvg", "dig", "drg") if name in params}
+        present = set(SET_NAMES) & set(params)
         if present == {"dig"}:
             return self.set_current(params)
         if "dvg" in present and not present & {"dig", "mode"}:
@@ -215,19 +178,9 @@ class ApiRoutes:
             self.controller.update_config(config.dcdc, config.battery)
         return self.controller.remote_ioctl_set(params)
 
-    def all_get(self, params):
-        """/all/get: the interface-v2 subset of /remote/ioctl/get."""
-        body = self.controller.remote_ioctl_get(params)
-        keys = ("rsoc", "battery_operation_status", "meter", "param", "status", "vdis")
-        return {k: body[k] for k in keys}
-
-    def version_get(self, params):
-        """/version/get: the interface and driver versions."""
-        return dict(self.versions)
-
     def hello(self, params):
         """/essx/hello: forget the set routes' previous values."""
-        self.cache.forget()
+        self.cache.clear()
         return {"message": "hello world"}
 
     def goodbye_route(self, params):
@@ -249,54 +202,29 @@ class ApiRoutes:
 
     def table(self) -> Dict[str, Callable[[Mapping[str, str]], Any]]:
         """rule -> route function, for every apis-main route (aliases included)."""
-        c = self.controller
-        return {
-            "/1/log/data": lambda p: c.log_data(p), "/battery/get": self.battery_get,
-            "/remote/get": lambda p: c.remote_get(p), "/dcdc/get": self.dcdc_get,
-            "/remote/get/status": lambda p: c.remote_get_status(p),
-            "/dcdc/get/status": lambda p: c.remote_get_status(p),
+        routes = {rule: functools.partial(self.read, method, keys) for rule, (method, keys) in READS.items()}
+        routes.update({
             "/remote/set": self.full_set, "/remote/set/current": self.set_current,
             "/remote/set/voltage": self.set_voltage, "/dcdc/set": self.dcdc_set,
-            "/remote/ioctl/set": self.ioctl_set, "/remote/ioctl/get": lambda p: c.remote_ioctl_get(p),
-            "/all/get": self.all_get, "/remote/ioctl/clr_alarm": lambda p: c.remote_ioctl_clr_alarm(p),
-            "/version/get": self.version_get, "/essx/hello": self.hello,
-            "/essx/goodbye": self.goodbye_route, "/openapi.json": self.openapi,
-        }
+            "/remote/ioctl/set": self.ioctl_set, "/version/get": lambda p: dict(self.versions),
+            "/essx/hello": self.hello, "/essx/goodbye": self.goodbye_route, "/openapi.json": self.openapi,
+        })
+        return routes
 
 
 @functools.lru_cache(maxsize=1)
 def page() -> str:
-    """The live page (package data essx/static/index.html); OSError when the
-    install left it out."""
+    """The live page (package data essx/static/index.html); OSError when the install left it out."""
     return resources.read_page("index.html")
 
 
 def _since(params) -> float:
     """The ``since`` parameter of /essx/history (Unix time, s; 0 when absent)."""
-    text = params.get("since")
+    text = params.get("since") or "0"
     try:
-        return float(text) if text not in (None, "") else 0.0
+        return float(text)
     except ValueError:
         raise ESSXParameterException("since must be a Unix time in seconds, got %r" % text) from None
-
-
-def _observation_routes(app, recorder, *, version, simulate, config):
-    """/, /essx/status, /essx/history and /metrics: read *recorder* only."""
-    registry = metrics.registry(recorder, version)
-    _json_route(app, recorder, "/essx/status",
-                lambda p: status.status_body(recorder, version=version, simulate=simulate, config=config))
-    _json_route(app, recorder, "/essx/history", lambda p: status.history_body(recorder, _since(p)))
-    _raw_route(app, recorder, "/metrics", metrics.CONTENT_TYPE, lambda: generate_latest(registry))
-    _raw_route(app, recorder, "/", "text/html; charset=utf-8", page)
-
-
-def _attach(recorder: Recorder, controller) -> None:
-    """Listen to the controller's bus owners (its link; its battery, when configured)."""
-    if controller is None:       # an app built only to list its routes
-        return
-    recorder.attach("dcdc", controller.link)
-    if controller.bat_dev is not None:
-        recorder.attach("battery", controller.bat_dev)
 
 
 def build_app(controller, *, versions: Mapping[str, str], openapi_path: Callable[[], str],
@@ -304,20 +232,23 @@ def build_app(controller, *, versions: Mapping[str, str], openapi_path: Callable
               simulate: bool = False) -> bottle.Bottle:
     """The Bottle application (see ``essx_server.create_app`` for the arguments).
 
-    ``versions``: the body of /version/get; ``openapi_path()``: where the
-    API document is.  ``app.config["essx.recorder"]`` is the application's
-    ``Recorder``, ``app.config["essx.cache"]`` its ``SetCache``.
+    ``versions``: the body of /version/get; ``openapi_path()``: where the API
+    document is.  ``app.config["essx.recorder"]`` is the application's
+    ``Recorder``, ``app.config["essx.cache"]`` the set routes' last applied values (dict).
     """
     app = bottle.Bottle()
-    cache = SetCache()
-    recorder = Recorder()
-    app.config["essx.cache"] = cache
-    app.config["essx.recorder"] = recorder
-    api = ApiRoutes(controller, cache, reload_config, goodbye, versions, openapi_path)
+    app.config["essx.cache"] = cache = {}
+    app.config["essx.recorder"] = recorder = Recorder()
+    api = ApiRoutes(controller, cache, reload_config, goodbye, dict(versions), openapi_path)
     for rule, fn in api.table().items():
         _json_route(app, recorder, rule, fn)
-    _observation_routes(app, recorder, version=versions["dcdc_batt_comm_version"], simulate=simulate,
-                        config=config)
+    version = versions["dcdc_batt_comm_version"]
+    registry = metrics.registry(recorder, version)
+    _json_route(app, recorder, "/essx/status",
+                lambda p: status.status_body(recorder, version=version, simulate=simulate, config=config))
+    _json_route(app, recorder, "/essx/history", lambda p: status.history_body(recorder, _since(p)))
+    _raw_route(app, recorder, "/metrics", metrics.CONTENT_TYPE, lambda: generate_latest(registry))
+    _raw_route(app, recorder, "/", "text/html; charset=utf-8", page)
 
     def json_error(error):
         recorder.on_http(UNMATCHED if error.status_code in (404, 405) else FAILED, error.status_code)
@@ -326,5 +257,8 @@ def build_app(controller, *, versions: Mapping[str, str], openapi_path: Callable
 
     for code in (404, 405, 500):
         app.error(code)(json_error)
-    _attach(recorder, controller)
+    if controller is not None:       # None: an app built only to list its routes
+        recorder.attach("dcdc", controller.link)
+        if controller.bat_dev is not None:
+            recorder.attach("battery", controller.bat_dev)
     return app
