@@ -1,18 +1,10 @@
 """RSOC and interchange permission of the battery over Modbus RTU (spec 5.3.2).
 
-battery-modbus.md: input registers (function code 4), register number 3xxxx
-is PDU address ``number - 30001``; RSOC in 0.1 %; status bit 0 = 1 means
-interchange NOT permitted; adjacent registers are read with one request of
-count 2; each read is tried twice, 0.5 s apart.
-
-The reference's meanings (its ``battery_emulator/__init__.py``; its server
-passes PDU addresses ``modbus_adr_rsoc - 30001``): ``remote_*`` send the read,
-``read_rsoc()`` / ``read_status()`` give what was last read (0.0 % and not
-permitted before any read), ``check_battery()`` reads and returns ``(rsoc,
-battery_operation_status, comm_err)``.
-
-Unlike the reference (reference-defects.md), every Modbus failure (exception
-response, bad CRC, no reply, wrong function code, serial error) is a
+Facts from battery-modbus.md: input registers (function code 4), PDU address
+= register number - 30001, RSOC in 0.1 %, status bit 0 = 1: interchange NOT
+permitted; adjacent registers in one request; two tries, 0.5 s apart. The
+methods keep the meanings of the reference's ``battery_emulator/__init__.py``.
+Unlike the reference (reference-defects.md), every Modbus failure is a
 communication error and is retried; an RSOC above 100 % is passed on as read,
 with a WARNING.
 """
@@ -30,20 +22,12 @@ from essx.exchange import Exchange, Listeners
 
 logger = logging.getLogger(__name__)
 
-#: Wait between the tries of a read, seconds (battery-modbus.md).
-RETRY_WAIT_S = 0.5
-#: Tries per read (battery-modbus.md).
-TRIES = 2
-#: Register number of PDU address 0 for input registers.
-INPUT_REGISTER_BASE = 30001
-#: Register numbers taken as such; any other address 0..65535 is a PDU address.
-REGISTER_NUMBERS = range(30001, 40000)
-#: RSOC register value of 100 % (0.1 % units).
-RSOC_FULL = 1000
-
-#: battery_operation_status values (spec 5.3.2).
-NOT_PERMITTED = 0
-PERMITTED = 3
+RETRY_WAIT_S = 0.5  #: s between the tries of a read (battery-modbus.md)
+TRIES = 2  #: tries per read (battery-modbus.md)
+INPUT_REGISTER_BASE = 30001  #: register number of input register PDU address 0
+REGISTER_NUMBERS = range(30001, 40000)  #: taken as register numbers; other 0..65535: PDU addresses
+RSOC_FULL = 1000  #: RSOC register value of 100 % (0.1 % units)
+NOT_PERMITTED, PERMITTED = 0, 3  #: battery_operation_status values (spec 5.3.2)
 
 #: Modbus exception codes (Modbus application protocol 1.1b, 7).
 MODBUS_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
@@ -138,13 +122,11 @@ class BatteryEmulator:
             ESSXException: communication error after all tries (its subclass
                 says which: timeout, I/O, value, or exception response).
         """
-        with self.lock:
-            self._read(self.rsoc_address, 2 if self.status_address == self.rsoc_address + 1 else 1)
+        self._read(self.rsoc_address, 2 if self.status_address == self.rsoc_address + 1 else 1)
 
     def remote_status(self) -> None:
         """Read the status register; ESSXException after all tries."""
-        with self.lock:
-            self._read(self.status_address, 1)
+        self._read(self.status_address, 1)
 
     def remote_rsoc_and_status(self) -> None:
         """Read both registers (one request of count 2 when adjacent); ESSXException
@@ -174,29 +156,31 @@ class BatteryEmulator:
             return self.read_rsoc(), PERMITTED if self.read_status() else NOT_PERMITTED, 0
 
     def _read(self, address: int, count: int) -> List[int]:
-        """Read ``count`` input registers at PDU ``address``, store them, report
-        each try; raises the last try's ESSXException."""
-        for attempt in range(1, self.tries + 1):
-            if attempt > 1:
-                time.sleep(self.retry_wait)  # a real wait between tries, not a timeout
-            start = time.monotonic()
-            try:
-                registers = self._read_once(address, count)
-            except ESSXException as exc:
-                outcome = next(name for cls, name in _OUTCOMES if isinstance(exc, cls))
-                self._emit(outcome, start, attempt, error=str(exc))
-                logger.debug("battery read try %d/%d failed: %s", attempt, self.tries, exc)
-                if attempt == self.tries or isinstance(exc, ESSXConfigException):  # no retry helps
-                    self._failed(exc)
+        """Read ``count`` input registers at PDU ``address`` under the bus lock,
+        store them, report each try; raises the last try's ESSXException."""
+        with self.lock:
+            for attempt in range(1, self.tries + 1):
+                if attempt > 1:
+                    time.sleep(self.retry_wait)  # a real wait between tries, not a timeout
+                start = time.monotonic()
+                try:
+                    registers = self._read_once(address, count)
+                except ESSXException as exc:
+                    outcome = next(name for cls, name in _OUTCOMES if isinstance(exc, cls))
+                    self._emit(outcome, start, attempt, error=str(exc))
+                    logger.debug("battery read try %d/%d failed: %s", attempt, self.tries, exc)
+                    if attempt < self.tries and not isinstance(exc, ESSXConfigException):
+                        continue  # a configuration error is not retried: no retry helps
+                    if not self._failing and not isinstance(exc, ESSXIOException):
+                        logger.warning("battery cannot be read: %s", exc)  # the client logs port changes
+                    self.last_error, self._failing = str(exc), True
                     raise
-                continue
-            self._emit("ok", start, attempt, values=self._store(address, registers))
-            self.last_error = ""
-            if self._failing:
-                logger.info("battery unit %d on %s answers again", self.unit, self.port)
-            self._failing = False
-            return registers
-        raise AssertionError("tries must be >= 1")
+                self._emit("ok", start, attempt, values=self._store(address, registers))
+                if self._failing:
+                    logger.info("battery unit %d on %s answers again", self.unit, self.port)
+                self.last_error, self._failing = "", False
+                return registers
+            raise AssertionError("tries must be >= 1")
 
     def _emit(self, outcome: str, start: float, attempt: int, values: Optional[Dict] = None,
               error: Optional[str] = None) -> None:
@@ -219,13 +203,6 @@ class BatteryEmulator:
                 self._status_raw = raw
                 values["permitted"] = bool(self.read_status())
         return values
-
-    def _failed(self, error: ESSXException) -> None:
-        """Keep the reason; WARNING once per change (the client logs port changes)."""
-        self.last_error = str(error)
-        if not self._failing and not isinstance(error, ESSXIOException):
-            logger.warning("battery cannot be read: %s", error)
-        self._failing = True
 
     def _read_once(self, address: int, count: int) -> List[int]:
         """One function-code-4 request; pymodbus errors as ESSXException.
