@@ -1,14 +1,7 @@
-"""``essx-server --check``: a commissioning report.
+"""``essx-server --check``: the commissioning report (README.md, Commissioning).
 
 Checks the configuration, opens both ports, reads the converter once (1-1,
-10-1) and the battery once (RSOC, status); writes nothing.  Example::
-
-    configuration /etc/dcdc_batt_comm/dcdc_batt_comm.yml: OK (0 warnings)
-    converter port /dev/ttyO2 (19200 baud): open
-    converter: answering at AD1=0 AD2=16: mode 0x0000 (Waiting), vg 380.0 V, vb 52.0 V
-    battery port /dev/ttyO5 (9600 baud, unit 1): open
-    battery: RSOC 55.5 %, interchange permitted
-    check passed
+10-1) and the battery once (RSOC, status); writes nothing.
 """
 import sys
 from typing import Any, Callable, Optional, TextIO

@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import re
 import signal
 from importlib import metadata
 from typing import Any, Callable, List, Optional
@@ -54,12 +55,10 @@ def host_name(text: str) -> str:
     try:
         ipaddress.ip_address(text)
         return text
-    except ValueError:
-        pass
-    labels = text.rstrip(".").split(".")
-    if 0 < len(text) <= 253 and all(0 < len(label) <= 63 and label.replace("-", "").isalnum()
-                                    and not label.startswith("-") for label in labels):
-        return text
+    except ValueError:      # labels of letters, digits and "-", not starting with "-"
+        if 0 < len(text) <= 253 and all(re.fullmatch(r"(?!-)(?:[^\W_]|-){1,63}", label)
+                                        for label in text.rstrip(".").split(".")):
+            return text
     raise argparse.ArgumentTypeError("%r is neither an IP address nor a host name" % text)
 
 
