@@ -1,18 +1,12 @@
 """The configuration model: dcdc_batt_comm.yml read once into frozen dataclasses (spec 5.1.3).
 
-The reference's shape: ``ess_system.dcdc_dev`` and ``ess_system.battery_dev``
-are lists of one device (the spec's mapping form and ``vparams`` are accepted
-too); ``dcdc.<config>`` and ``battery.<config>`` (top level or inside
-``ess_system``) hold the settings they point to.
-
-Drop-in rule: a file the reference starts with starts this driver with the
-same effect.  Keys it ignores are ignored, values it coerces (numbers in
-strings, integral floats for counts, the 5-element ``params``) are taken as it
-takes them; whatever is ignored or read differently is one entry of
-:attr:`Config.warnings` naming the key path (with "did you mean" for a near
-miss).  A value that cannot work raises ``ESSXConfigException``: one line
-naming the file, key path, value and what is expected.  Start-up and
-``/remote/ioctl/set`` both go through :func:`load_config`.
+Drop-in rule: a file the reference starts with starts this driver with the same
+effect.  Its shape (device lists, ``dcdc.<config>``/``battery.<config>`` at the top
+level), the spec's forms (a device mapping, ``vparams``, sections in ``ess_system``)
+and the reference's coercions (numbers in strings, integral floats for counts, the
+5-element ``params``) are accepted; whatever is ignored or read differently is one
+line of :attr:`Config.warnings` naming the key path.  A value that cannot work raises
+``ESSXConfigException``: one line naming the file, key path, value and what is expected.
 """
 
 import decimal
@@ -94,13 +88,9 @@ class BatteryDev:
 
 @dataclass(frozen=True)
 class DcdcSection:
-    """``dcdc.<name>``: retries, timings (s) and the set-up values.
-
-    ``config``: cib..drb as the reference passes them to the Q-format encoder
-    (int, float, or Decimal for a number written as a string; bcf an int).
-    ``line_wait``: how long a request may wait for the converter line before
-    it is refused with nothing sent.
-    """
+    """``dcdc.<name>``: retries, timings (s; ``line_wait``: longest wait for the converter line
+    before a request is refused) and ``config``, cib..drb as the reference gives them to the
+    Q-format encoder (int, float, or Decimal for a number written as a string; bcf an int)."""
 
     type: str
     number_of_dcdc_error_retry: int = _key("integer", 0, 0, 100)
@@ -174,9 +164,8 @@ def parse_config(doc: Any, path: str = "<config>", *, strict: bool = False) -> C
     r.known(ess, ("type", "dcdc_dev", "battery_dev", "dcdc", "battery"), "ess_system")
     if ess.get("type") != "essx_type_oes":
         r.fail("ess_system.type", ess.get("type"), "expected 'essx_type_oes'")
-    dcdc_raw = _device(r, ess, "dcdc_dev")
+    dcdc_dev = _dcdc_dev(r, _device(r, ess, "dcdc_dev"))
     bat_raw = _device(r, ess, "battery_dev")
-    dcdc_dev = _dcdc_dev(r, dcdc_raw)
     dcdc = _dcdc_section(r, *_section(r, root, ess, "dcdc", dcdc_dev.config))
     battery_dev = _battery_dev(r, bat_raw)
     name = bat_raw.get("config") if battery_dev is None else battery_dev.config
@@ -193,17 +182,15 @@ def log_warnings(config: Config) -> None:
         log.warning("%s", line)
 
 
-def modbus_params(kwparams: Mapping[str, Any], where: str = "ess_system.battery_dev.kwparams",
-                  path: str = "<config>") -> ModbusParams:
-    """Check the battery's Modbus keyword parameters (the reference's
-    ``ESSXModbusClient(**kwparams)``); the one validator of these keys.
-    Ignored keys (pymodbus 2.x, unknown) are logged at WARNING.
+def modbus_params(kwparams: Mapping[str, Any]) -> ModbusParams:
+    """Check the reference's ``ESSXModbusClient(**kwparams)``; ignored keys (pymodbus 2.x,
+    unknown) are logged at WARNING.
 
     Raises:
         ESSXConfigException: ``port`` missing, or a value that cannot work.
     """
-    r = _Reader(path)
-    params = _modbus_params(r, kwparams, where)
+    r = _Reader("<config>")
+    params = _modbus_params(r, kwparams, "ess_system.battery_dev.kwparams")
     for line in r.warnings:
         log.warning("%s", line)
     return params
@@ -211,10 +198,8 @@ def modbus_params(kwparams: Mapping[str, Any], where: str = "ess_system.battery_
 
 def restart_needed(old: Config, new: Config) -> List[str]:
     """Key paths whose change a reload cannot apply, e.g. ``["ess_system.dcdc_dev"]``."""
-    return ["ess_system." + key for key in ("dcdc_dev", "battery_dev") if getattr(old, key) != getattr(new, key)]
+    return ["ess_system." + k for k in ("dcdc_dev", "battery_dev") if getattr(old, k) != getattr(new, k)]
 
-
-# -- devices -----------------------------------------------------------------
 
 def _device(r, ess, key):
     """The first device of ``ess_system.<key>`` (list or mapping form) as a mapping."""
@@ -291,21 +276,16 @@ def _modbus_params(r, kw, where):
     return ModbusParams(**r.fields(kw, where, ModbusParams))
 
 
-# -- sections -----------------------------------------------------------------
-
 def _section(r, root, ess, key, name, optional=False):
     """The ``<key>.<name>`` section and its key path (``<key>`` at the top level, or in
     ``ess_system``); with ``optional`` (no battery fitted) a missing one is ``{}``."""
     holder, prefix = (root, key) if key in root else (ess, "ess_system." + key)
-    if key not in holder:
-        if optional:
-            return {}, key
-        r.fail(key, None, "expected a mapping of %s configurations at the top level" % key)
-    sections = r.mapping(holder[key], prefix)
-    if optional and name not in sections:
+    if optional and (key not in holder or name not in r.mapping(holder[key], prefix)):
         return {}, prefix
+    if key not in holder:
+        r.fail(key, None, "expected a mapping of %s configurations at the top level" % key)
     where = "%s.%s" % (prefix, name)
-    return r.mapping(r.get(sections, name, prefix), where), where
+    return r.mapping(r.get(r.mapping(holder[key], prefix), name, prefix), where), where
 
 
 def _dcdc_section(r, sec, where):
@@ -356,8 +336,6 @@ def _battery_section(r, sec, where):
                           **r.fields(raw, where + ".config", BatterySection))
 
 
-# -- the reader ---------------------------------------------------------------
-
 class _Reader:
     """Typed getters for one document: errors name the file and key path,
     warnings are collected in ``warnings``."""
@@ -400,25 +378,23 @@ class _Reader:
         kind, _, bounds = rule
         return getattr(self, kind)(value, where, *bounds)
 
-    def mapping(self, value, where):
-        if not isinstance(value, dict):
-            self.fail(where, value, "expected a mapping")
+    def need(self, ok, value, where, expected):
+        """``value`` if ``ok``; else the error naming ``where``, ``value`` and what is ``expected``."""
+        if not ok:
+            self.fail(where, value, expected)
         return value
+
+    def mapping(self, value, where):
+        return self.need(isinstance(value, dict), value, where, "expected a mapping")
 
     def text(self, value, where):
-        if not isinstance(value, str) or not value:
-            self.fail(where, value, "expected a non-empty string")
-        return value
+        return self.need(isinstance(value, str) and value, value, where, "expected a non-empty string")
 
     def choice(self, value, where, allowed):
-        if value not in allowed:
-            self.fail(where, value, "expected one of %s" % ", ".join(str(a) for a in allowed))
-        return value
+        return self.need(value in allowed, value, where, "expected one of %s" % ", ".join(map(str, allowed)))
 
     def boolean(self, value, where):
-        if not isinstance(value, bool):
-            self.fail(where, value, "expected true/false")
-        return value
+        return self.need(isinstance(value, bool), value, where, "expected true/false")
 
     def yes_no(self, value, where):
         """The reference tests ``value == True``: a YAML boolean or 1/0; anything else is No."""
