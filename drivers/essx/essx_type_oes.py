@@ -1,16 +1,13 @@
 """ESSXTypeOES: the controller between the Web API and the devices (spec 5.2.1).
 
 Each route builds its EZA2500 requests first (a bad value is refused before
-anything is sent), sends them in web-api.md's order inside one
-``link.sequence()`` and shapes the JSON body.  The converter's line belongs to
-``eza2500.link.EZA2500Link``, the battery's to the ``BatteryEmulator``; the
-two buses work in parallel.  Set parameters arrive parsed (``essx_params``):
-mode an int, dvg/dig/drg floats.
+anything is sent), sends them in web-api.md's order in one ``link.sequence()``
+and shapes the JSON body; the battery's bus works in parallel.
 """
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 from essx.essx_exception import ESSXDeviceException, ESSXException, ESSXTimeoutException
 from eza2500 import codec, table
@@ -71,11 +68,10 @@ class ESSXTypeOES:
     Attributes:
         link: the ``EZA2500Link`` owning the converter's line.
 
-    Route methods return the JSON body (V, A, W, °C, %) and raise
-    ESSXParameterException/ESSXValueException for a bad value before anything
-    is sent, ESSXException when a converter command failed after its retries
-    or the line stayed busy (``EZA2500Link.transact``: the message names the
-    writes already applied).
+    Route methods take parameters parsed by ``essx_params`` (mode int, dvg V,
+    dig A, drg float), return the JSON body (V, A, W, °C, %) and raise as
+    ``EZA2500Link.request`` (bad value, nothing sent) and ``.transact``
+    (failure after the retries, naming the writes already applied).
     """
 
     def __init__(self, dcdc_dev: Any = None, bat_dev: Any = None, dcdc_config: Any = None,
@@ -102,19 +98,14 @@ class ESSXTypeOES:
         self.link.configure(timeout=getattr(dcdc_config, "timeout", None), **link_settings(dcdc_config))
         self.dcdc_config, self.bat_config = dcdc_config, bat_config
 
-    # -- the specification's thin interface (spec 5.2.1.2) ---------------------------
-
     def vrfy(self, obj: Any, params: Optional[Mapping[str, Any]] = None) -> bytes:
-        """The request frame of command *obj* (an ``eza2500.Command0404`` ...) with *params*; nothing sent.
-
-        Raises:
-            ESSXValueException / ESSXParameterException: bad or missing value.
-        """
+        """The request frame of command *obj* (``eza2500.Command0404`` ...) with
+        *params*, nothing sent (spec 5.2.1.2); raises as ``EZA2500Link.request``."""
         return self.link.request(obj.name, params).frame
 
     def run(self, obj: Any, params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """Send *obj* through ``link.transact`` and return its decoded reply,
-        also stored in ``obj.response`` (``{'ercd': code}`` after a NAK)."""
+        """``link.transact`` for *obj* (spec 5.2.1.2) -> its decoded reply, also
+        in ``obj.response`` (``{'ercd': code}`` after a NAK)."""
         try:
             obj.response = self.link.transact(obj.name, params)
         except ESSXDeviceException as e:
@@ -134,8 +125,6 @@ class ESSXTypeOES:
         with self.link.sequence():
             return {getattr(r, "name", r): self.link.transact(r) for r in requests}
 
-    # -- routes: battery ----------------------------------------------------------------
-
     def log_data(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """Battery block of ``/1/log/data`` (web-api.md; spec 5.2.1.3).
 
@@ -144,7 +133,7 @@ class ESSXTypeOES:
             ESSXTimeoutException: the battery could not be read.
         """
         self._require_battery()
-        rsoc, bos, comm_err = self.check_battery()
+        rsoc, bos, comm_err = self.bat_dev.check_battery()
         if comm_err:
             reason = getattr(self.bat_dev, "last_error", None) or "no answer"
             raise ESSXTimeoutException("battery could not be read: %s" % reason)
@@ -159,15 +148,6 @@ class ESSXTypeOES:
             "ups_operation_schedule": 0,
             "ups_operation_mode": {"mode": 0, "parameter": 0, "stop_mode": 0},
         }
-
-    def check_battery(self) -> Tuple[float, int, int]:
-        """(rsoc %, battery_operation_status 0|3, comm_err 0|-1) from one
-        battery read; (0.0, 0, -1) with no battery, as the reference."""
-        if self.bat_dev is None:
-            return 0.0, 0, -1
-        return self.bat_dev.check_battery()
-
-    # -- routes: converter --------------------------------------------------------------
 
     def remote_get(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/get``: 1-1, 2-1, 4-1, 9-1, 10-1, 6-1 -> {status, powermeter, meter, vdis, param}."""
@@ -242,11 +222,8 @@ class ESSXTypeOES:
 
     def remote_ioctl_get(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/ioctl/get`` and ``/all/get``: :meth:`log_data` and
-        :meth:`remote_get` in one body, the battery read in parallel.
-
-        Raises:
-            ESSXException: "no battery configured" (nothing sent), or as they do.
-        """
+        :meth:`remote_get` in one body, the battery read in parallel; raises
+        as they do ("no battery configured": nothing sent)."""
         self._require_battery()
         with ThreadPoolExecutor(1, thread_name_prefix="battery-read") as pool:
             battery = pool.submit(self.log_data)
@@ -260,8 +237,6 @@ class ESSXTypeOES:
             self.link.transact("9-4", {"d0": 0, "d1": 0})
             return self.remote_get()
 
-    # -- battery watch ---------------------------------------------------------------
-
     def _watch_battery(self) -> None:
         while True:
             try:
@@ -274,23 +249,18 @@ class ESSXTypeOES:
     def check_and_wait(self) -> bool:
         """One battery-watch step: with ``force_dcdc_waiting``, set Waiting (1-4,
         mode 0) when the battery forbids interchange, cannot be read or is not
-        configured (the reference's watchdog); the reason is logged once per change.
-
-        Returns:
-            True when 1-4 was sent.
-        Raises:
-            ESSXException: 1-4 failed after its retries, or the line stayed busy.
-        """
+        configured (the reference's watchdog), logging the reason once per
+        change.  True when 1-4 was sent; raises as ``EZA2500Link.transact``."""
         if not self.bat_config.force_dcdc_waiting:
             self._waiting_reason = None
             return False
-        rsoc, bos, comm_err = self.check_battery()
-        if self.bat_dev is None:
-            reason: Optional[str] = NO_BATTERY
-        elif comm_err:
-            reason = "battery unreachable"
-        else:
-            reason = "battery forbids interchange" if bos == 0 else None
+        reason: Optional[str] = NO_BATTERY
+        if self.bat_dev is not None:
+            rsoc, bos, comm_err = self.bat_dev.check_battery()
+            if comm_err:
+                reason = "battery unreachable"
+            else:
+                reason = "battery forbids interchange" if bos == 0 else None
         if reason != self._waiting_reason and reason is not None:
             log.warning("%s: setting the converter to Waiting (force_dcdc_waiting)", reason)
         self._waiting_reason = reason

@@ -1,11 +1,5 @@
-"""EZA2500Link: the one owner of the converter's line (spec 5.2.1.2; design.md).
-
-It holds the line's lock (one command and its reply, or with ``sequence()`` a
-route's whole sequence, is one critical section, granted first come first
-served), the gap between commands, the retries, one ``Exchange`` per try
-(essx/exchange.py), the mode last reported by 1-1/1-4, and the ``--debug``
-frame log ("-> 6-4 05 0c 00 10 ...", "<- 6-4 ACK 02 0c ...").
-"""
+"""EZA2500Link, the one owner of the converter's line (spec 5.2.1.2; design.md): its lock,
+the gap between commands, the retries, one ``Exchange`` per try (essx/exchange.py)."""
 import itertools
 import logging
 import threading
@@ -78,7 +72,7 @@ _SETTINGS = {
 
 
 class EZA2500Link:
-    """The converter's line: lock, gap, retries and reports for every command.
+    """The converter's line: lock (first come first served), gap, retries and reports.
 
     Args:
         device: an ``EZA2500Device`` (``write``, ``read_some``, ``timeout``,
@@ -119,7 +113,7 @@ class EZA2500Link:
 
     @property
     def is_open(self) -> bool:
-        return bool(getattr(self.device, "is_open", True))
+        return self.device.is_open
 
     @property
     def waiting(self) -> int:
@@ -195,18 +189,15 @@ class EZA2500Link:
 
     def transact(self, command: Union[str, RequestFrame],
                  params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """One command (a name with ``params``, or a ``RequestFrame``) with its retries, under the line.
+        """One command (a name with ``params``, or a ``RequestFrame``) with its
+        retries, under the line -> the decoded ACK (dict: V, A, W, °C).
 
-        Returns:
-            dict, the decoded ACK (physical values: V, A, W, °C).
         Raises:
             ESSXParameterException / ESSXValueException: bad params, nothing sent.
-            ESSXTimeoutException: the line stayed busy (nothing sent), or the
-                last try timed out / the port failed (ESSXIOException).
-            ESSXChecksumException, ESSXValueException, ESSXDeviceException
-                (NAK, ``.ercd``): the last failure once the budget ran out;
-                the message names the command, the number of tries and the
-                writes already applied in the current sequence.
+            ESSXTimeoutException: the line stayed busy (nothing sent); or, as
+                ESSXIOException, ESSXChecksumException, ESSXValueException and
+                ESSXDeviceException (NAK, ``.ercd``), the last try's failure,
+                naming the command, the tries and the writes already applied.
         """
         req = command if isinstance(command, RequestFrame) else self.request(command, params)
         with self.sequence():
@@ -238,7 +229,8 @@ class EZA2500Link:
         return type(exc)("command %s: %s (after %s)%s" % (req.name, exc, tries, applied))
 
     def _try(self, req: RequestFrame, attempt: int) -> Dict[str, Any]:
-        """One try: wait out the gap, send the frame, read and decode the reply, report it."""
+        """One try: wait out the gap, send, read and decode the reply, report it; the
+        ``--debug`` frame log: "-> 6-4 05 0c 00 10 ...", "<- 6-4 ACK 02 0c ..."."""
         delay = self._next_command_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)
