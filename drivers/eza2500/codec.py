@@ -24,12 +24,8 @@ import struct
 from collections import namedtuple
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-from essx.essx_exception import (
-    ESSXChecksumException,
-    ESSXDeviceException,
-    ESSXParameterException,
-    ESSXValueException,
-)
+from essx.essx_exception import (ESSXChecksumException, ESSXDeviceException, ESSXParameterException,
+                                  ESSXValueException)
 
 from . import table
 from .table import (ADDRESS_MAX, ADDRESS_MIN, FRAME_OVERHEAD, NAK_BIT, NAK_PAYLOAD, SFD_REPLY, SFD_REQUEST,
@@ -83,11 +79,14 @@ class QValue(float):
         return (QValue, (self.exact,))
 
 
-def _exact(value: Any) -> Optional[decimal.Decimal]:
-    """``Decimal(value)`` as the reference computes it ("0x14" as hex); None
-    if not a finite number."""
+def _exact(value: Any, written: bool = False) -> Optional[decimal.Decimal]:
+    """``Decimal(value)`` as the reference computes it ("0x14" as hex), or
+    with ``written`` as the user wrote it (a float by its ``repr``: 56.77, not
+    its binary expansion); None if not a finite number."""
     if isinstance(value, QValue):
         d = value.exact
+    elif written and isinstance(value, float):
+        d = decimal.Decimal(str(value))
     elif isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool):
         d = decimal.Decimal(value)
     elif isinstance(value, str):
@@ -105,14 +104,6 @@ def _from_text(text: str) -> Optional[decimal.Decimal]:
             return decimal.Decimal(int(text, 0))
         except ValueError:
             return None
-
-
-def _written(value: Any) -> Optional[decimal.Decimal]:
-    """The value as the user wrote it: a plain float by its ``repr`` (56.77,
-    not its binary expansion), anything else as ``_exact``."""
-    if isinstance(value, float) and not isinstance(value, QValue):
-        return _exact(str(value))
-    return _exact(value)
 
 
 def encode_value(field: Field, value: Any, clamp: bool = False) -> int:
@@ -157,7 +148,7 @@ def raw_range(field: Field) -> Tuple[int, int]:
     encoded (encode is monotonic), else the wire type's range."""
     if field.lo is None:
         return field.raw_min, field.raw_max
-    return encode_value(field, _written(field.lo)), encode_value(field, _written(field.hi))
+    return encode_value(field, _exact(field.lo, True)), encode_value(field, _exact(field.hi, True))
 
 
 def raw_acceptable(field: Field, raw: int) -> bool:
@@ -193,14 +184,14 @@ def validate(fields: Sequence[Field], params: Optional[Mapping[str, Any]],
 
 def _refusal(f: Field, value: Any) -> Optional[str]:
     """Why ``f`` may not carry ``value`` as written, or None."""
-    d = _written(value)
+    d = _exact(value, written=True)
     if d is None:
         return "%s=%r is not a number; allowed %s" % (f.name, value, f.range_text())
     if f.allowed is not None:
         if d == d.to_integral_value() and int(d) in f.allowed:
             return None
         return "%s=%s is not one of %s" % (f.name, _shown(value), f.range_text())
-    lo, hi = (_written(b) for b in f.bounds)
+    lo, hi = (_exact(b, True) for b in f.bounds)
     if lo <= d <= hi:
         return None
     return "%s=%s is out of range %s" % (f.name, _shown(value), f.range_text())
