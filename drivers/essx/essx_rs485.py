@@ -1,22 +1,17 @@
 """RS485 serial port with a transceiver direction pin (spec 5.4.1).
 
-``ESSXRS485`` is a ``serial.Serial`` that raises the transceiver's DE line for
-a write and drops it once the output has drained (battery-modbus.md,
-"Physical layer"; design.md, EVerest SerialCommHub). ``dir_pin`` is one of:
+``ESSXRS485`` raises the transceiver's DE line for a write and drops it once
+the output has drained (battery-modbus.md, "Physical layer"). ``dir_pin``:
 
 - ``"P8_9"`` (default, spec 5.4.1: /dev/ttyO5), ``"P8_7"`` (/dev/ttyO2), any
-  ``P8_n``/``P9_n``/``GPIOx_y``: a BeagleBone pin through Adafruit_BBIO
-  (extra ``[bbb]``);
+  ``P8_n``/``P9_n``/``GPIOx_y``: a BeagleBone pin through Adafruit_BBIO (extra ``[bbb]``);
 - ``"gpiochipN:LINE"`` (LINE an offset or a name): libgpiod 2.x (extra ``[gpiod]``);
 - ``"rs485"``: the kernel's RS485 mode (TIOCSRS485), the UART drives RTS as DE;
 - ``"not_used"`` or None: the adapter switches direction itself.
 
-``drop_echo=True`` reads back and discards as many bytes as each write sent
-(a bus whose receiver stays on while transmitting echoes them), within the
-frame's wire time plus ``ECHO_MARGIN_S``. Off by default: the usual BeagleBone
-capes tie DE and /RE to one pin, so nothing echoes.
-
-POSIX only (termios/select on ``self.fd``); works on ptys, which tests use.
+``drop_echo=True`` discards the echo of each write (a receiver left on while
+transmitting); off by default: the usual BeagleBone capes tie DE and /RE to
+one pin, so nothing echoes. POSIX only (termios, select); works on ptys.
 """
 import importlib
 import logging
@@ -33,11 +28,9 @@ from essx.essx_exception import ESSXConfigException
 
 logger = logging.getLogger(__name__)
 
-#: Default direction pin (spec 5.4.1: "P8_9 ... use of /dev/ttyO5 is assumed").
-DEFAULT_DIR_PIN = "P8_9"
-
-#: Extra time allowed for an echo to come back, on top of the frame's wire
-#: time (USB adapters deliver input in 1-16 ms latency-timer chunks), seconds.
+DEFAULT_DIR_PIN = "P8_9"  #: spec 5.4.1: "P8_9 ... use of /dev/ttyO5 is assumed"
+#: Time allowed for an echo beyond the frame's wire time, s (USB adapters
+#: deliver input in 1-16 ms latency-timer chunks).
 ECHO_MARGIN_S = 0.05
 
 _BBB_PIN = re.compile(r"^(P[89]_\d{1,2}|GPIO\d_\d{1,2})$")
@@ -56,11 +49,8 @@ def _gpio_module(module, dir_pin, needs, extra):
 
 
 class Pin:
-    """A direction backend: ``set(1)`` transmit (DE on), ``set(0)`` receive.
-
-    ``setup()`` runs when the port opens, ``close()`` when it closes (the pin
-    is left in receive: a floating DE could jam the bus).
-    """
+    """A direction backend: ``set(1)`` transmit (DE on), ``set(0)`` receive; ``setup()``
+    when the port opens, ``close()`` (left in receive: a floating DE jams the bus) when it closes."""
 
     def setup(self) -> None:
         """Make the pin an output in receive."""
@@ -86,11 +76,8 @@ class NoPin(Pin):
 class BBIOPin(Pin):
     """A BeagleBone header pin through ``Adafruit_BBIO.GPIO``; HIGH = transmit.
 
-    ``close()`` leaves it an output at LOW: ``GPIO.cleanup()`` would reset
-    every pin of the process, the other bus's too.
-
-    Raises:
-        ESSXConfigException: Adafruit_BBIO is not installed.
+    ``close()`` leaves it an output at LOW, not ``GPIO.cleanup()``, which
+    resets every pin of the process. ESSXConfigException: no Adafruit_BBIO.
     """
 
     def __init__(self, name: str) -> None:
@@ -106,13 +93,8 @@ class BBIOPin(Pin):
 
 
 class GpiodPin(Pin):
-    """A line of ``/dev/gpiochipN`` (offset int or name str) through libgpiod 2.x.
-
-    Active = transmit; ``close()`` drives it inactive and releases the request.
-
-    Raises:
-        ESSXConfigException: the ``gpiod`` module is missing or older than 2.x.
-    """
+    """A line (offset int or name str) of ``/dev/gpiochipN`` through libgpiod 2.x;
+    active = transmit. ESSXConfigException: ``gpiod`` missing or older than 2.x."""
 
     CONSUMER = "essx-rs485-dir"
 
@@ -195,37 +177,27 @@ class ESSXRS485(serial.Serial):
         dir_pin: see the module docstring; default "P8_9" (spec 5.4.1).
         pin_driver: used instead of the backend ``dir_pin`` names
             (``transmit()``/``receive()`` or ``set(level)``, and ``close()``).
-        drop_echo: read back and discard the echo of each write.
-        exclusive: pyserial's ``flock`` on the port; default True here, so a
-            second essx-server cannot open the line and garble its replies.
+        drop_echo: discard the echo of each write (see the module docstring).
+        exclusive: default True here: a second essx-server cannot open the line.
 
     Raises:
-        ESSXConfigException: ``dir_pin`` is malformed, its GPIO module is
-            missing, or the port's driver refuses kernel RS485 mode.
-        serial.SerialException: the port cannot be opened (pyserial).
+        ESSXConfigException: bad ``dir_pin``, its GPIO module missing, or
+            kernel RS485 mode refused. serial.SerialException: cannot open.
 
     Example (spec 5.4.1): ``ESSXRS485("/dev/ttyO2", 115200, dir_pin="P8_7")``
     """
 
     def __init__(self, *args, dir_pin=DEFAULT_DIR_PIN, pin_driver=None,
                  drop_echo=False, **kwargs):
-        self.dir_pin = dir_pin
-        self.drop_echo = bool(drop_echo)
-        if pin_driver is not None:
-            self._dir_kind, self._pin = "driver", _as_pin(pin_driver)
-        else:
-            self._dir_kind, self._pin = make_pin(dir_pin)
-        self._pin_ready = False
+        self.dir_pin, self.drop_echo, self._pin_ready = dir_pin, bool(drop_echo), False
+        self._dir_kind, self._pin = (make_pin(dir_pin) if pin_driver is None
+                                     else ("driver", _as_pin(pin_driver)))
         kwargs.setdefault("exclusive", True)
         super().__init__(*args, **kwargs)
 
     def open(self):
-        """Open the port; set the pin up (receive) or enable kernel RS485.
-
-        Raises:
-            ESSXConfigException: the driver refuses kernel RS485 mode.
-            serial.SerialException: pyserial could not open the port.
-        """
+        """Open the port, set the pin up in receive or enable kernel RS485 mode;
+        ESSXConfigException if the driver refuses that mode."""
         if self._dir_kind == "rs485" and self.rs485_mode is None:
             # RTS high while sending drives DE.
             self.rs485_mode = serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False)
