@@ -60,14 +60,14 @@ def describe(request: RequestFrame) -> str:
     return " ".join([request.name] + [_shown(k, v) for k, v in request.params.items()])
 
 
-#: setting: (type, default, ``DcdcSection`` attribute) -- spec 5.2.1.2, the reference's dcdc section.
-_SETTINGS = {
-    "timeout_retries": (int, 0, "number_of_timeout_retry"),
-    "error_retries": (int, 0, "number_of_dcdc_error_retry"),
-    "retry_wait": (float, 0.1, "wait_for_retry"),
-    "command_interval": (float, 0.062, "command_interval"),
-    "line_wait": (float, 5.0, "line_wait"),
-    "max_waiting": (int, None, None),
+#: The link's settings: (type, default, ``DcdcSection`` attribute); spec 5.2.1.2, the reference.
+SETTINGS = {
+    "timeout_retries": (int, 0, "number_of_timeout_retry"),  # after a timeout or a serial I/O error
+    "error_retries": (int, 0, "number_of_dcdc_error_retry"),  # after a bad checksum/reply, a retryable NAK
+    "retry_wait": (float, 0.1, "wait_for_retry"),  # s between two tries of one command
+    "command_interval": (float, 0.062, "command_interval"),  # min s from the end of a try to the next
+    "line_wait": (float, 5.0, "line_wait"),  # at most s a caller waits for the line
+    "max_waiting": (int, None, None),  # refuse at once when this many callers wait (None: no limit)
 }
 
 
@@ -78,15 +78,7 @@ class EZA2500Link:
         device: an ``EZA2500Device`` (``write``, ``read_some``, ``timeout``,
             ``port``, ``is_open``), opened before each command if it is not.
         ad1, ad2: the converter's addresses (0..255; reference 0 and 16).
-        timeout_retries: retries after a timeout or serial I/O error;
-            error_retries: after a bad checksum, an unexpected reply or a NAK
-            the table marks retryable (other NAKs fail at once).
-        retry_wait: s between two tries of one command.
-        command_interval: minimum s from the end of one try to the start of
-            the next (reference 0.062).
-        line_wait: at most s a caller waits for the line.
-        max_waiting: refuse at once when this many callers already wait
-            (None: no limit).
+        settings: ``SETTINGS`` by name; a NAK not marked retryable fails at once.
 
     Attributes:
         listeners: ``Listeners`` given one ``Exchange`` per try.
@@ -95,7 +87,7 @@ class EZA2500Link:
     def __init__(self, device: Any, ad1: int, ad2: int, **settings: Any) -> None:
         self.device, self.ad1, self.ad2 = device, ad1, ad2
         self.listeners = Listeners()
-        for name, (_, default, _) in _SETTINGS.items():
+        for name, (_, default, _) in SETTINGS.items():
             setattr(self, name, default)
         self.configure(**settings)
         self._turn = threading.Condition()    # guards _owner and _queue
@@ -121,17 +113,17 @@ class EZA2500Link:
         return len(self._queue)
 
     def configure(self, *, timeout: Optional[float] = None, **settings: Any) -> None:
-        """Apply settings (the class's Args; None keeps one) from the next try
+        """Apply ``SETTINGS`` by name (None keeps one) from the next try
         on; ``timeout`` (s) is the device's whole-read/write timeout.
 
         Raises:
             TypeError: an unknown setting.
         """
         for name, value in settings.items():
-            if name not in _SETTINGS:
+            if name not in SETTINGS:
                 raise TypeError("EZA2500Link has no setting %r" % name)
             if value is not None:
-                setattr(self, name, _SETTINGS[name][0](value))
+                setattr(self, name, SETTINGS[name][0](value))
         if timeout is not None:
             self.device.timeout = float(timeout)
 
@@ -222,7 +214,7 @@ class EZA2500Link:
 
     def _final(self, exc: ESSXException, req: RequestFrame, attempt: int) -> ESSXException:
         """The exception a caller gets: the command, the tries, what was applied."""
-        applied = "; already applied: %s" % ", ".join(self._applied) if self._applied else ""
+        applied = "; already applied: " + ", ".join(self._applied) if self._applied else ""
         tries = "%d %s" % (attempt, "try" if attempt == 1 else "tries")
         if isinstance(exc, ESSXDeviceException):
             return ESSXDeviceException(exc.ercd, "%s after %s%s" % (req.name, tries, applied))
@@ -259,5 +251,5 @@ class EZA2500Link:
 def link_settings(section: Any) -> Dict[str, Any]:
     """The link's keyword arguments from a converter section (``DcdcSection``,
     contracts.md section 4); attributes it lacks keep the link's defaults."""
-    values = {k: getattr(section, attr, None) for k, (_, _, attr) in _SETTINGS.items() if attr}
+    values = {k: getattr(section, attr, None) for k, (_, _, attr) in SETTINGS.items() if attr}
     return {k: v for k, v in values.items() if v is not None}
