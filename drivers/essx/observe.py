@@ -1,10 +1,5 @@
-"""What the driver has seen: a recorder fed only by bus exchanges and HTTP answers.
-
-One ``Recorder`` per web application listens to the bus owners
-(``essx.exchange``) and is told every HTTP answer; it never asks a device
-anything, so observing adds no traffic.  Times are wall-clock s
-(``time.time()``); reads return copies.
-"""
+"""What the driver has seen, from bus exchanges (``essx.exchange``) and HTTP
+answers only: observing asks no device anything.  Times are wall-clock s."""
 import bisect
 import collections
 import contextlib
@@ -29,8 +24,6 @@ HISTORY_SECONDS = 3600.0
 #: Failed tries kept for the status.
 RECENT_ERRORS = 20
 BUSES = ("dcdc", "battery")
-#: The fields of a failed try kept in the status's "errors".
-ERROR_FIELDS = ("time", "bus", "command", "outcome", "attempt", "error")
 
 
 class Recorder:
@@ -83,7 +76,8 @@ class Recorder:
             self.last[(exchange.bus, exchange.ok)] = exchange
             self.ports[exchange.bus] = exchange.port or self.ports.get(exchange.bus, "")
             if not exchange.ok:
-                self.errors.append({k: getattr(exchange, k) for k in ERROR_FIELDS})
+                self.errors.append({k: getattr(exchange, k)
+                                    for k in ("time", "bus", "command", "outcome", "attempt", "error")})
             if exchange.bus == "battery":
                 self.battery_reads[exchange.outcome] += 1
             else:

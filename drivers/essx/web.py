@@ -71,16 +71,12 @@ def _call(fn, params) -> str:
         return json.dumps({"err": "internal error: %s: %s" % (type(e).__name__, e)})
 
 
-def _shown(value: str) -> str:
-    """*value* as given, or quoted with escapes when it holds a character that
-    is not printable (a newline cannot forge a log line)."""
-    return value if value.isprintable() else repr(value)
-
-
 def _log_change(rule, params, sent, code, text, started):
     """The one INFO line of a state-changing request."""
     result = "200" if code == 200 else "%d %s" % (code, json.loads(text).get("err"))
-    given = " ".join("%s=%s" % (k, _shown(v)) for k, v in sorted(params.items())) or "(no parameters)"
+    # a value holding a character that is not printable is quoted: a newline cannot forge a log line
+    given = " ".join("%s=%s" % (k, v if v.isprintable() else repr(v))
+                     for k, v in sorted(params.items())) or "(no parameters)"
     log.info("%s %s: %s; %d converter command(s) sent%s; %.1f ms", rule, given, result, len(sent),
              " (%s)" % " ".join(sent) if sent else "", (time.perf_counter() - started) * 1000)
 
@@ -92,12 +88,10 @@ def _json_route(app, recorder, rule, fn):
         bottle.response.content_type = "application/json"
         params = bottle.request.params
         given = {k: _decoded(params, k) for k in params.keys()}
-        if rule in CHANGING:
-            with recorder.commands_sent() as sent:
-                text = _call(fn, given)
-            _log_change(rule, given, sent, bottle.response.status_code, text, started)
-        else:
+        with recorder.commands_sent() as sent:
             text = _call(fn, given)
+        if rule in CHANGING:
+            _log_change(rule, given, sent, bottle.response.status_code, text, started)
         recorder.on_http(rule, bottle.response.status_code)
         return text
 
