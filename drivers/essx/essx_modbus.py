@@ -35,9 +35,6 @@ logger = logging.getLogger(__name__)
 #: USB adapters deliver in up to 16 ms chunks; a loaded machine schedules late).
 FRAME_GAP_S = 0.05
 
-_FRAMERS = {"rtu": FramerType.RTU, "ascii": FramerType.ASCII}
-_OPEN_ERRORS = (serial.SerialException, OSError, ValueError, termios.error)
-
 
 class UnexpectedReply(ModbusIOException):
     """A well-formed reply that does not answer the request (other function code)."""
@@ -46,7 +43,7 @@ class UnexpectedReply(ModbusIOException):
 def client_arguments(params: ModbusParams) -> Tuple[dict, dict]:
     """Checked kwparams (``essx_config.modbus_params``) as (``ModbusSerialClient``
     kwargs, ``ESSXRS485`` kwargs); timeout in s; retries always 0: ``execute`` tries."""
-    client = dict(port=params.port, framer=_FRAMERS[params.method], timeout=float(params.timeout),
+    client = dict(port=params.port, framer=FramerType(params.method), timeout=float(params.timeout),
                   baudrate=int(params.baudrate), parity=params.parity, stopbits=params.stopbits,
                   bytesize=int(params.bytesize), retries=0,
                   handle_local_echo=bool(params.handle_local_echo))
@@ -118,7 +115,7 @@ class ESSXModbusClient(ModbusSerialClient):
                 parity=params.parity, exclusive=True, dir_pin=self.dir_pin,
                 pin_driver=self._pin if self._pin_kind in ("bbio", "gpiod") else None,
                 drop_echo=self.drop_echo, inter_byte_timeout=getattr(self, "inter_byte_timeout", 0))
-        except _OPEN_ERRORS as exc:
+        except (OSError, ValueError, termios.error) as exc:  # serial.SerialException is an OSError
             self.socket = None
             self.last_connect_error = "cannot open %s: %s" % (params.host, _reason(exc))
             if not self._down:
