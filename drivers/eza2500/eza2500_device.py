@@ -40,8 +40,7 @@ def port_error(exc: BaseException) -> str:
 
 class EZA2500Device:
     """Reads and writes whole byte strings within ``timeout`` seconds
-    (default 0.1 s) over ``dev`` (a ``serial.Serial``, an ESSXRS485, or any
-    object with ``read(n)``/``write(data)``).
+    (default 0.1 s) over ``dev`` (a ``serial.Serial``, an ESSXRS485, ...).
 
     The port's own read timeout is set to 0.01 s when it has one, so a
     deadline is overrun by one low-level read at most (spec 5.3.1.1).  A port
@@ -102,11 +101,8 @@ class EZA2500Device:
 
     def close(self) -> None:
         """Close the port, ignoring errors of the close itself."""
-        close = getattr(self.dev, "close", None)
-        if close is None:
-            return
         try:
-            close()
+            getattr(self.dev, "close", lambda: None)()
         except Exception as exc:  # noqa: BLE001 - a failing close must not hide the real error
             logger.debug("closing %s: %s", self.port, exc)
 
@@ -129,22 +125,16 @@ class EZA2500Device:
 
     def reset_input(self) -> None:
         """Drop stale input, if the port can; ESSXIOException."""
-        reset = getattr(self.dev, "reset_input_buffer", None)
-        if reset is not None:
-            with self._io("reset_input_buffer"):
-                reset()
+        with self._io("reset_input_buffer"):
+            getattr(self.dev, "reset_input_buffer", lambda: None)()
 
     def _read_raw(self, size):
         with self._io("read"):
             return self.dev.read(size) or b""
 
     def read_some(self, size: int, deadline: float) -> bytes:
-        """One low-level read of at most ``size`` bytes (maybe b"").
-
-        Raises:
-            ESSXTimeoutException: ``deadline`` (``time.monotonic()``) has passed.
-            ESSXIOException: the port failed.
-        """
+        """One low-level read of at most ``size`` bytes (maybe b""); ESSXIOException,
+        or ESSXTimeoutException once ``deadline`` (``time.monotonic()``) has passed."""
         if time.monotonic() >= deadline:
             raise ESSXTimeoutException("read timeout on %s" % self.port)
         return self._read_raw(size)

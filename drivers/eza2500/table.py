@@ -10,13 +10,14 @@ a NAK's payload is ERCD (u16), so it is 9 bytes long (EZA2500.md, "Frames").
 """
 import decimal
 import struct
+from collections import namedtuple
 from dataclasses import dataclass, replace
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 #: A physical value as the table writes it (int or float).
 Number = Union[int, float]
 
-#: Start of frame of a request (host -> converter) and of a reply.
+#: Start of frame of a request (host -> converter) and of a reply (EZA2500.md, "Frames").
 SFD_REQUEST = 0x05
 SFD_REPLY = 0x02
 #: Bit set in CMD of a NAK reply.
@@ -42,15 +43,9 @@ ERCD_BUSY = 0xFFFC
 ERCD_INTERNAL = 0xFFFB
 
 
-@dataclass(frozen=True)
-class Nak:
-    """One NAK code (u16), its meaning, and whether the driver retries it
-    with the error-retry budget."""
-
-    ercd: int
-    meaning: str
-    retry: bool
-
+#: One NAK code (u16), its meaning, and whether the driver retries it with
+#: the error-retry budget.
+Nak = namedtuple("Nak", "ercd meaning retry")
 
 #: ercd -> Nak.
 #:       ercd                     meaning                           retry
