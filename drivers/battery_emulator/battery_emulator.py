@@ -45,11 +45,7 @@ _OUTCOMES = ((ESSXConfigException, "io_error"), (ESSXIOException, "io_error"),
 def pdu_address(value: Any, key: str) -> int:
     """PDU address of an input register given as a register number 30001..39999
     (30030 -> 29, the configuration's form) or a PDU address 0..30000 or
-    40000..65535 (29, the reference server's form).
-
-    Raises:
-        ESSXConfigException: not an int in those ranges (names ``key``).
-    """
+    40000..65535 (29, the reference server's form); ESSXConfigException naming ``key``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
         raise ESSXConfigException(
             "%s=%r: expected an input register number 30001..39999 (e.g. 30030) or a "
@@ -61,10 +57,8 @@ class BatteryEmulator:
     """The battery (or battery emulator board) as a Modbus RTU slave.
 
     Args:
-        dev: a pymodbus sync client that connects on demand, normally an
-            ``ESSXModbusClient`` (spec 5.3.2's low-level device).
-        modbus_adr_rsoc: RSOC register, 30030 or PDU address 29.
-        modbus_adr_status: status register, 30031 or PDU address 30.
+        dev: a pymodbus sync client that connects on demand (``ESSXModbusClient``).
+        modbus_adr_rsoc, modbus_adr_status: 30030/30031 or PDU addresses 29/30.
         unit: Modbus unit (device id) 0..255 (0 is broadcast: nobody answers).
         tries, retry_wait: tries per read and the wait between them (s).
 

@@ -59,10 +59,8 @@ def _reason(exc: BaseException) -> str:
 
 
 class ESSXModbusClient(ModbusSerialClient):
-    """Synchronous pymodbus ``ModbusSerialClient`` over an ``ESSXRS485``.
-
-    ``ESSXModbusClient(**kwparams)``: the keys of ``essx_config.ModbusParams``.
-    Opens nothing; a missing GPIO module for ``dir_pin`` is reported here.
+    """Synchronous pymodbus ``ModbusSerialClient`` over an ``ESSXRS485``; kwparams as in
+    ``essx_config.ModbusParams``. Opens nothing; a missing GPIO module is reported here.
 
     Raises:
         ESSXConfigException: bad kwparams (the key path is named) or an
@@ -96,15 +94,9 @@ class ESSXModbusClient(ModbusSerialClient):
         return self.socket is not None
 
     def connect(self) -> bool:
-        """Open the port as an ``ESSXRS485`` (exclusively) unless it is open.
-
-        Returns:
-            bool: False when it cannot be opened (``last_connect_error`` says why).
-
-        Raises:
-            ESSXConfigException: the port refuses the configured direction
-                mode (e.g. kernel RS485 on a port without it).
-        """
+        """Open the port as an ``ESSXRS485`` (exclusively) unless it is open; False when
+        it cannot be (``last_connect_error`` says why). ESSXConfigException: the port
+        refuses the configured direction mode (e.g. kernel RS485)."""
         if self.socket:
             return True
         params = self.comm_params

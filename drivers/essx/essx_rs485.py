@@ -96,8 +96,6 @@ class GpiodPin(Pin):
     """A line (offset int or name str) of ``/dev/gpiochipN`` through libgpiod 2.x;
     active = transmit. ESSXConfigException: ``gpiod`` missing or older than 2.x."""
 
-    CONSUMER = "essx-rs485-dir"
-
     def __init__(self, chip: str, line) -> None:
         self.chip = chip if chip.startswith("/dev/") else "/dev/" + chip
         self.line = line
@@ -113,7 +111,7 @@ class GpiodPin(Pin):
     def setup(self) -> None:
         settings = self._gpiod.LineSettings(direction=self._line.Direction.OUTPUT,
                                             output_value=self._line.Value.INACTIVE)
-        self._request = self._gpiod.request_lines(self.chip, consumer=self.CONSUMER,
+        self._request = self._gpiod.request_lines(self.chip, consumer="essx-rs485-dir",
                                                   config={self.line: settings})
 
     def set(self, level: int) -> None:
@@ -136,15 +134,8 @@ class _LevelPin(Pin):
 
 
 def make_pin(dir_pin):
-    """Build the direction backend that ``dir_pin`` names (see the module docstring).
-
-    Returns:
-        (kind, backend): kind "bbio", "gpiod", "rs485" or "none"; backend a
-        ``Pin`` (``NoPin`` for "rs485" and "none").
-
-    Raises:
-        ESSXConfigException: unknown form, or the GPIO module is missing.
-    """
+    """``(kind, Pin)`` for ``dir_pin`` (module docstring): kind "bbio", "gpiod", "rs485"
+    or "none" (these two with a ``NoPin``). ESSXConfigException: unknown form, GPIO module missing."""
     name = "not_used" if dir_pin is None else str(dir_pin).strip()
     if name.lower() in ("not_used", "none", "", "rs485"):
         return ("rs485" if name.lower() == "rs485" else "none"), NoPin()
