@@ -29,14 +29,6 @@ NO_BATTERY = "no battery configured"
 Body = Dict[str, Any]
 
 
-def _meter(reply: Mapping[str, Any]) -> Body:
-    return {k: reply[k] for k in METER_KEYS}
-
-
-def _vdis(reply: Mapping[str, Any]) -> Body:
-    return {"dvg": reply["dvg"], "drg": reply["drg"]}
-
-
 def status_block(mode: int, cst: int, alm1: int) -> Body:
     """The ``status`` block from a mode, the 2-1 ``cst`` and the 9-1 ``alm1``:
     status ("0x%04x"), alarmState, statusName, alarm, runningState,
@@ -120,10 +112,25 @@ class ESSXTypeOES:
         if self.bat_dev is None:
             raise ESSXException(NO_BATTERY)
 
-    def _send(self, *requests: Union[str, RequestFrame]) -> Dict[str, Body]:
-        """Each request (a name or a ``RequestFrame``) in order on one hold of the line: {name: reply}."""
+    def _send(self, *requests: Union[str, RequestFrame]) -> Body:
+        """Each request (a name or a ``RequestFrame``) in order on one hold of
+        the line -> the fields of all replies in one dict (no name is in two)."""
+        values: Body = {}
         with self.link.sequence():
-            return {getattr(r, "name", r): self.link.transact(r) for r in requests}
+            for request in requests:
+                values.update(self.link.transact(request))
+        return values
+
+    def _body(self, v: Mapping[str, Any], *blocks: str) -> Body:
+        """The body ``blocks`` by name, from the reply fields ``v`` of :meth:`_send`."""
+        made = {
+            "status": lambda: status_block(v["mode"], v["cst"], v.get("alm1", 0)),
+            "powermeter": lambda: {"p1": 0, "p2": 0, "v1": 0, "i1": 0, "kwh1": 0, "kwh2": 0},
+            "meter": lambda: {k: v[k] for k in METER_KEYS},
+            "vdis": lambda: {"dvg": v["dvg"], "drg": v["drg"]},
+            "param": lambda: self._param_values(v["dig"]),
+        }
+        return {name: made[name]() for name in blocks}
 
     def log_data(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """Battery block of ``/1/log/data`` (web-api.md; spec 5.2.1.3).
@@ -151,24 +158,15 @@ class ESSXTypeOES:
 
     def remote_get(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/get``: 1-1, 2-1, 4-1, 9-1, 10-1, 6-1 -> {status, powermeter, meter, vdis, param}."""
-        r = self._send("1-1", "2-1", "4-1", "9-1", "10-1", "6-1")
-        return {
-            "status": status_block(r["1-1"]["mode"], r["2-1"]["cst"], r["9-1"]["alm1"]),
-            "powermeter": {"p1": 0, "p2": 0, "v1": 0, "i1": 0, "kwh1": 0, "kwh2": 0},
-            "meter": _meter(r["10-1"]),
-            "vdis": _vdis(r["4-1"]),
-            "param": self._param_values(r["6-1"]["dig"]),
-        }
+        v = self._send("1-1", "2-1", "4-1", "9-1", "10-1", "6-1")
+        return self._body(v, "status", "powermeter", "meter", "vdis", "param")
 
     def remote_get_status(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/get/status``: 1-1, 2-1, 10-1 -> {status: {alarmState,
         runningState, operationMode}, meter}."""
-        r = self._send("1-1", "2-1", "10-1")
-        full = status_block(r["1-1"]["mode"], r["2-1"]["cst"], 0)
-        return {
-            "status": {k: full[k] for k in ("alarmState", "runningState", "operationMode")},
-            "meter": _meter(r["10-1"]),
-        }
+        body = self._body(self._send("1-1", "2-1", "10-1"), "status", "meter")
+        body["status"] = {k: body["status"][k] for k in ("alarmState", "runningState", "operationMode")}
+        return body
 
     def remote_set(self, params: Mapping[str, Any]) -> Body:
         """``/remote/set``: {mode: int (``table.SETTABLE_MODES``), dvg: V, drg,
@@ -186,25 +184,20 @@ class ESSXTypeOES:
             if link.mode is None:
                 link.transact("1-1")
             if link.mode == table.MODE_WAITING:
-                r = self._send(set_voltage, set_current, set_mode, "2-1", "9-1", "10-1")
+                v = self._send(set_voltage, set_current, set_mode, "2-1", "9-1", "10-1")
             else:
-                r = self._send(set_mode, set_voltage, set_current, "2-1", "9-1", "10-1")
-        return {
-            "status": status_block(r["1-4"]["mode"], r["2-1"]["cst"], r["9-1"]["alm1"]),
-            "meter": _meter(r["10-1"]),
-            "vdis": _vdis(r["4-4"]),
-            "param": self._param_values(r["6-4"]["dig"]),
-        }
+                v = self._send(set_mode, set_voltage, set_current, "2-1", "9-1", "10-1")
+        return self._body(v, "status", "meter", "vdis", "param")
 
     def remote_set_current(self, params: Mapping[str, Any]) -> Body:
         """``/remote/set/current``: {dig: A}; 6-4 then 10-1 -> {meter, param}."""
-        r = self._send(self.link.request("6-4", self._param_values(params["dig"])), "10-1")
-        return {"meter": _meter(r["10-1"]), "param": self._param_values(r["6-4"]["dig"])}
+        v = self._send(self.link.request("6-4", self._param_values(params["dig"])), "10-1")
+        return self._body(v, "meter", "param")
 
     def remote_set_voltage(self, params: Mapping[str, Any]) -> Body:
         """``/remote/set/voltage``: {dvg: V, drg (default 0)}; 4-4 then 10-1 -> {meter, vdis}."""
-        r = self._send(self.link.request("4-4", {"dvg": params["dvg"], "drg": params.get("drg", 0)}), "10-1")
-        return {"meter": _meter(r["10-1"]), "vdis": _vdis(r["4-4"])}
+        v = self._send(self.link.request("4-4", {"dvg": params["dvg"], "drg": params.get("drg", 0)}), "10-1")
+        return self._body(v, "meter", "vdis")
 
     def remote_ioctl_set(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/ioctl/set``: 6-1, then 6-4 (its ``dig`` the 6-1 value), 7-4,
