@@ -46,7 +46,7 @@ def installed_path(path: str) -> str:
 
 
 def main(argv=None):
-    """Run essx-server (``essx.cli.main``); returns the exit status."""
+    """Run essx-server (``essx.cli.main``) -> exit status 0, 1 (failed ``--check``) or 2 (bad input)."""
     from essx.cli import main as cli_main
 
     return cli_main(argv, create_app=create_app)

@@ -133,7 +133,9 @@ class ESSXTypeOES:
         return {name: made[name]() for name in blocks}
 
     def log_data(self, params: Optional[Mapping[str, Any]] = None) -> Body:
-        """Battery block of ``/1/log/data`` (web-api.md; spec 5.2.1.3).
+        """Battery block of ``/1/log/data`` (web-api.md; spec 5.2.1.3): {rsoc %,
+        battery_voltage V, battery_current A, charge_discharge_power W,
+        battery_operation_status 0|3, battery_comm_err 0, ...}.
 
         Raises:
             ESSXException: "no battery configured".

@@ -105,6 +105,7 @@ class EZA2500Link:
 
     @property
     def is_open(self) -> bool:
+        """True when the converter's port is open."""
         return self.device.is_open
 
     @property
