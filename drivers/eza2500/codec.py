@@ -214,7 +214,7 @@ def _decode(fields: Sequence[Field], raws: Mapping[str, int]) -> Dict[str, Union
 
 def check_address(name: str, value: Any) -> int:
     """``value`` if it is an int 0..255, else ESSXValueException naming
-    ``name`` ("ad1"): the frame would go to another unit."""
+    ``name`` ("ad1"): the frame would go to another unit (the reference fails here too)."""
     if isinstance(value, bool) or not isinstance(value, int) or not ADDRESS_MIN <= value <= ADDRESS_MAX:
         raise ESSXValueException("address %s=%r is out of range: an integer %d..%d is expected"
                                  % (name, value, ADDRESS_MIN, ADDRESS_MAX))

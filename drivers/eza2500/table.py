@@ -154,7 +154,8 @@ class Field:
 
     @property
     def rating_decimal(self) -> decimal.Decimal:
-        """The rating as the reference writes it: Decimal('52.08'), not the float's binary value."""
+        """The rating as the reference writes it: Decimal('52.08'), not the float's binary value
+        (decimal.InvalidOperation for a raw field)."""
         return decimal.Decimal(str(self.rating))
 
     def range_text(self) -> str:
@@ -226,6 +227,7 @@ class Group:
 #   in       r: in the "N-1" ACK; w: in the "N-4" request and its ACK
 #   =        the same field as the row of that name above (not a second fact)
 #   lo hi    settable physical range, inclusive ("-": not settable)
+#   unit     V, A, W, °C ("-": none)
 #   initial  the simulator's initial value ("-": computed by the simulator,
 #            or no state kept); "48.0" is a float, "48" an int
 #   Group 12 holds the Q of each meter, group 13 of each internal value;
