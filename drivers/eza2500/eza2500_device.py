@@ -1,9 +1,4 @@
-"""EZA2500Device: deadline-bounded read/write over a serial-like object (spec 5.3.1).
-
-The low-level object needs pyserial's ``read(n)`` and ``write(data)``;
-``timeout``, ``is_open``/``open()``/``close()``, ``in_waiting`` and
-``reset_input_buffer()`` are used when it has them.
-"""
+"""EZA2500Device: deadline-bounded read/write over a serial-like object (spec 5.3.1)."""
 import contextlib
 import logging
 import os
@@ -40,7 +35,10 @@ def port_error(exc: BaseException) -> str:
 
 class EZA2500Device:
     """Reads and writes whole byte strings within ``timeout`` seconds
-    (default 0.1 s) over ``dev`` (a ``serial.Serial``, an ESSXRS485, ...).
+    (default 0.1 s) over ``dev`` (a ``serial.Serial``, an ESSXRS485, ...): it
+    needs pyserial's ``read(n)`` and ``write(data)``, and uses ``timeout``,
+    ``is_open``/``open()``/``close()``, ``in_waiting`` and
+    ``reset_input_buffer()`` when ``dev`` has them.
 
     The port's own read timeout is set to 0.01 s when it has one, so a
     deadline is overrun by one low-level read at most (spec 5.3.1.1).  A port
@@ -84,20 +82,18 @@ class EZA2500Device:
             logger.warning("converter port %s %s: %s", self.port, lost, port_error(exc))
         self.available = available
 
-    def _fail(self, exc, what=None):
-        """Close the port after ``exc``, log its loss once, raise ESSXIOException."""
-        self.close()
-        self._set_available(False, exc)
-        if what is None:
-            raise ESSXIOException("converter port %s: %s" % (self.port, port_error(exc))) from exc
-        raise ESSXIOException("%s on %s failed: %s" % (what, self.port, exc)) from exc
-
     @contextlib.contextmanager
     def _io(self, what):
+        """A port error closes the port, is logged once and raises ESSXIOException
+        ("read on /dev/ttyUSB0 failed: ..."; with ``what`` None, opening failed)."""
         try:
             yield
         except IO_ERRORS as exc:
-            self._fail(exc, what)
+            self.close()
+            self._set_available(False, exc)
+            if what is None:
+                raise ESSXIOException("converter port %s: %s" % (self.port, port_error(exc))) from exc
+            raise ESSXIOException("%s on %s failed: %s" % (what, self.port, exc)) from exc
 
     def close(self) -> None:
         """Close the port, ignoring errors of the close itself."""
@@ -111,11 +107,9 @@ class EZA2500Device:
         /dev/ttyUSB0: No such file or directory" (the next call tries again)."""
         if self.is_open:
             return
-        try:
+        with self._io(None):
             self.dev.open()
             self._set_low_level_timeout()
-        except IO_ERRORS as exc:
-            self._fail(exc)
         self._set_available(True)
 
     def in_waiting(self) -> int:
@@ -128,16 +122,13 @@ class EZA2500Device:
         with self._io("reset_input_buffer"):
             getattr(self.dev, "reset_input_buffer", lambda: None)()
 
-    def _read_raw(self, size):
-        with self._io("read"):
-            return self.dev.read(size) or b""
-
     def read_some(self, size: int, deadline: float) -> bytes:
         """One low-level read of at most ``size`` bytes (maybe b""); ESSXIOException,
         or ESSXTimeoutException once ``deadline`` (``time.monotonic()``) has passed."""
         if time.monotonic() >= deadline:
             raise ESSXTimeoutException("read timeout on %s" % self.port)
-        return self._read_raw(size)
+        with self._io("read"):
+            return self.dev.read(size) or b""
 
     def read(self, size: int) -> bytes:
         """Exactly ``size`` bytes within ``self.timeout`` seconds (spec 5.3.1.1).
@@ -152,7 +143,8 @@ class EZA2500Device:
             if time.monotonic() >= deadline:
                 raise ESSXTimeoutException("read timeout on %s: %d of %d bytes (%s)"
                                            % (self.port, len(buf), size, hexdump(buf)))
-            buf += self._read_raw(size - len(buf))
+            with self._io("read"):
+                buf += self.dev.read(size - len(buf)) or b""
         return bytes(buf)
 
     def write(self, data: bytes) -> int:
