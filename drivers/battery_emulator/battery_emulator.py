@@ -56,8 +56,9 @@ def pdu_address(value: Any, key: str) -> int:
 class BatteryEmulator:
     """The battery (or battery emulator board) as a Modbus RTU slave.
 
-    Args:
-        dev: a pymodbus sync client that connects on demand (``ESSXModbusClient``).
+    Args (the reference's, plus keyword-only ``tries`` and ``retry_wait``):
+        dev: a pymodbus sync client that connects on demand (``ESSXModbusClient``;
+            spec 5.3.2's low-level device).
         modbus_adr_rsoc, modbus_adr_status: 30030/30031 or PDU addresses 29/30.
         unit: Modbus unit (device id) 0..255 (0 is broadcast: nobody answers).
         tries, retry_wait: tries per read and the wait between them (s).
@@ -139,7 +140,8 @@ class BatteryEmulator:
             ``(rsoc, battery_operation_status, comm_err)``: rsoc float % as
             read, status 0 (not permitted) or 3 (permitted), comm_err 0 or -1.
             On a communication error ``(0.0, 0, -1)``: nothing is permitted on
-            stale data; ``last_error`` says why, ``read_rsoc()`` /
+            stale data; ``last_error`` says why (naming the port when it
+            cannot be opened); ``read_rsoc()`` /
             ``read_status()`` keep the last good values.
         """
         with self.lock:

@@ -41,8 +41,9 @@ class UnexpectedReply(ModbusIOException):
 
 
 def client_arguments(params: ModbusParams) -> Tuple[dict, dict]:
-    """Checked kwparams (``essx_config.modbus_params``) as (``ModbusSerialClient``
-    kwargs, ``ESSXRS485`` kwargs); timeout in s; retries always 0: ``execute`` tries."""
+    """Checked kwparams (``essx_config.modbus_params``) as (``ModbusSerialClient`` kwargs,
+    ``ESSXRS485`` kwargs ``dir_pin``, ``drop_echo``); timeout in s; retries always 0: ``execute``
+    tries. ``method`` becomes ``framer``; spec 5.4.2: the port is set up by overriding ``connect()``."""
     client = dict(port=params.port, framer=FramerType(params.method), timeout=float(params.timeout),
                   baudrate=int(params.baudrate), parity=params.parity, stopbits=params.stopbits,
                   bytesize=int(params.bytesize), retries=0,
