@@ -175,41 +175,29 @@ def validate(fields: Sequence[Field], params: Optional[Mapping[str, Any]],
     for f in fields:
         if params.get(f.name) is None:
             raise ESSXParameterException("missing parameter %r%s" % (f.name, where))
-        refusal = _refusal(f, params[f.name])
-        if refusal:
-            raise ESSXValueException(refusal + where)
+        _check(f, params[f.name], where)
         raws[f.name] = encode_value(f, params[f.name])
     return raws
 
 
-def _refusal(f: Field, value: Any) -> Optional[str]:
-    """Why ``f`` may not carry ``value`` as written, or None."""
+def _check(f: Field, value: Any, where: str) -> None:
     d = _exact(value, written=True)
     if d is None:
-        return "%s=%r is not a number; allowed %s" % (f.name, value, f.range_text())
+        raise ESSXValueException("%s=%r is not a number; allowed %s%s"
+                                 % (f.name, value, f.range_text(), where))
     if f.allowed is not None:
-        if d == d.to_integral_value() and int(d) in f.allowed:
-            return None
-        return "%s=%s is not one of %s" % (f.name, _shown(value), f.range_text())
-    lo, hi = (_exact(b, True) for b in f.bounds)
-    if lo <= d <= hi:
-        return None
-    return "%s=%s is out of range %s" % (f.name, _shown(value), f.range_text())
+        ok, refused = d == d.to_integral_value() and int(d) in f.allowed, "is not one of"
+    else:
+        lo, hi = (_exact(b, True) for b in f.bounds)
+        ok, refused = lo <= d <= hi, "is out of range"
+    if not ok:
+        shown = int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 1e15 else value
+        raise ESSXValueException("%s=%s %s %s%s" % (f.name, shown, refused, f.range_text(), where))
 
 
-def _shown(value: Any) -> str:
-    """1000.0 -> "1000"."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
-
-
-def _unpack(fields: Sequence[Field], payload: bytes) -> Dict[str, int]:
-    return dict(zip((f.name for f in fields), struct.unpack(table.wire_format(fields), payload)))
-
-
-def _decode(fields: Sequence[Field], raws: Mapping[str, int]) -> Dict[str, Union[QValue, int]]:
-    return {f.name: decode_value(f, raws[f.name]) for f in fields}
+def _unpack(fields: Sequence[Field], payload: bytes, decode: bool = True) -> Dict[str, Union[QValue, int]]:
+    raws = struct.unpack(table.wire_format(fields), payload)
+    return {f.name: decode_value(f, raw) if decode else raw for f, raw in zip(fields, raws)}
 
 
 def check_address(name: str, value: Any) -> int:
@@ -319,7 +307,7 @@ def parse_reply(frame: bytes, group: GroupLike, write: bool,
     if not check_reply(frame, g, write, ad1, ad2):
         raise ESSXDeviceException(struct.unpack_from("<H", frame, 5)[0], g.name(write))
     fields = g.ack_fields(write)
-    return _decode(fields, _unpack(fields, bytes(frame[5:-2])))
+    return _unpack(fields, bytes(frame[5:-2]))
 
 
 #: A decoded request (simulator side).  ``group`` and ``name`` are None for an
@@ -345,6 +333,6 @@ def parse_request(frame: bytes) -> Request:
     write = frame[1] > 0
     fields = (g.write if write else ()) if g else None
     supported = fields is not None and frame[1] == table.payload_size(fields)
-    raws = _unpack(fields, frame[5:-2]) if supported else {}
+    fields, payload = (fields, frame[5:-2]) if supported else ((), b"")
     return Request(frame[2], frame[3], frame[4], g, write, supported, g.name(write) if g else None,
-                   raws, _decode(fields, raws) if supported else {}, frame)
+                   _unpack(fields, payload, False), _unpack(fields, payload), frame)
