@@ -12,8 +12,8 @@ line of :attr:`Config.warnings` naming the key path.  A value that cannot work r
 import decimal
 import difflib
 import logging
-import math
-from dataclasses import dataclass, field, fields
+from contextlib import suppress
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -32,16 +32,15 @@ SERIAL_PARAMS = ("port", "baudrate", "bytesize", "parity", "stopbits")
 #: pymodbus 2.x ModbusSerialClient options that pymodbus 3 does not have.
 PYMODBUS2_KEYS = ("strict", "retry_on_empty", "retry_on_invalid", "close_comm_on_error",
                   "reset_socket", "backoff", "broadcast_enable", "inter_char_timeout", "unit")
-_REQUIRED = object()
 
 
-def _key(kind: str, default: Any = _REQUIRED, *bounds: Any) -> Any:
+def _key(kind: str, default: Any = MISSING, *bounds: Any) -> Any:
     """A field read from the YAML key of its name by the ``_Reader`` method ``kind``
-    (range ``bounds``), ``default`` when absent."""
-    return field(metadata={"read": (kind, default, bounds)})
+    (with ``bounds``), ``default`` when absent."""
+    return field(default=default, metadata={"read": (kind, bounds)})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DcdcDev:
     """``ess_system.dcdc_dev``: the converter's port (baudrate in bit/s) and addresses;
     ``rs485``: other ESSXRS485 keyword arguments (bytesize, parity, stopbits, drop_echo)."""
@@ -56,16 +55,16 @@ class DcdcDev:
     address2: int = _key("integer", 16, 0, 255)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModbusParams:
     """``ess_system.battery_dev.kwparams``: timeout in s, baudrate in bit/s; ``dir_pin`` and
     ``drop_echo`` go to ESSXRS485, the rest to pymodbus's ModbusSerialClient."""
 
     port: str = _key("text")
-    method: str = _key("method", "rtu")
-    timeout: float = _key("real", 1, 0.01, 60)
+    method: str = _key("choice", "rtu", ("rtu", "ascii"), str.lower)
+    timeout: float = _key("real", 1.0, 0.01, 60)
     baudrate: int = _key("integer", 9600, 50, 4000000)
-    parity: str = _key("parity", "N")
+    parity: str = _key("choice", "N", ("N", "E", "O", "M", "S"), str.upper)
     stopbits: float = _key("stopbits", 1)
     bytesize: int = _key("integer", 8, 5, 8)
     retries: int = _key("integer", 0, 0, 10)
@@ -74,7 +73,7 @@ class ModbusParams:
     handle_local_echo: bool = _key("boolean", False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatteryDev:
     """``ess_system.battery_dev``: Modbus unit and input registers 30001..39999 (battery-modbus.md)."""
 
@@ -86,7 +85,7 @@ class BatteryDev:
     modbus_adr_status: int = _key("integer", 30031, 30001, 39999)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DcdcSection:
     """``dcdc.<name>``: retries, timings (s; ``line_wait``: longest wait for the converter line
     before a request is refused) and ``config``, cib..drb as the reference gives them to the
@@ -102,7 +101,7 @@ class DcdcSection:
     config: Dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BatterySection:
     """``battery.<name>.config``: provisional battery_voltage (V) and battery_current (A)
     of /1/log/data, force_dcdc_waiting, and the watch thread's check_interval (s)."""
@@ -111,10 +110,10 @@ class BatterySection:
     battery_voltage: float = _key("number", 52.0)
     battery_current: float = _key("number", 20.0)
     force_dcdc_waiting: bool = _key("yes_no", False)
-    check_interval: float = _key("real", 10, 0.1, 3600)
+    check_interval: float = _key("real", 10.0, 0.1, 3600)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """A checked configuration; ``battery_dev`` is None for ``class: 'None'``;
     ``warnings``: one line per key ignored or read differently from the reference."""
@@ -127,9 +126,9 @@ class Config:
     warnings: Tuple[str, ...] = ()
 
 
-def _rules(cls) -> Dict[str, Tuple[str, Any, tuple]]:
-    """{YAML key: (reader method, default, bounds)} of the fields of ``cls`` made with :func:`_key`."""
-    return {f.name: f.metadata["read"] for f in fields(cls) if f.metadata}
+def _rules(cls) -> Dict[str, Any]:
+    """{YAML key: dataclass field} of the fields of ``cls`` made with :func:`_key`."""
+    return {f.name: f for f in fields(cls) if f.metadata}
 
 
 def load_config(path: str, *, strict: bool = False) -> Config:
@@ -225,7 +224,7 @@ def _dcdc_dev(r, dev):
     rs485 = {k: serial[k] for k in SERIAL_PARAMS[2:] if k in serial}
     for key in SERIAL_PARAMS[2:] + ("drop_echo",):
         if key in kw:
-            rs485[key] = r.read(_rules(ModbusParams)[key], kw.pop(key), "%s.kwparams.%s" % (where, key))
+            rs485[key] = r.check(ModbusParams, key, kw.pop(key), "%s.kwparams.%s" % (where, key))
     dir_pin = r.text(kw.pop("dir_pin", "P8_9"), where + ".kwparams.dir_pin")
     r.known(kw, (), where + ".kwparams", what="serial option this driver does not use")
     return DcdcDev(port=serial["port"], baudrate=serial["baudrate"], dir_pin=dir_pin, rs485=rs485,
@@ -243,7 +242,7 @@ def _serial_params(r, dev, where):
                'expected [device file, baud rate] (up to [port, baudrate, bytesize, parity, stopbits])')
     out = {"baudrate": 19200}
     for i, (name, value) in enumerate(zip(SERIAL_PARAMS, params)):
-        out[name] = r.read(_rules(ModbusParams)[name], value, "%s.%s[%d]" % (where, key, i))
+        out[name] = r.check(ModbusParams, name, value, "%s.%s[%d]" % (where, key, i))
     return out
 
 
@@ -368,18 +367,17 @@ class _Reader:
     def fields(self, raw, where, cls):
         """{name: checked value} for each field of ``cls`` made with :func:`_key`."""
         out = {}
-        for key, rule in _rules(cls).items():
-            value = self.get(raw, key, where) if rule[1] is _REQUIRED else raw.get(key, rule[1])
-            out[key] = self.read(rule, value, "%s.%s" % (where, key))
+        for key, f in _rules(cls).items():
+            value = self.get(raw, key, where) if f.default is MISSING else raw.get(key, f.default)
+            out[key] = self.check(cls, key, value, "%s.%s" % (where, key))
         return out
 
-    def read(self, rule, value, where):
-        """``value`` checked by a rule of :func:`_rules`."""
-        kind, _, bounds = rule
+    def check(self, cls, key, value, where):
+        """``value`` checked by the :func:`_key` rule of field ``key`` of ``cls``."""
+        kind, bounds = _rules(cls)[key].metadata["read"]
         return getattr(self, kind)(value, where, *bounds)
 
     def need(self, ok, value, where, expected):
-        """``value`` if ``ok``; else the error naming ``where``, ``value`` and what is ``expected``."""
         if not ok:
             self.fail(where, value, expected)
         return value
@@ -390,7 +388,8 @@ class _Reader:
     def text(self, value, where):
         return self.need(isinstance(value, str) and value, value, where, "expected a non-empty string")
 
-    def choice(self, value, where, allowed):
+    def choice(self, value, where, allowed, fold=None):
+        value = fold(str(value)) if fold else value
         return self.need(value in allowed, value, where, "expected one of %s" % ", ".join(map(str, allowed)))
 
     def boolean(self, value, where):
@@ -398,9 +397,7 @@ class _Reader:
 
     def yes_no(self, value, where):
         """The reference tests ``value == True``: a YAML boolean or 1/0; anything else is No."""
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, (int, float)) and value in (0, 1):
+        if isinstance(value, (bool, int, float)) and value in (0, 1):
             return value == 1
         self.warn(where, "%r is not a YAML boolean; read as No, as the reference does "
                          "(write Yes/No or true/false without quotes)" % (value,))
@@ -410,10 +407,8 @@ class _Reader:
         """A whole number: int, an integral float or a numeric string ("3", "0x0003"), as int() takes them."""
         number = value
         if isinstance(value, str):
-            try:
+            with suppress(ValueError):
                 number = int(value, 0)
-            except ValueError:
-                pass
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
         if isinstance(number, bool) or not isinstance(number, int):
@@ -425,16 +420,13 @@ class _Reader:
         Q-format value: the reference's Decimal(str)), else a float with a warning."""
         number = value
         if isinstance(value, str):
-            try:
+            with suppress(decimal.InvalidOperation, ValueError):  # ValueError: float(Decimal("sNaN"))
                 number = decimal.Decimal(value)
-            except decimal.InvalidOperation:
-                pass
-            else:
                 if not exact:
                     number = float(number)
                     self.warn(where, "the string %r is read as the number %s" % (value, number))
         if isinstance(number, bool) or not isinstance(number, (int, float, decimal.Decimal)) \
-                or not math.isfinite(number):
+                or not decimal.Decimal(number).is_finite():
             self.fail(where, value, "expected a number")
         return self._within(number, value, where, lo, hi)
 
@@ -446,11 +438,5 @@ class _Reader:
     def real(self, value, where, lo, hi):
         return float(self.number(value, where, lo, hi))
 
-    def parity(self, value, where):
-        return self.choice(str(value).upper(), where, ("N", "E", "O", "M", "S"))
-
     def stopbits(self, value, where):
         return self.choice(self.number(value, where, 1, 2), where, (1, 1.5, 2))
-
-    def method(self, value, where):
-        return self.choice(str(value).lower(), where, ("rtu", "ascii"))
