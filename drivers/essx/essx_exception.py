@@ -44,18 +44,17 @@ class ESSXParameterException(ESSXException):
 class ESSXDeviceException(ESSXException):
     """The converter answered with a NAK: ``ESSXDeviceException(ercd, "1-1")`` reads
     "NAK 0x<ercd> (<meaning>) to command 1-1"; ``ESSXDeviceException("text")`` (the
-    reference's form) keeps "text", with ``ercd`` and ``meaning`` None."""
+    reference's form) keeps "text".  Attributes: ``ercd`` (u16, a key of
+    ``eza2500.table.NAKS``), ``meaning`` (its text there), ``command`` ("1-1", "6-4"...),
+    each None when not given."""
 
     def __init__(self, ercd: Any, command: Optional[str] = None) -> None:
+        code = ercd if isinstance(ercd, int) and not isinstance(ercd, bool) else None
+        self.ercd: Optional[int] = code
         self.command = command
-        self.ercd: Optional[int] = None
-        self.meaning: Optional[str] = None
-        if not isinstance(ercd, int) or isinstance(ercd, bool):
-            super().__init__(ercd)
-            return
-        self.ercd, self.meaning = ercd, _table().nak_meaning(ercd)
+        self.meaning: Optional[str] = None if code is None else _table().nak_meaning(code)
         where = " to command %s" % command if command else ""
-        super().__init__("NAK 0x%04x (%s)%s" % (ercd, self.meaning, where))
+        super().__init__(ercd if code is None else "NAK 0x%04x (%s)%s" % (code, self.meaning, where))
 
     def __reduce__(self):
         return (type(self), (self.reason if self.ercd is None else self.ercd, self.command))
