@@ -1,16 +1,11 @@
-"""ESSXTypeOES: the controller between the Web API and the devices (spec 5.2.1).
-
-Each route builds its EZA2500 requests first (a bad value is refused before
-anything is sent), sends them in web-api.md's order in one ``link.sequence()``
-and shapes the JSON body; the battery's bus works in parallel.
-"""
+"""ESSXTypeOES: the controller between the Web API and the devices (spec 5.2.1)."""
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Mapping, Optional, Union
 
 from essx.essx_exception import ESSXDeviceException, ESSXException, ESSXTimeoutException
-from eza2500 import codec, table
+from eza2500 import table
 from eza2500.link import EZA2500Link, RequestFrame, link_settings
 
 log = logging.getLogger(__name__)
@@ -21,8 +16,6 @@ PARAM_KEYS = ("cib", "ubv", "ogv", "obv", "ugv")
 METER_KEYS = ("wg", "tmp", "vb", "wb", "vg", "ib", "ig")
 #: ``dcdc_setup_parameter`` of ``/remote/ioctl/set`` (besides ``bcf``).
 SETUP_BODY_KEYS = ("ubv", "ugv", "obv", "ogv", "cvb", "dlb", "cdb", "ddb", "drb", "cib")
-#: Fields of 6-4 taken from the configuration (all but ``dig``).
-_PROTECTION = tuple(f for f in table.group(6).write if f.name != "dig")
 
 NO_BATTERY = "no battery configured"
 
@@ -61,9 +54,11 @@ class ESSXTypeOES:
         link: the ``EZA2500Link`` owning the converter's line.
 
     Route methods take parameters parsed by ``essx_params`` (mode int, dvg V,
-    dig A, drg float), return the JSON body (V, A, W, °C, %) and raise as
-    ``EZA2500Link.request`` (bad value, nothing sent) and ``.transact``
-    (failure after the retries, naming the writes already applied).
+    dig A, drg float), send web-api.md's commands in order on one
+    ``link.sequence()`` (the battery's bus in parallel) and return the JSON
+    body (V, A, W, °C, %); they raise as ``EZA2500Link.request`` (bad value,
+    nothing sent) and ``.transact`` (failure after the retries, naming the
+    writes already applied).
     """
 
     def __init__(self, dcdc_dev: Any = None, bat_dev: Any = None, dcdc_config: Any = None,
@@ -108,10 +103,6 @@ class ESSXTypeOES:
     def _param_values(self, dig: Any) -> Body:
         return dict({k: self.dcdc_config.config[k] for k in PARAM_KEYS}, dig=dig)
 
-    def _require_battery(self) -> None:
-        if self.bat_dev is None:
-            raise ESSXException(NO_BATTERY)
-
     def _send(self, *requests: Union[str, RequestFrame]) -> Body:
         """Each request (a name or a ``RequestFrame``) in order on one hold of
         the line -> the fields of all replies in one dict (no name is in two)."""
@@ -141,7 +132,8 @@ class ESSXTypeOES:
             ESSXException: "no battery configured".
             ESSXTimeoutException: the battery could not be read.
         """
-        self._require_battery()
+        if self.bat_dev is None:
+            raise ESSXException(NO_BATTERY)
         rsoc, bos, comm_err = self.bat_dev.check_battery()
         if comm_err:
             reason = getattr(self.bat_dev, "last_error", None) or "no answer"
@@ -206,20 +198,20 @@ class ESSXTypeOES:
         3-4 with the configured set-up values -> {dcdc_converter_name,
         dcdc_setup_parameter} (the values written; ``bcf`` as "0x%04x")."""
         cfg = self.dcdc_config.config
-        codec.validate(_PROTECTION, cfg, "6-4")
+        self.link.request("6-4", dict(cfg, dig=0))   # checks the configured values (0 A: dig's stand-in)
         setup, battery_cv = self.link.request("7-4", cfg), self.link.request("3-4", cfg)
         with self.link.sequence():
             dig = self.link.transact("6-1")["dig"]
             self._send(self.link.request("6-4", self._param_values(dig)), setup, battery_cv)
-        body = {k: cfg[k] for k in SETUP_BODY_KEYS}
-        body["bcf"] = "0x%04x" % int(cfg["bcf"])
+        body = dict({k: cfg[k] for k in SETUP_BODY_KEYS}, bcf="0x%04x" % int(cfg["bcf"]))
         return {"dcdc_converter_name": self.name, "dcdc_setup_parameter": body}
 
     def remote_ioctl_get(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/ioctl/get`` and ``/all/get``: :meth:`log_data` and
         :meth:`remote_get` in one body, the battery read in parallel; raises
         as they do ("no battery configured": nothing sent)."""
-        self._require_battery()
+        if self.bat_dev is None:
+            raise ESSXException(NO_BATTERY)
         with ThreadPoolExecutor(1, thread_name_prefix="battery-read") as pool:
             battery = pool.submit(self.log_data)
             body = self.remote_get()
@@ -251,18 +243,14 @@ class ESSXTypeOES:
             return False
         reason: Optional[str] = NO_BATTERY
         if self.bat_dev is not None:
-            rsoc, bos, comm_err = self.bat_dev.check_battery()
-            if comm_err:
-                reason = "battery unreachable"
-            else:
-                reason = "battery forbids interchange" if bos == 0 else None
-        if reason != self._waiting_reason and reason is not None:
+            _, bos, comm_err = self.bat_dev.check_battery()
+            reason = "battery unreachable" if comm_err else None if bos else "battery forbids interchange"
+        if reason not in (None, self._waiting_reason):
             log.warning("%s: setting the converter to Waiting (force_dcdc_waiting)", reason)
         self._waiting_reason = reason
-        if reason is None:
-            return False
-        self.link.transact("1-4", {"mode": table.MODE_WAITING})
-        return True
+        if reason is not None:
+            self.link.transact("1-4", {"mode": table.MODE_WAITING})
+        return reason is not None
 
     def close(self) -> None:
         """Stop the battery-watch thread (waits for it)."""

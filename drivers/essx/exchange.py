@@ -1,8 +1,5 @@
-"""One ``Exchange`` per try on a bus, given by the bus owner to its ``Listeners``.
-
-Observers (counters, status, the live page) are listeners, so observing adds
-no traffic: they know only exchanges that already happened.
-"""
+"""One ``Exchange`` per try on a bus, given by the bus owner to its ``Listeners``;
+observers are listeners, so observing adds no traffic."""
 import logging
 import threading
 import time
@@ -10,11 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Mapping, Optional
 
 log = logging.getLogger(__name__)
-
-#: Outcomes of a converter try; a NAK's carries its code: "nak_0xfffc".
-DCDC_OUTCOMES = ("ack", "timeout", "io_error", "checksum", "unexpected")
-#: Outcomes of a battery try.
-BATTERY_OUTCOMES = ("ok", "timeout", "io_error", "exception", "value")
 
 
 @dataclass(frozen=True)
@@ -24,7 +16,9 @@ class Exchange:
     Attributes:
         bus: "dcdc" (the EZA2500 line) or "battery" (the Modbus line).
         command: "6-4" (converter) or "read" (battery register read).
-        outcome: one of ``DCDC_OUTCOMES``, "nak_0x%04x" or ``BATTERY_OUTCOMES``.
+        outcome: dcdc: "ack", "timeout", "io_error", "checksum", "unexpected" or
+            "nak_0x%04x" (its code); battery: "ok", "timeout", "io_error",
+            "exception" or "value".
         seconds: duration of the try, s.
         attempt: 1 for the first try of a command, 2 for its first retry, ...
         port: the serial device ("/dev/ttyO2").

@@ -1,12 +1,7 @@
-"""The Web API's Bottle application: the routes of web-api.md plus observation.
-
-Every apis-main route is a GET answering 200 + JSON, or 400 + ``{"err":
-"..."}`` for any failure (spec 4.1, 5.1; web-api.md).  The observation routes
-``/``, ``/essx/status``, ``/essx/history`` and ``/metrics`` read only the
-application's ``Recorder`` (essx.observe), never a device (docs/observability.md).
-Each state-changing request logs one INFO line: route, parameters, converter
-commands sent, result, ms.
-"""
+"""The Web API's Bottle application: the routes of web-api.md, each a GET answering
+200 + JSON or 400 + ``{"err": "..."}`` (spec 4.1, 5.1), and the observation routes
+``/``, ``/essx/status``, ``/essx/history``, ``/metrics``, which read only the
+``Recorder`` (essx.observe), never a device (docs/observability.md)."""
 import dataclasses
 import functools
 import json
@@ -25,13 +20,10 @@ from essx.observe import Recorder
 
 log = logging.getLogger("essx_server")
 
-#: Routes that change the converter's state: each logs one INFO line.
+#: Routes that change the converter's state: each logs one INFO line (route,
+#: parameters, converter commands sent, result, ms).
 CHANGING = frozenset(("/remote/set", "/remote/set/current", "/remote/set/voltage", "/dcdc/set",
                       "/remote/ioctl/set", "/remote/ioctl/clr_alarm"))
-#: Route label of requests no route matched (404, 405) in the HTTP counters.
-UNMATCHED = "(unmatched)"
-#: Route label of a request Bottle itself failed (500).
-FAILED = "(failed)"
 #: Routes answering one controller method: rule -> (method, the keys of its body kept; None: all).
 READS = {
     "/1/log/data": ("log_data", None), "/remote/get": ("remote_get", None),
@@ -127,6 +119,14 @@ class ApiRoutes:
         body = getattr(self.controller, method)(params)
         return body if keys is None else {k: body[k] for k in keys}
 
+    def _apply(self, method: str, **given):
+        """``controller.<method>`` with *given* parsed in order (``parse_mode``,
+        ``parse_number``), which become the last applied values once it succeeds."""
+        values = {n: parse_mode(v) if n == "mode" else parse_number(n, v) for n, v in given.items()}
+        body = getattr(self.controller, method)(values)
+        self.cache.update(values)
+        return body
+
     def full_set(self, params):
         """/remote/set: mode, dvg (V), dig (A), drg; an absent one takes the last
         applied value (drg: else 0; ESSXParameterException when there is none)."""
@@ -134,25 +134,16 @@ class ApiRoutes:
         for name in SET_NAMES:
             if given[name] is None:
                 raise ESSXParameterException("%s is missing and no previous value was set" % name)
-        values = {n: parse_mode(v) if n == "mode" else parse_number(n, v) for n, v in given.items()}
-        body = self.controller.remote_set(values)
-        self.cache.update(values)
-        return body
+        return self._apply("remote_set", **given)
 
     def set_current(self, params):
         """/remote/set/current: dig (A)."""
-        dig = parse_number("dig", params.get("dig"))
-        body = self.controller.remote_set_current({"dig": dig})
-        self.cache["dig"] = dig
-        return body
+        return self._apply("remote_set_current", dig=params.get("dig"))
 
     def set_voltage(self, params):
         """/remote/set/voltage: dvg (V) and drg (absent: the last applied, else 0)."""
-        dvg = parse_number("dvg", params.get("dvg"))
-        drg = parse_number("drg", params.get("drg", self.cache.get("drg", 0)))
-        body = self.controller.remote_set_voltage({"dvg": dvg, "drg": drg})
-        self.cache.update(dvg=dvg, drg=drg)
-        return body
+        return self._apply("remote_set_voltage", dvg=params.get("dvg"),
+                           drg=params.get("drg", self.cache.get("drg", 0)))
 
     def dcdc_set(self, params):
         """/dcdc/set: the current set for dig alone, the voltage set for dvg
@@ -245,7 +236,8 @@ def build_app(controller, *, versions: Mapping[str, str], openapi_path: Callable
     _raw_route(app, recorder, "/", "text/html; charset=utf-8", page)
 
     def json_error(error):
-        recorder.on_http(UNMATCHED if error.status_code in (404, 405) else FAILED, error.status_code)
+        # the route label in the HTTP counters: no route matched (404, 405), or Bottle failed (500)
+        recorder.on_http("(unmatched)" if error.status_code in (404, 405) else "(failed)", error.status_code)
         bottle.response.content_type = "application/json"
         return json.dumps({"err": "%s: %s" % (error.status_line, bottle.request.path)})
 

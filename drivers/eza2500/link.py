@@ -46,18 +46,17 @@ def _classify(exc: ESSXException) -> Tuple[str, Optional[str]]:
     return next(((o, b) for cls, o, b in _FAILURES if isinstance(exc, cls)), ("unexpected", None))
 
 
-def _shown(name: str, value: Any) -> str:
-    """"mode=0x0041", "dvg=360", "dig=2.5": a request value as an operator writes it."""
-    if name == "mode":
-        return "mode=0x%04x" % int(value)
-    if isinstance(value, (float, Decimal)):
-        return "%s=%s" % (name, format(value, "g"))
-    return "%s=%s" % (name, value)
-
-
 def describe(request: RequestFrame) -> str:
-    """"4-4 dvg=360 drg=0": a write request as it is named in errors and logs."""
-    return " ".join([request.name] + [_shown(k, v) for k, v in request.params.items()])
+    """"4-4 dvg=360 drg=0", "1-4 mode=0x0041": a write request as it is named in
+    errors and logs, each value as an operator writes it."""
+    words = [request.name]
+    for name, value in request.params.items():
+        if name == "mode":
+            value = "0x%04x" % int(value)
+        elif isinstance(value, (float, Decimal)):
+            value = format(value, "g")
+        words.append("%s=%s" % (name, value))
+    return " ".join(words)
 
 
 #: The link's settings: (type, default, ``DcdcSection`` attribute); spec 5.2.1.2, the reference.
