@@ -1,12 +1,8 @@
-"""The EZA2500 command protocol as data (EZA2500.md, "Command table").
-
-Every protocol fact of the converter lives here once: frame constants, NAK
-codes, operation modes and their names, the 2-1 ``cst`` decoding, and one
-``Field`` per wire field (Q-format, rating, settable range, the simulator's
-initial value).  A ``Group`` (1..16) holds the fields of the "N-1" ACK
-(``read``) and of the "N-4" request and its ACK (``write``; None if read-only).
-A frame is SFD LEN AD1 AD2 CMD payload CHK(2), i.e. 7 bytes plus the payload;
-a NAK's payload is ERCD (u16), so it is 9 bytes long (EZA2500.md, "Frames").
+"""The EZA2500 command protocol as data (EZA2500.md, "Command table"); every
+protocol fact of the converter lives here once: frame constants, NAK codes,
+operation modes and their names, the 2-1 ``cst`` decoding, and one ``Field``
+per wire field (Q-format, rating, settable range, the simulator's initial
+value) in one ``Group`` per CMD.
 """
 import decimal
 import struct
@@ -24,6 +20,7 @@ SFD_REPLY = 0x02
 NAK_BIT = 0x80
 #: Bytes of a frame that are not payload: SFD LEN AD1 AD2 CMD CHK(2).
 FRAME_OVERHEAD = 7
+#: A NAK's payload is ERCD (u16): a NAK frame is 9 bytes.
 NAK_PAYLOAD = 2
 NAK_LENGTH = FRAME_OVERHEAD + NAK_PAYLOAD
 #: Addresses AD1/AD2 are one byte each.
@@ -179,7 +176,8 @@ def payload_size(fields: Sequence[Field]) -> int:
 @dataclass(frozen=True)
 class Group:
     """One command group: number 1..16 (the N of "N-1"), the CMD byte shared
-    by "N-1" and "N-4", a title, and its fields in wire order."""
+    by "N-1" and "N-4", a title, and its fields in wire order: ``read`` of the
+    "N-1" ACK, ``write`` of the "N-4" request and its ACK (None if read-only)."""
 
     number: int
     cmd: int
@@ -360,6 +358,7 @@ GROUPS: Tuple[Group, ...] = tuple(Group(n, cmd, title, _PARTS[n, "r"], _PARTS.ge
 
 _BY_NUMBER = {g.number: g for g in GROUPS}
 _BY_CMD = {g.cmd: g for g in GROUPS}
+_BY_NAME = {g.name(w): (g, w) for g in GROUPS for w in (False, True) if not w or g.write is not None}
 
 
 def group(number: int) -> Group:
@@ -374,12 +373,9 @@ def group_by_cmd(cmd: int) -> Optional[Group]:
 
 def parse_name(name: str) -> Tuple[Group, bool]:
     """("6-4") -> (Group 6, True); KeyError for a command the table lacks."""
-    if name in command_names():
-        number, kind = name.split("-")
-        return _BY_NUMBER[int(number)], kind == "4"
-    raise KeyError(name)
+    return _BY_NAME[name]
 
 
 def command_names() -> List[str]:
     """Every command name in table order: "1-1", "1-4", "2-1", "3-1", "3-4", ..."""
-    return [g.name(w) for g in GROUPS for w in (False, True) if not w or g.write is not None]
+    return list(_BY_NAME)
