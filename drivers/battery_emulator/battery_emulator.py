@@ -35,11 +35,10 @@ MODBUS_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illeg
                      8: "memory parity error", 10: "gateway path unavailable",
                      11: "gateway target device failed to respond"}
 
-#: Exchange outcome of a failed try, most specific class first (a configuration
-#: error is the port refusing the configured direction mode, e.g. kernel RS485).
-_OUTCOMES = ((ESSXConfigException, "io_error"), (ESSXIOException, "io_error"),
-             (ESSXTimeoutException, "timeout"), (ESSXValueException, "value"),
-             (ESSXException, "exception"))
+#: Exchange outcome of a failed try, most specific class first (ESSXConfigException:
+#: the port refuses the configured direction mode, e.g. kernel RS485).
+_OUTCOMES = (((ESSXConfigException, ESSXIOException), "io_error"), (ESSXTimeoutException, "timeout"),
+             (ESSXValueException, "value"), (ESSXException, "exception"))
 
 
 def pdu_address(value: Any, key: str) -> int:
@@ -111,12 +110,8 @@ class BatteryEmulator:
         return 0 if self._status_raw & 0x1 else 1
 
     def remote_rsoc(self) -> None:
-        """Read the RSOC register (and the status with it when it is the next one).
-
-        Raises:
-            ESSXException: communication error after all tries (its subclass
-                says which: timeout, I/O, value, or exception response).
-        """
+        """Read the RSOC register (and the status with it when it is the next one); ESSXException
+        after all tries (its subclass says which: timeout, I/O, value, or exception response)."""
         self._read(self.rsoc_address, 2 if self.status_address == self.rsoc_address + 1 else 1)
 
     def remote_status(self) -> None:
@@ -124,8 +119,7 @@ class BatteryEmulator:
         self._read(self.status_address, 1)
 
     def remote_rsoc_and_status(self) -> None:
-        """Read both registers (one request of count 2 when adjacent); ESSXException
-        after all tries."""
+        """Read both registers (one request of count 2 when adjacent); ESSXException after all tries."""
         with self.lock:
             if abs(self.rsoc_address - self.status_address) == 1:
                 self._read(min(self.rsoc_address, self.status_address), 2)
@@ -140,9 +134,8 @@ class BatteryEmulator:
             ``(rsoc, battery_operation_status, comm_err)``: rsoc float % as
             read, status 0 (not permitted) or 3 (permitted), comm_err 0 or -1.
             On a communication error ``(0.0, 0, -1)``: nothing is permitted on
-            stale data; ``last_error`` says why (naming the port when it
-            cannot be opened); ``read_rsoc()`` /
-            ``read_status()`` keep the last good values.
+            stale data; ``last_error`` says why (naming the port when it cannot
+            be opened); ``read_rsoc()`` / ``read_status()`` keep the last good values.
         """
         with self.lock:
             try:
@@ -201,16 +194,10 @@ class BatteryEmulator:
         return values
 
     def _read_once(self, address: int, count: int) -> List[int]:
-        """One function-code-4 request; pymodbus errors as ESSXException.
-
-        Raises:
-            ESSXTimeoutException: no (valid) reply within the timeout (a bad
-                CRC shows up this way too).
-            ESSXIOException: the port could not be opened or failed.
-            ESSXException: the battery answered with a Modbus exception.
-            ESSXValueException: a reply of another function code, or with the
-                wrong number of registers.
-        """
+        """One function-code-4 request. Raises ESSXTimeoutException: no (valid) reply within the
+        timeout (also a bad CRC); ESSXIOException: the port could not be opened or failed;
+        ESSXException: a Modbus exception reply; ESSXValueException: a reply of another
+        function code or with the wrong number of registers."""
         numbers = self.modbus_adr_rsoc in REGISTER_NUMBERS  # name registers as configured
         first = address + INPUT_REGISTER_BASE if numbers else address
         what = "battery unit %d, input register %s%d" % (

@@ -146,17 +146,16 @@ class ESSXModbusClient(ModbusSerialClient):
         try:
             self._settle()
             reply = super().execute(no_response_expected, request)
+            if reply is not None and (reply.function_code & 0x7F) != request.function_code:
+                raise UnexpectedReply("%s: reply with function code %d to a function %d request "
+                                      "(refused)" % (self.port, reply.function_code, request.function_code))
         except ConnectionException as exc:  # 3.16 closed the port; the OS error is the context
             raise self._lost(exc.__context__ or exc) from exc
         except (OSError, termios.error) as exc:  # 3.14/3.15 let the serial error out
             raise self._lost(exc) from exc
-        except ModbusIOException:
-            self._unsettle()
+        except ModbusIOException:  # also UnexpectedReply: a late reply may still come
+            self._unsettled_until = time.monotonic() + self.comm_params.timeout_connect
             raise
-        if reply is not None and (reply.function_code & 0x7F) != request.function_code:
-            self._unsettle()
-            raise UnexpectedReply("%s: reply with function code %d to a function %d request (refused)"
-                                  % (self.port, reply.function_code, request.function_code))
         return reply
 
     def _lost(self, exc: BaseException) -> ConnectionException:
@@ -167,10 +166,6 @@ class ESSXModbusClient(ModbusSerialClient):
             logger.warning("battery port lost: %s; reopened at the next read", text)
         self._down = True
         return ConnectionException(text)
-
-    def _unsettle(self) -> None:
-        """After a failed try: a late reply may still come within one more timeout."""
-        self._unsettled_until = time.monotonic() + self.comm_params.timeout_connect
 
     def _settle(self) -> None:
         """Drop stale input; after a failed try, first wait out a late reply."""

@@ -29,9 +29,7 @@ from essx.essx_exception import ESSXConfigException
 logger = logging.getLogger(__name__)
 
 DEFAULT_DIR_PIN = "P8_9"  #: spec 5.4.1: "P8_9 ... use of /dev/ttyO5 is assumed"
-#: Time allowed for an echo beyond the frame's wire time, s (USB adapters
-#: deliver input in 1-16 ms latency-timer chunks).
-ECHO_MARGIN_S = 0.05
+ECHO_MARGIN_S = 0.05  #: s allowed beyond an echo's wire time (USB adapters deliver in 1-16 ms chunks)
 
 _BBB_PIN = re.compile(r"^(P[89]_\d{1,2}|GPIO\d_\d{1,2})$")
 _GPIOD_PIN = re.compile(r"^(?:/dev/)?(gpiochip\d+):(\S+)$")
@@ -125,14 +123,6 @@ class GpiodPin(Pin):
             self._request.release()
 
 
-class _LevelPin(Pin):
-    """An injected driver with ``set(level)``, ``close()`` and optional ``setup()``."""
-
-    def __init__(self, driver) -> None:
-        self.set, self.close = driver.set, driver.close
-        self.setup = getattr(driver, "setup", self.setup)
-
-
 def make_pin(dir_pin):
     """``(kind, Pin)`` for ``dir_pin`` (module docstring): kind "bbio", "gpiod", "rs485"
     or "none" (these two with a ``NoPin``). ESSXConfigException: unknown form, GPIO module missing."""
@@ -152,13 +142,16 @@ def make_pin(dir_pin):
 
 
 def _as_pin(driver):
-    """Accept an injected pin driver with transmit()/receive() or set(level)."""
+    """An injected driver as is with transmit()/receive(), else a Pin over its set(level)."""
     if hasattr(driver, "transmit") and hasattr(driver, "receive"):
         return driver
-    if hasattr(driver, "set"):
-        return _LevelPin(driver)
-    raise ESSXConfigException(
-        "pin_driver %r has neither transmit()/receive() nor set(level)" % (driver,))
+    if not hasattr(driver, "set"):
+        raise ESSXConfigException(
+            "pin_driver %r has neither transmit()/receive() nor set(level)" % (driver,))
+    pin = Pin()
+    pin.set, pin.close = driver.set, driver.close
+    pin.setup = getattr(driver, "setup", pin.setup)
+    return pin
 
 
 class ESSXRS485(serial.Serial):
@@ -189,8 +182,7 @@ class ESSXRS485(serial.Serial):
     def open(self):
         """Open the port, set the pin up in receive or enable kernel RS485 mode;
         ESSXConfigException if the driver refuses that mode."""
-        if self._dir_kind == "rs485" and self.rs485_mode is None:
-            # RTS high while sending drives DE.
+        if self._dir_kind == "rs485" and self.rs485_mode is None:  # RTS high while sending drives DE
             self.rs485_mode = serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False)
         if not self._pin_ready:
             getattr(self._pin, "setup", lambda: None)()
@@ -242,11 +234,8 @@ class ESSXRS485(serial.Serial):
             self._pin.receive()
 
     def _discard_echo(self, sent):
-        """Read back at most ``len(sent)`` bytes, so a reply behind the echo stays.
-
-        A mismatch (collision, no echo) is logged, not raised: the reply's
-        CRC check decides.
-        """
+        """Read back at most ``len(sent)`` bytes (a reply behind the echo stays); a mismatch
+        (collision, no echo) is logged, not raised: the reply's CRC check decides."""
         bits = 1 + self.bytesize + (self.parity != serial.PARITY_NONE) + self.stopbits
         deadline = time.monotonic() + len(sent) * bits / self.baudrate + ECHO_MARGIN_S
         echo = b""
