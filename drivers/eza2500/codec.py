@@ -1,10 +1,7 @@
-"""Frames and Q-format of the EZA2500 protocol, driven by ``table`` (EZA2500.md).
-
-The driver uses ``build_request``/``parse_reply``, the simulator
-``parse_request``/``build_ack``/``build_nak``.  Q-format (EZA2500.md,
-"Q-format scaling") uses the reference's arithmetic (``eza_util.py``
-``q_normalize``/``q_denormalize``), so every value the reference can send goes
-out as the same bytes:
+"""Frames and Q-format of the EZA2500 protocol, driven by ``table`` (EZA2500.md),
+for the driver and the simulator alike.  Q-format ("Q-format scaling") uses the
+reference's arithmetic (``eza_util.py`` ``q_normalize``/``q_denormalize``), so
+every value the reference can send goes out as the same bytes:
 
 * encode: ``raw = int(2**Q * Decimal(value) / Decimal(rating))``, 28 digits,
   ROUND_HALF_EVEN, product and quotient each rounded, ``int()`` truncating
@@ -123,11 +120,9 @@ def encode_value(field: Field, value: Any, clamp: bool = False) -> int:
     else:
         scaled = REFERENCE_CONTEXT.multiply(decimal.Decimal(2 ** field.q), d)
         raw = int(REFERENCE_CONTEXT.divide(scaled, field.rating_decimal))
-    if field.raw_min <= raw <= field.raw_max:
-        return raw
-    if clamp:
-        return max(field.raw_min, min(field.raw_max, raw))
-    raise ESSXValueException("%s=%s does not fit the wire type %s" % (field.name, value, field.wire))
+    if not clamp and not field.raw_min <= raw <= field.raw_max:
+        raise ESSXValueException("%s=%s does not fit the wire type %s" % (field.name, value, field.wire))
+    return max(field.raw_min, min(field.raw_max, raw))
 
 
 def decode_value(field: Field, raw: int) -> Union[QValue, int]:
@@ -171,16 +166,12 @@ def validate(fields: Sequence[Field], params: Optional[Mapping[str, Any]],
     """
     params = params or {}
     where = " for %s" % command if command else ""
-    raws = {}
-    for f in fields:
-        if params.get(f.name) is None:
-            raise ESSXParameterException("missing parameter %r%s" % (f.name, where))
-        _check(f, params[f.name], where)
-        raws[f.name] = encode_value(f, params[f.name])
-    return raws
+    return {f.name: _checked_raw(f, params.get(f.name), where) for f in fields}
 
 
-def _check(f: Field, value: Any, where: str) -> None:
+def _checked_raw(f: Field, value: Any, where: str) -> int:
+    if value is None:
+        raise ESSXParameterException("missing parameter %r%s" % (f.name, where))
     d = _exact(value, written=True)
     if d is None:
         raise ESSXValueException("%s=%r is not a number; allowed %s%s"
@@ -193,6 +184,7 @@ def _check(f: Field, value: Any, where: str) -> None:
     if not ok:
         shown = int(value) if isinstance(value, float) and value.is_integer() and abs(value) < 1e15 else value
         raise ESSXValueException("%s=%s %s %s%s" % (f.name, shown, refused, f.range_text(), where))
+    return encode_value(f, value)
 
 
 def _unpack(fields: Sequence[Field], payload: bytes, decode: bool = True) -> Dict[str, Union[QValue, int]]:

@@ -16,12 +16,10 @@ logger = logging.getLogger(__name__)
 
 
 class Command:
-    """One EZA2500 command bound to ``dev`` (an ``EZA2500Device``).
-
-    Per subclass: ``group`` (``table.Group``), ``write`` (True for "N-4"),
+    """One EZA2500 command bound to ``dev`` (an ``EZA2500Device``); per
+    subclass ``group`` (``table.Group``), ``write`` (True for "N-4") and
     ``name`` ("4-4").  ``response`` holds the last reply's fields (physical
-    values), ``{'ercd': code}`` after a NAK, ``{}`` at first.
-    """
+    values), ``{'ercd': code}`` after a NAK, ``{}`` at first."""
 
     group = None
     write = False
@@ -34,12 +32,8 @@ class Command:
 
     def pack_senddata(self, ad1: int, ad2: int, params: Optional[Mapping[str, Any]] = None) -> bytes:
         """The request frame to ``ad1``/``ad2`` (0..255) carrying ``params``
-        (name -> physical value; writes only); no I/O.
-
-        Raises:
-            ESSXParameterException: a field is missing.
-            ESSXValueException: a value is not a number or out of range.
-        """
+        (name -> physical value; writes only); no I/O.  ESSXParameterException
+        when a field is missing, ESSXValueException for a value not a number or out of range."""
         return codec.build_request(ad1, ad2, self.group, self.write, params)
 
     def send(self, ad1: int, ad2: int, params: Optional[Mapping[str, Any]] = None) -> None:
@@ -53,13 +47,8 @@ class Command:
     def recv(self, deadline: Optional[float] = None) -> Dict[str, Any]:
         """The decoded reply to the last ``send`` (also kept in ``response``),
         read until ``deadline`` (``time.monotonic()``; default now + the
-        device's timeout).
-
-        Raises:
-            ESSXDeviceException: a NAK (``response`` becomes ``{'ercd': code}``).
-            ESSXTimeoutException, ESSXChecksumException, ESSXValueException,
-            ESSXIOException: see ``reader.read_reply``.
-        """
+        device's timeout).  ESSXDeviceException for a NAK (``response``
+        becomes ``{'ercd': code}``), else the errors of ``reader.read_reply``."""
         ad1, ad2 = self._address
         frame = read_reply(self.dev, self.group, self.write, deadline, ad1, ad2)
         try:
