@@ -1,12 +1,10 @@
 """The configuration model: dcdc_batt_comm.yml read once into frozen dataclasses (spec 5.1.3).
 
-Drop-in rule: a file the reference starts with starts this driver with the same
-effect.  Its shape (device lists, ``dcdc.<config>``/``battery.<config>`` at the top
-level), the spec's forms (a device mapping, ``vparams``, sections in ``ess_system``)
-and the reference's coercions (numbers in strings, integral floats for counts, the
-5-element ``params``) are accepted; whatever is ignored or read differently is one
-line of :attr:`Config.warnings` naming the key path.  A value that cannot work raises
-``ESSXConfigException``: one line naming the file, key path, value and what is expected.
+Drop-in rule: a file the reference starts with starts this driver with the same effect.
+Its shape (device lists, ``dcdc.<config>``/``battery.<config>`` at the top level), the
+spec's forms (a device mapping, ``vparams``, sections in ``ess_system``) and the
+reference's coercions (numbers in strings, integral floats for counts, the 5-element
+``params``) are accepted, what is read differently is a :attr:`Config.warnings` line.
 """
 
 import decimal
@@ -136,8 +134,8 @@ def load_config(path: str, *, strict: bool = False) -> Config:
     turns every warning into an error.
 
     Raises:
-        ESSXConfigException: unreadable or non-UTF-8 file, bad YAML, or a
-            value that cannot work; one line naming the file and key path.
+        ESSXConfigException: unreadable or non-UTF-8 file, bad YAML, or a value that
+            cannot work; one line naming the file, key path, value and what is expected.
     """
     try:
         data = Path(path).read_bytes()
@@ -219,20 +217,6 @@ def _dcdc_dev(r, dev):
     r.known(dev, ("class", "params", "vparams", "kwparams") + tuple(_rules(DcdcDev)), where)
     if r.get(dev, "class", where) != "ESSXRS485":
         r.fail(where + ".class", dev["class"], "expected 'ESSXRS485'")
-    serial = _serial_params(r, dev, where)
-    kw = dict(r.mapping(dev.get("kwparams") or {}, where + ".kwparams"))
-    rs485 = {k: serial[k] for k in SERIAL_PARAMS[2:] if k in serial}
-    for key in SERIAL_PARAMS[2:] + ("drop_echo",):
-        if key in kw:
-            rs485[key] = r.check(ModbusParams, key, kw.pop(key), "%s.kwparams.%s" % (where, key))
-    dir_pin = r.text(kw.pop("dir_pin", "P8_9"), where + ".kwparams.dir_pin")
-    r.known(kw, (), where + ".kwparams", what="serial option this driver does not use")
-    return DcdcDev(port=serial["port"], baudrate=serial["baudrate"], dir_pin=dir_pin, rs485=rs485,
-                   **r.fields(dev, where, DcdcDev))
-
-
-def _serial_params(r, dev, where):
-    """``params`` as the reference's ``ESSXRS485(*params)`` passes them to serial.Serial."""
     key = "params" if "params" in dev else "vparams"
     if key not in dev:
         r.fail(where + ".params", None, 'expected [device file, baud rate], e.g. ["/dev/ttyO2", 19200]')
@@ -240,10 +224,17 @@ def _serial_params(r, dev, where):
     if not isinstance(params, list) or not 1 <= len(params) <= len(SERIAL_PARAMS):
         r.fail(where + "." + key, params,
                'expected [device file, baud rate] (up to [port, baudrate, bytesize, parity, stopbits])')
-    out = {"baudrate": 19200}
+    rs485 = {"baudrate": 19200}  # the reference's ESSXRS485(*params) passes them on to serial.Serial
     for i, (name, value) in enumerate(zip(SERIAL_PARAMS, params)):
-        out[name] = r.check(ModbusParams, name, value, "%s.%s[%d]" % (where, key, i))
-    return out
+        rs485[name] = r.check(ModbusParams, name, value, "%s.%s[%d]" % (where, key, i))
+    kw = dict(r.mapping(dev.get("kwparams") or {}, where + ".kwparams"))
+    for key in SERIAL_PARAMS[2:] + ("drop_echo",):
+        if key in kw:
+            rs485[key] = r.check(ModbusParams, key, kw.pop(key), "%s.kwparams.%s" % (where, key))
+    dir_pin = r.text(kw.pop("dir_pin", "P8_9"), where + ".kwparams.dir_pin")
+    r.known(kw, (), where + ".kwparams", what="serial option this driver does not use")
+    return DcdcDev(port=rs485.pop("port"), baudrate=rs485.pop("baudrate"), dir_pin=dir_pin, rs485=rs485,
+                   **r.fields(dev, where, DcdcDev))
 
 
 def _battery_dev(r, dev):
@@ -305,12 +296,9 @@ def _setup_values(r, raw, where):
     config = {k: v for k, v in raw.items() if k in DCDC_CONFIG_KEYS}
     for alias in [k for k in raw if k in DCDC_CONFIG_ALIASES]:
         canon = DCDC_CONFIG_ALIASES[alias]
-        if canon in raw:
-            r.warn("%s.%s" % (where, alias), "ignored: %s is given too" % canon)
-        else:
-            r.warn("%s.%s" % (where, alias), "read as %s (the specification's name; the reference "
-                   "ignores %s)" % (canon, alias))
-            config[canon] = raw[alias]
+        r.warn("%s.%s" % (where, alias), "ignored: %s is given too" % canon if canon in raw else
+               "read as %s (the specification's name; the reference ignores %s)" % (canon, alias))
+        config.setdefault(canon, raw[alias])
     r.known(raw, DCDC_CONFIG_KEYS + tuple(DCDC_CONFIG_ALIASES), where)
     for key in DCDC_CONFIG_KEYS:
         if key not in config:
@@ -318,7 +306,6 @@ def _setup_values(r, raw, where):
         config[key] = (r.integer(config[key], where + ".bcf", 0, 0xFFFF) if key == "bcf"
                        else r.number(config[key], "%s.%s" % (where, key), exact=True))
     from eza2500 import Command0304, Command0604, Command0704  # the command table is the authority
-
     for cls in (Command0604, Command0704, Command0304):
         try:
             cls(None).pack_senddata(0, 0, dict(config, dig=0))
