@@ -133,30 +133,25 @@ class ESSXModbusClient(ModbusSerialClient):
                 CRC); ``UnexpectedReply`` for another function code.
         """
         with self.line_lock:
-            for _ in range(self.params.retries):
+            for attempt in range(self.params.retries + 1):
+                if not self.connect():
+                    raise ConnectionException(self.last_connect_error)
                 try:
-                    return self._try(no_response_expected, request)
-                except ModbusIOException:
-                    pass  # the next try settles the line first
-            return self._try(no_response_expected, request)
-
-    def _try(self, no_response_expected, request):
-        if not self.connect():
-            raise ConnectionException(self.last_connect_error)
-        try:
-            self._settle()
-            reply = super().execute(no_response_expected, request)
-            if reply is not None and (reply.function_code & 0x7F) != request.function_code:
-                raise UnexpectedReply("%s: reply with function code %d to a function %d request "
-                                      "(refused)" % (self.port, reply.function_code, request.function_code))
-        except ConnectionException as exc:  # 3.16 closed the port; the OS error is the context
-            raise self._lost(exc.__context__ or exc) from exc
-        except (OSError, termios.error) as exc:  # 3.14/3.15 let the serial error out
-            raise self._lost(exc) from exc
-        except ModbusIOException:  # also UnexpectedReply: a late reply may still come
-            self._unsettled_until = time.monotonic() + self.comm_params.timeout_connect
-            raise
-        return reply
+                    self._settle()
+                    reply = super().execute(no_response_expected, request)
+                    if reply is not None and (reply.function_code & 0x7F) != request.function_code:
+                        raise UnexpectedReply("%s: reply with function code %d to a function %d request "
+                                              "(refused)" % (self.port, reply.function_code,
+                                                             request.function_code))
+                    return reply
+                except ConnectionException as exc:  # 3.16 closed the port; the OS error is the context
+                    raise self._lost(exc.__context__ or exc) from exc
+                except (OSError, termios.error) as exc:  # 3.14/3.15 let the serial error out
+                    raise self._lost(exc) from exc
+                except ModbusIOException:  # also UnexpectedReply; the next try settles the line first
+                    self._unsettled_until = time.monotonic() + self.comm_params.timeout_connect
+                    if attempt == self.params.retries:
+                        raise
 
     def _lost(self, exc: BaseException) -> ConnectionException:
         """Close the port after an I/O error; log once; the error to raise."""

@@ -99,11 +99,11 @@ class GpiodPin(Pin):
         self.line = line
         dir_pin = "%s:%s" % (chip, line)
         self._gpiod = _gpio_module("gpiod", dir_pin, "libgpiod's Python module (gpiod 2.x)", "gpiod")
-        self._line = _gpio_module("gpiod.line", dir_pin, "gpiod 2.x", "gpiod")
-        if not hasattr(self._gpiod, "request_lines"):
+        if not hasattr(self._gpiod, "request_lines"):  # checked first: gpiod 1.x has no gpiod.line
             raise ESSXConfigException(
                 "dir_pin %r needs gpiod 2.x (request_lines); the installed gpiod module is "
                 "older: pip install 'dcdc_batt_comm[gpiod]'" % dir_pin)
+        self._line = _gpio_module("gpiod.line", dir_pin, "gpiod 2.x", "gpiod")
         self._request = None
 
     def setup(self) -> None:
