@@ -1,9 +1,6 @@
-"""EZA2500 DC/DC converter protocol: table, codec, commands, device, link, simulator.
-
-``eza2500.Command0404(dev)`` exists for every command of EZA2500.md ("1-1" ...
-"16-1", "1-4" ... "9-4"); ``COMMANDS`` maps names to classes.  The simulator
-is imported on demand (``eza2500.simulator``).
-"""
+"""EZA2500 DC/DC converter protocol: table, codec, commands (``eza2500.Command0404(dev)``
+for every command of EZA2500.md, ``COMMANDS`` by name), device, link; ``eza2500.simulator``
+is imported on demand."""
 from .codec import (build_ack, build_nak, build_request, checksum, checksum_ok, decode_value, encode_value,
                     hexdump, parse_reply, parse_request, validate, with_checksum)
 from .commands import COMMANDS, Command

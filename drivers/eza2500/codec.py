@@ -229,9 +229,8 @@ def build_request(ad1: int, ad2: int, group: GroupLike, write: bool,
     check_address("ad1", ad1)
     check_address("ad2", ad2)
     g = _group(group)
-    fields = g.request_fields(write)
-    raws = validate(fields, params, g.name(True)) if write else {}
-    return _frame(SFD_REQUEST, ad1, ad2, g.cmd, fields, [raws[f.name] for f in fields])
+    raws = validate(g.request_fields(True), params, g.name(True)) if write else {}
+    return _frame(SFD_REQUEST, ad1, ad2, g.cmd, g.request_fields(write), list(raws.values()))
 
 
 def build_ack(ad1: int, ad2: int, group: GroupLike, write: bool,
