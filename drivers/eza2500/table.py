@@ -31,8 +31,7 @@ ADDRESS_MAX = 0xFF
 WIRE_TYPES: Dict[str, Tuple[int, int]] = {"H": (0, 0xFFFF), "h": (-0x8000, 0x7FFF), "B": (0, 0xFF)}
 
 
-# --- NAK error codes (EZA2500.md, "NAK error codes") ----------------------
-
+#: NAK error codes (EZA2500.md, "NAK error codes").
 ERCD_NOT_SUPPORTED = 0xFFFF
 ERCD_PARAMETER_INVALID = 0xFFFE
 ERCD_CANNOT_ACCEPT = 0xFFFD
@@ -66,8 +65,6 @@ def nak_retryable(ercd: int) -> bool:
     """True for the codes NAKS marks for retry."""
     return ercd in NAKS and NAKS[ercd].retry
 
-
-# --- operation modes and the status word -----------------------------------
 
 #: Operation modes accepted by 1-4 (EZA2500.md, "Operation modes accepted by 1-4").
 MODE_WAITING = 0x0000
@@ -109,8 +106,6 @@ def mode_name(mode: int) -> str:
     """``operationMode`` string of a 1-1 mode, or UNKNOWN_NAME."""
     return MODE_NAMES.get(mode, UNKNOWN_NAME)
 
-
-# --- fields and groups -------------------------------------------------------
 
 @dataclass(frozen=True)
 class Field:
