@@ -301,6 +301,7 @@ _ROWS = """
   15,16 maj   r   B     -   -       -     -       -     1
 """
 
+
 def _cell(text: str) -> Optional[Number]:
     """A cell of _ROWS: "-" -> None, "0x000B"/"48" -> int, "48.0" -> float."""
     if text == "-":
