@@ -1,10 +1,6 @@
 #!/usr/bin/env python3
-"""ESSXServer: the apis-dcdc_batt_comm Web API (spec 4.1, 5.1; web-api.md).
-
-Every route is a GET answering 200 + JSON, or 400 + ``{"err": "..."}``.  The
-routes are in ``essx.web``, the command line and start-up in ``essx.cli``.
-"""
-
+"""ESSXServer: the apis-dcdc_batt_comm Web API (spec 4.1, 5.1; web-api.md); its routes
+are in ``essx.web``, the command line and start-up in ``essx.cli``."""
 import os
 import sys
 
@@ -30,8 +26,6 @@ def create_app(controller, *, goodbye=None, reload_config=None, config=None, sim
             (raises ``ESSXConfigException`` on a bad file).
         config, simulate: the ``Config`` in use (None: unknown) and whether the
             devices are simulators, for ``/essx/status`` and the live page.
-    Returns:
-        bottle.Bottle; ``app.config["essx.recorder"]`` is its ``essx.observe.Recorder``.
     """
     return build_app(controller, goodbye=goodbye, reload_config=reload_config, config=config,
                      simulate=simulate, openapi_path=lambda: installed_path(OPENAPI_PATH),

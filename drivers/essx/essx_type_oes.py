@@ -69,15 +69,14 @@ class ESSXTypeOES:
         self.link = EZA2500Link(dcdc_dev, ad1, ad2, **link_settings(dcdc_config))
         self._stop = threading.Event()
         self._waiting_reason: Optional[str] = None   # why the watch last forced Waiting
-        self._watch: Optional[threading.Thread] = None
+        self._watch = threading.Thread(target=self._watch_battery, name="battery-watch", daemon=True)
         if watch:
-            self._watch = threading.Thread(target=self._watch_battery, name="battery-watch", daemon=True)
             self._watch.start()
 
     @property
     def watching(self) -> bool:
         """True while the battery-watch thread runs."""
-        return self._watch is not None and self._watch.is_alive()
+        return self._watch.is_alive()
 
     def update_config(self, dcdc_config: Any, bat_config: Any) -> None:
         """Use new sections (``/remote/ioctl/set``) from the next command on,
@@ -255,5 +254,5 @@ class ESSXTypeOES:
     def close(self) -> None:
         """Stop the battery-watch thread (waits for it)."""
         self._stop.set()
-        if self._watch is not None and self._watch is not threading.current_thread():
+        if self._watch.is_alive() and self._watch is not threading.current_thread():
             self._watch.join()

@@ -43,10 +43,8 @@ def _decoded(params, key):
     """The request's value of *key* as text; a value that is not UTF-8 (which
     Bottle's ``getunicode`` answers as None, "absent") is kept with ``\\xff``
     escapes, so the parameter check refuses it and names it."""
-    value = params.getunicode(key)
-    if value is None:
-        value = params.get(key, "").encode("latin-1", "backslashreplace").decode("utf-8", "backslashreplace")
-    return value
+    raw = params.get(key, "").encode("latin-1", "backslashreplace")
+    return params.getunicode(key) or raw.decode("utf-8", "backslashreplace")
 
 
 def _call(fn, params) -> str:

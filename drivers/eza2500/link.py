@@ -223,9 +223,7 @@ class EZA2500Link:
     def _try(self, req: RequestFrame, attempt: int) -> Dict[str, Any]:
         """One try: wait out the gap, send, read and decode the reply, report it; the
         ``--debug`` frame log: "-> 6-4 05 0c 00 10 ...", "<- 6-4 ACK 02 0c ..."."""
-        delay = self._next_command_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+        time.sleep(max(0.0, self._next_command_at - time.monotonic()))
         start = time.monotonic()
         outcome, reply, error = "unexpected", None, None
         try:
