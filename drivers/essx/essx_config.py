@@ -165,8 +165,8 @@ def parse_config(doc: Any, path: str = "<config>", *, strict: bool = False) -> C
     bat_raw = _device(r, ess, "battery_dev")
     dcdc = _dcdc_section(r, *_section(r, root, ess, "dcdc", dcdc_dev.config))
     battery_dev = _battery_dev(r, bat_raw)
-    name = bat_raw.get("config") if battery_dev is None else battery_dev.config
-    battery = _battery_section(r, *_section(r, root, ess, "battery", name, optional=battery_dev is None))
+    battery = _battery_section(r, *_section(r, root, ess, "battery", bat_raw.get("config"),
+                                            optional=battery_dev is None))
     if strict and r.warnings:
         raise ESSXConfigException("%s (--strict-config turns this warning into an error)" % r.warnings[0])
     return Config(path=path, dcdc_dev=dcdc_dev, battery_dev=battery_dev, dcdc=dcdc, battery=battery,
@@ -360,7 +360,6 @@ class _Reader:
         return out
 
     def check(self, cls, key, value, where):
-        """``value`` checked by the :func:`_key` rule of field ``key`` of ``cls``."""
         kind, bounds = _rules(cls)[key].metadata["read"]
         return getattr(self, kind)(value, where, *bounds)
 

@@ -1,6 +1,5 @@
-"""The driver's exceptions (spec 5.2.1.2, design.md); the web server turns any of them
-into ``400 {"err": str(exc)}``.  As in the reference, each is built from one message,
-kept as ``.reason``; NAK codes and meanings are facts of ``eza2500.table.NAKS``."""
+"""The driver's exceptions, as in the reference (spec 5.2.1.2, design.md); the web server
+turns any of them into ``400 {"err": str(exc)}``."""
 from typing import Any, Optional
 
 
@@ -11,7 +10,7 @@ def _table():
 
 
 class ESSXException(Exception):
-    """Base class of every error the driver raises; ``reason`` is ``str(exc)``."""
+    """Base class of every error the driver raises, built from one message: ``reason``, ``str(exc)``."""
 
     def __init__(self, reason: Any = "", *args: Any) -> None:
         super().__init__(reason, *args)
