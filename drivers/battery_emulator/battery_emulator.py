@@ -92,9 +92,8 @@ class BatteryEmulator:
 
     @property
     def port(self) -> str:
-        """The battery's serial device, e.g. "/dev/ttyO5" ("" when unknown; sends nothing)."""
-        params = getattr(self.dev, "comm_params", None)
-        return str(getattr(self.dev, "port", None) or getattr(params, "host", "") or "")
+        """The battery's serial device (``dev.comm_params.host``), e.g. "/dev/ttyO5"; "" when unknown."""
+        return str(getattr(getattr(self.dev, "comm_params", None), "host", "") or "")
 
     @property
     def is_open(self) -> bool:
