@@ -175,9 +175,8 @@ class EZA2500Link:
             raise ESSXValueException("no EZA2500 command %r" % (name,)) from None
         params = dict(params or {}) if write else {}
         frame = codec.build_request(self.ad1, self.ad2, group, write, params)
-        if write:
-            params = {f.name: params[f.name] for f in group.request_fields(True)}
-        return RequestFrame(name, group, write, params, frame)
+        asked = {f.name: params[f.name] for f in group.request_fields(write)}   # {} for a read
+        return RequestFrame(name, group, write, asked, frame)
 
     def transact(self, command: Union[str, RequestFrame],
                  params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
