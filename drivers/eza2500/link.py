@@ -222,16 +222,21 @@ class EZA2500Link:
     def _try(self, req: RequestFrame, attempt: int) -> Dict[str, Any]:
         """One try: wait out the gap, send, read and decode the reply, report it; the
         ``--debug`` frame log: "-> 6-4 05 0c 00 10 ...", "<- 6-4 ACK 02 0c ..."."""
-        time.sleep(max(0.0, self._next_command_at - time.monotonic()))
+        gap = self._next_command_at - time.monotonic()
+        if gap > 0:     # sleep(0) would still give up the GIL and cost a scheduler turn
+            time.sleep(gap)
         start = time.monotonic()
         outcome, reply, error = "unexpected", None, None
         try:
             self.device.write(req.frame)
-            log.debug("-> %s %s", req.name, codec.hexdump(req.frame))
+            debug = log.isEnabledFor(logging.DEBUG)
+            if debug:
+                log.debug("-> %s %s", req.name, codec.hexdump(req.frame))
             deadline = time.monotonic() + self.device.timeout
             frame = read_reply(self.device, req.group, req.write, deadline, self.ad1, self.ad2)
-            kind = "NAK" if frame[4] & table.NAK_BIT else "ACK"
-            log.debug("<- %s %s %s", req.name, kind, codec.hexdump(frame))
+            if debug:
+                kind = "NAK" if frame[4] & table.NAK_BIT else "ACK"
+                log.debug("<- %s %s %s", req.name, kind, codec.hexdump(frame))
             reply = codec.parse_reply(frame, req.group, req.write, self.ad1, self.ad2)
             outcome = "ack"
             return reply
