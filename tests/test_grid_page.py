@@ -56,6 +56,7 @@ def test_control_port_serves_the_page_and_keeps_the_grid_json(make_grid):
         assert r.headers.get_content_type() == "text/html"
         page = r.read().decode()
     assert "SIMULATED GRID" in page and 'fetch("grid"' in page
+    assert "--accent:" in page and "/* page.css */" not in page     # the shared stylesheet is put in
     assert "http://" not in page.replace("http://www.w3.org/", "")     # nothing from elsewhere
     status, body = g.control.get("/grid")
     assert status == 200 and set(body) == {"speed", "bus", "nodes"}

@@ -95,6 +95,7 @@ def test_page_is_served_self_contained(http):
     assert (status, content_type) == (200, "text/html")
     assert 'id="mode"' in text and 'id="plot-vg"' in text and "essx/status" in text
     assert "http://" not in text and "https://" not in text and "<link" not in text   # nothing from elsewhere
+    assert "--accent:" in text and "/* page.css */" not in text   # the shared stylesheet is put in
 
 
 def test_status_names_configuration_and_simulation(system):

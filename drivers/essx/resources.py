@@ -29,9 +29,15 @@ def read_data(name: str) -> bytes:
     return _shipped("data", name).read_bytes()
 
 
+#: Where a page takes the stylesheet both pages share (``essx/static/page.css``).
+SHARED_CSS_MARKER = "  /* page.css */\n"
+
+
 def read_page(name: str) -> str:
-    """The text of the web page ``essx/static/<name>``; raises OSError when it is missing."""
-    return _shipped("static", name).read_text(encoding="utf-8")
+    """The text of the web page ``essx/static/<name>``, with ``page.css`` put in at
+    its marker (the page stays one self-contained file); OSError when a file is missing."""
+    page = _shipped("static", name).read_text(encoding="utf-8")
+    return page.replace(SHARED_CSS_MARKER, _shipped("static", "page.css").read_text(encoding="utf-8"))
 
 
 def default_config_path() -> str:
