@@ -46,6 +46,7 @@ BUS_GAUGES = (
     ("essx_bus_port_open", "1 when the bus's serial port is open"),
 )
 
+
 class RecorderCollector:
     """A prometheus_client collector reading a ``Recorder`` at each scrape."""
 
