@@ -1,10 +1,9 @@
 """Modbus RTU framing helpers for the simulator's relay (no port needed).
 
-Facts: Modbus over Serial Line 1.02 (CRC-16/MODBUS by pymodbus, low byte first; frame
+Facts: Modbus over Serial Line 1.02 (CRC-16/MODBUS, low byte first; frame
 lengths by function code). Only what the relay needs to find frame ends,
 count requests and forge or corrupt replies.
 """
-from pymodbus.framer import FramerRTU
 
 
 def crc16(data):
@@ -13,7 +12,12 @@ def crc16(data):
     >>> crc16(bytes.fromhex("01040000000a")).hex()
     '700d'
     """
-    return FramerRTU.compute_CRC(bytes(data)).to_bytes(2, "big")
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return bytes((crc & 0xFF, crc >> 8))
 
 
 def crc_ok(frame):
