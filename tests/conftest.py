@@ -7,6 +7,7 @@ if DRIVERS not in sys.path:
     sys.path.insert(0, DRIVERS)
 
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -244,3 +245,101 @@ def devices(tmp_path, no_leaks):
     with EZA2500Simulator(link=str(tmp_path / "ttyDCDC")) as dcdc, \
             BatterySimulator(link=str(tmp_path / "ttyBAT")) as battery:
         yield dcdc, battery
+
+
+#: Simulated seconds per real second of the grids make_grid starts by default.
+SPEED = 100.0
+
+
+class RunningGrid:
+    """A started ``Grid`` served on free ports: ``node(i)`` and ``control`` are HTTPClients."""
+
+    def __init__(self, specs, config, speed=SPEED):
+        from essx_grid import Grid, GridServer, GridSpec, control_app
+
+        self.grid = Grid(GridSpec(tuple(specs)), config, speed=speed).start()
+        urls = {}
+        try:
+            apps = [(0, control_app(self.grid, urls))] + [(0, n.app) for n in self.grid.nodes]
+            self.server = GridServer(apps, threads=4 + 2 * len(specs))
+        except BaseException:
+            self.grid.close()
+            raise
+        for i, port in enumerate(self.server.ports[1:]):
+            urls[i] = "http://127.0.0.1:%d" % port
+        self.urls = urls
+        self.control = HTTPClient("http://127.0.0.1:%d" % self.server.ports[0])
+        self.thread = threading.Thread(target=self.server.serve, name="grid-server", daemon=True)
+        self.thread.start()
+
+    def node(self, i):
+        return HTTPClient(self.urls[i])
+
+    def snapshot(self):
+        status, body = self.control.get("/grid")
+        assert status == 200, body
+        return body
+
+    def close(self):
+        self.server.stop()
+        self.thread.join(10)
+        self.grid.close()
+
+
+def grid_config(**battery):
+    """fast_config() with some fields of its battery section replaced."""
+    return with_settings(fast_config(), battery=battery or None)
+
+
+@pytest.fixture
+def make_grid(no_leaks):
+    """``make(specs, config=None, speed=SPEED) -> RunningGrid``; every grid is closed after the test."""
+    grids = []
+
+    def make(specs, config=None, speed=SPEED):
+        g = RunningGrid(specs, config or grid_config(), speed)
+        grids.append(g)
+        return g
+
+    yield make
+    for g in grids:
+        g.close()
+
+
+def set_node(g, i, mode, dig, dvg=350, drg=0):
+    """/remote/set on node *i* of RunningGrid *g*; its JSON reply (status 200 asserted)."""
+    status, body = g.node(i).get("/remote/set", mode=mode, dvg=dvg, dig=dig, drg=drg)
+    assert status == 200, body
+    return body
+
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def browser():
+    """The path of a Chromium, or None."""
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture
+def chromium():
+    """The path of a Chromium; skips the test without one (fails it when CI is set)."""
+    path = browser()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium (%s) on PATH; .ci/run installs Debian's chromium" % ", ".join(BROWSERS))
+        pytest.skip("no Chromium on PATH (set CI to make this a failure)")
+    return path
+
+
+def render(chromium, url, profile, *extra):
+    """Run headless Chromium on *url* for 5 s of virtual time; its stdout (the DOM with --dump-dom)."""
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+           "--no-first-run", "--user-data-dir=%s" % profile, "--virtual-time-budget=5000", *extra, url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

@@ -7,73 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
-from conftest import DRIVERS, HTTPClient, fast_config, read_until, with_settings
+from conftest import DRIVERS, SPEED, HTTPClient, fast_config, grid_config, read_until, set_node
 
-import essx_grid
-from essx_grid import Grid, GridConfigError, GridServer, NodeSpec, control_app, grid_spec
-
-SPEED = 100.0
-
-
-class RunningGrid:
-    """A started ``Grid`` served on free ports: ``node(i)`` and ``control`` are HTTPClients."""
-
-    def __init__(self, specs, config, speed=SPEED):
-        self.grid = Grid(essx_grid.GridSpec(tuple(specs)), config, speed=speed).start()
-        urls = {}
-        try:
-            apps = [(0, control_app(self.grid, urls))] + [(0, n.app) for n in self.grid.nodes]
-            self.server = GridServer(apps, threads=4 + 2 * len(specs))
-        except BaseException:
-            self.grid.close()
-            raise
-        for i, port in enumerate(self.server.ports[1:]):
-            urls[i] = "http://127.0.0.1:%d" % port
-        self.urls = urls
-        self.control = HTTPClient("http://127.0.0.1:%d" % self.server.ports[0])
-        self.thread = threading.Thread(target=self.server.serve, name="grid-server", daemon=True)
-        self.thread.start()
-
-    def node(self, i):
-        return HTTPClient(self.urls[i])
-
-    def snapshot(self):
-        status, body = self.control.get("/grid")
-        assert status == 200, body
-        return body
-
-    def close(self):
-        self.server.stop()
-        self.thread.join(10)
-        self.grid.close()
-
-
-def grid_config(**battery):
-    return with_settings(fast_config(), battery=battery or None)
-
-
-@pytest.fixture
-def make_grid(no_leaks):
-    grids = []
-
-    def make(specs, config=None, speed=SPEED):
-        g = RunningGrid(specs, config or grid_config(), speed)
-        grids.append(g)
-        return g
-
-    yield make
-    for g in grids:
-        g.close()
-
-
-def set_node(g, i, mode, dig, dvg=350, drg=0):
-    status, body = g.node(i).get("/remote/set", mode=mode, dvg=dvg, dig=dig, drg=drg)
-    assert status == 200, body
-    return body
+from essx_grid import Grid, GridConfigError, NodeSpec, grid_spec
 
 
 def scripted_exchange(g):

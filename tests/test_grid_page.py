@@ -3,14 +3,13 @@ headless Chromium renders it against a small grid of real driver stacks, and
 its DOM shows the bus voltage, every node's mode and the flows in SVG.
 
 The browser tests are skipped only when no Chromium is installed and the
-environment variable CI is not set (test_page_browser's ``chromium`` fixture).
+environment variable CI is not set (conftest's ``chromium`` fixture).
 """
 import html.parser
 import urllib.request
 
 import pytest
-from test_grid import make_grid, set_node  # noqa: F401  (fixture and helper reused)
-from test_page_browser import chromium, render  # noqa: F401  (fixture and helper reused)
+from conftest import render, set_node
 
 from essx_grid import NodeSpec
 

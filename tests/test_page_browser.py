@@ -5,43 +5,10 @@ Skipped only when no Chromium is installed and the environment variable CI is
 not set (in CI a missing browser is a failure: .ci/run installs it).
 """
 import html.parser
-import os
-import shutil
-import subprocess
 
 import pytest
 
-from conftest import ServerThread
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-
-
-def browser():
-    """The path of a Chromium, or None."""
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.fixture
-def chromium():
-    path = browser()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Chromium (%s) on PATH; .ci/run installs Debian's chromium" % ", ".join(BROWSERS))
-        pytest.skip("no Chromium on PATH (set CI to make this a failure)")
-    return path
-
-
-def render(chromium, url, profile, *extra):
-    """Run headless Chromium on *url* for 5 s of virtual time; its stdout (the DOM with --dump-dom)."""
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--no-first-run", "--user-data-dir=%s" % profile, "--virtual-time-budget=5000", *extra, url]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+from conftest import ServerThread, render
 
 
 class Dom(html.parser.HTMLParser):

@@ -13,8 +13,8 @@ they share:
 * pacing: a reply starts no earlier than asked (request's end on the wire +
   turnaround) and after the previous reply, and each byte is written when it
   has crossed the wire at ``baudrate`` (10 bits a byte), deadline-based;
-* a collision log: request bytes arriving while a reply is queued or on the
-  line.
+* collision counters: request bytes arriving while a reply is queued or on
+  the line.
 
 Timing model only (no protocol here); the devices keep their own framing and
 answers.
@@ -25,7 +25,6 @@ import os
 import select
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional
 
 from essx.essx_pty import PtyPort
@@ -37,8 +36,6 @@ BITS_PER_BYTE = 10
 #: Bytes written at once while pacing (fewer wake-ups; a byte is at most
 #: this many byte times late, never early).
 PACE_CHUNK = 4
-#: Collisions kept in ``collision_log``.
-COLLISIONS_KEPT = 1000
 #: Seconds stop()/reopen() wait for the serving thread.
 JOIN_TIMEOUT_S = 5.0
 #: Seconds to back off after an I/O error on a descriptor.
@@ -53,21 +50,6 @@ FrameHandler = Callable[[bytes, float], None]
 def wire_time(nbytes: int, baudrate: float = 19200, bits_per_byte: int = BITS_PER_BYTE) -> float:
     """Seconds ``nbytes`` take on a serial line (8N1 = 10 bits a byte)."""
     return nbytes * bits_per_byte / baudrate
-
-
-@dataclass(frozen=True)
-class Collision:
-    """Request bytes that arrived while a reply was queued or on the line.
-
-    Attributes:
-        time: arrival, ``time.monotonic()`` s.
-        nbytes: how many bytes arrived in that read.
-        reply: sequence number of the reply they collided with (1, 2, ...).
-    """
-
-    time: float
-    nbytes: int
-    reply: int
 
 
 class _Reply:
@@ -106,10 +88,8 @@ class PacedPty:
         self.baudrate, self.gap, self.link, self.name = baudrate, gap, link, name
         self.collision_bytes = 0     # request bytes that collided (total)
         self.collided_replies = 0    # replies that saw at least one collision
-        self._log: Deque[Collision] = collections.deque(maxlen=COLLISIONS_KEPT)
         self._watched: Dict[int, Callable[[bytes], None]] = {}
         self._commands: Deque[Callable[[], None]] = collections.deque()
-        self._lock = threading.Lock()
         self._pty: Optional[PtyPort] = None
         self._wake_r = self._wake_w = None
         self._thread: Optional[threading.Thread] = None
@@ -222,12 +202,6 @@ class PacedPty:
             log.debug("%s: raw write dropped: %s", self.name, exc)
             return 0
 
-    @property
-    def collision_log(self) -> List[Collision]:
-        """The last COLLISIONS_KEPT collisions, oldest first (a copy)."""
-        with self._lock:
-            return list(self._log)
-
     # -- the serving thread ----------------------------------------------------
     def _reset_line(self):
         self._buf = bytearray()
@@ -290,20 +264,18 @@ class PacedPty:
         if not data:
             return
         if self._queue:
-            self._log_collision(data, now)
+            self._count_collision(data)
         if not self._buf:
             self._first = now
         self._last = now
         self._buf += data
 
-    def _log_collision(self, data: bytes, now: float):
+    def _count_collision(self, data: bytes):
         seq = self._queue[0].seq
-        with self._lock:
-            self.collision_bytes += len(data)
-            if seq != self._collided:
-                self._collided = seq
-                self.collided_replies += 1
-            self._log.append(Collision(now, len(data), seq))
+        self.collision_bytes += len(data)
+        if seq != self._collided:
+            self._collided = seq
+            self.collided_replies += 1
         log.info("%s: collision: %d request bytes while a reply was on the line", self.name, len(data))
 
     def _frame(self, now: float):
