@@ -47,9 +47,10 @@ Framer = Callable[[bytearray, bool], List[bytes]]
 FrameHandler = Callable[[bytes, float], None]
 
 
-def wire_time(nbytes: int, baudrate: float = 19200, bits_per_byte: int = BITS_PER_BYTE) -> float:
-    """Seconds ``nbytes`` take on a serial line (8N1 = 10 bits a byte)."""
-    return nbytes * bits_per_byte / baudrate
+def wire_time(nbytes: float, baudrate: float) -> float:
+    """Seconds ``nbytes`` (may be fractional, e.g. 3.5 for a Modbus gap) take on a
+    serial line at ``baudrate`` bits/s (8N1 = BITS_PER_BYTE bits a byte)."""
+    return nbytes * BITS_PER_BYTE / baudrate
 
 
 class _Reply:
