@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 from essx.dcbus import DCBus, Setting, battery_power
-from essx.essx_exception import ESSXChecksumException, ESSXValueException
 from essx.paced_pty import OnLine, PacedPty, wire_time
 
 from . import codec, table
@@ -383,12 +382,9 @@ class EZA2500Simulator(OnLine):
         self._sync_bus()
 
     def _handle(self, frame: bytes, arrived: float) -> Tuple[Optional[bytes], float]:
-        """Handle one complete request frame; returns (reply bytes or None, extra delay s)."""
-        try:
-            req = codec.parse_request(frame)
-        except (ESSXChecksumException, ESSXValueException) as exc:
-            logger.info("ignoring request: %s", exc)
-            return None, 0.0
+        """Handle one request frame from ``cut_requests`` (whole, checksum good, so
+        ``parse_request`` cannot refuse it); returns (reply bytes or None, extra delay s)."""
+        req = codec.parse_request(frame)
         if (req.ad1, req.ad2) != (self.ad1, self.ad2):
             logger.debug("ignoring request for %d/%d", req.ad1, req.ad2)
             return None, 0.0
