@@ -72,16 +72,19 @@ def test_every_route_is_documented_and_nothing_else():
 
 
 def test_every_reference_resolves(doc):
+    targets = []
+
     def walk(node):
         if isinstance(node, dict):
             if "$ref" in node:
-                resolve(doc, node)
+                targets.append(resolve(doc, node))
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
     walk(doc)
+    assert targets and all(isinstance(t, dict) for t in targets)   # local, and each names an object
 
 
 #: Observation routes that answer text, not JSON (and never 400).
