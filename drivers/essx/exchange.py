@@ -56,6 +56,7 @@ class Listeners:
         self._fns: List[Listener] = []
 
     def add(self, fn: Listener) -> None:
+        """Register ``fn`` (called with each ``Exchange``) after those already added."""
         with self._lock:
             self._fns.append(fn)
 
@@ -66,6 +67,7 @@ class Listeners:
                 self._fns.remove(fn)
 
     def emit(self, exchange: Exchange) -> None:
+        """Hand ``exchange`` to every listener (bus owner only); raises nothing."""
         with self._lock:
             fns = list(self._fns)
         for fn in fns:
