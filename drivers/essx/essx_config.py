@@ -228,9 +228,9 @@ def _dcdc_dev(r, dev):
     for i, (name, value) in enumerate(zip(SERIAL_PARAMS, params)):
         rs485[name] = r.check(ModbusParams, name, value, "%s.%s[%d]" % (where, key, i))
     kw = dict(r.mapping(dev.get("kwparams") or {}, where + ".kwparams"))
-    for key in SERIAL_PARAMS[2:] + ("drop_echo",):
-        if key in kw:
-            rs485[key] = r.check(ModbusParams, key, kw.pop(key), "%s.kwparams.%s" % (where, key))
+    for option in SERIAL_PARAMS[2:] + ("drop_echo",):
+        if option in kw:
+            rs485[option] = r.check(ModbusParams, option, kw.pop(option), "%s.kwparams.%s" % (where, option))
     dir_pin = r.text(kw.pop("dir_pin", "P8_9"), where + ".kwparams.dir_pin")
     r.known(kw, (), where + ".kwparams", what="serial option this driver does not use")
     return DcdcDev(port=rs485.pop("port"), baudrate=rs485.pop("baudrate"), dir_pin=dir_pin, rs485=rs485,
