@@ -135,9 +135,11 @@ def test_link_points_to_the_pty_and_is_removed_on_stop(tmp_path, no_leaks):
     link = tmp_path / "ttyBAT"
     os.symlink("/nonexistent", link)  # a stale link from an earlier run is replaced
     sim = BatterySimulator(link=str(link)).start()
-    assert sim.port == str(link)
-    assert os.readlink(link).startswith("/dev/pts/")
-    sim.stop()
+    try:
+        assert sim.port == str(link)
+        assert os.readlink(link).startswith("/dev/pts/")
+    finally:
+        sim.stop()
     sim.stop()  # idempotent
     assert not os.path.lexists(link)
 
