@@ -40,10 +40,9 @@ def start_simulated_node(ad1: int, ad2: int, baud: int, unit: Optional[int],
     from battery_emulator.simulator import BatterySimulator
     from eza2500.simulator import EZA2500Simulator
 
-    if unit is not None and model is None:
-        model = BatteryModel(speed=speed)
     battery_sim = None
     if unit is not None:
+        model = model if model is not None else BatteryModel(speed=speed)
         battery_sim = BatterySimulator(unit=unit, baudrate=battery_baud, model=model)
     eza_sim = EZA2500Simulator(ad1=ad1, ad2=ad2, baudrate=baud, bus=bus, battery=model, name=name)
     eza_sim.start()
