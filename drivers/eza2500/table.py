@@ -128,10 +128,12 @@ class Field:
 
     @property
     def raw_min(self) -> int:
+        """Smallest raw the wire type carries (WIRE_TYPES)."""
         return WIRE_TYPES[self.wire][0]
 
     @property
     def raw_max(self) -> int:
+        """Largest raw the wire type carries (WIRE_TYPES)."""
         return WIRE_TYPES[self.wire][1]
 
     @property
