@@ -353,9 +353,10 @@ def test_persistent_bad_battery_crc_is_400(http, bsim):
 # -- serial devices that disappear and come back -----------------------------------------
 
 @pytest.fixture
-def linked(tmp_path):
+def linked(tmp_path, no_leaks):
     """A server whose converter and battery ports are symlinks to the simulators' ptys,
-    as /dev/serial/by-id links are to a USB-RS485 adapter."""
+    as /dev/serial/by-id links are to a USB-RS485 adapter; everything it opened is
+    closed after the test, also when its first requests fail."""
     from battery_emulator.simulator import BatterySimulator
     from essx_server import System, create_app
     from eza2500.simulator import EZA2500Simulator
@@ -379,11 +380,13 @@ def linked(tmp_path):
     system.simulators = [sim, bsim]      # System.close() stops them
     server = ServerThread(create_app(system.controller))
     server.client.system = system
-    assert server.client.get(STATUS_ROUTE)[0] == 200
-    assert server.client.get("/1/log/data")[0] == 200
-    yield server.client
-    server.stop()
-    system.close()
+    try:
+        assert server.client.get(STATUS_ROUTE)[0] == 200
+        assert server.client.get("/1/log/data")[0] == 200
+        yield server.client
+    finally:
+        server.stop()
+        system.close()
 
 
 def test_converter_replugged_is_reopened_by_the_next_request(linked):
