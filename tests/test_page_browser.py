@@ -54,10 +54,12 @@ def served(system):
     server = ServerThread(create_app(system.controller, simulate=True))
     system.dcdc_sim.set(mode=0x0014, dvg=350, dig=2.5)
     system.battery_sim.rsoc = 47.5
-    for path in ("/remote/get", "/1/log/data", "/remote/get/status"):
-        assert server.client.get(path)[0] == 200
-    yield server
-    server.stop()
+    try:
+        for path in ("/remote/get", "/1/log/data", "/remote/get/status"):
+            assert server.client.get(path)[0] == 200
+        yield server
+    finally:
+        server.stop()
 
 
 def test_page_shows_mode_banner_and_plots(chromium, served, tmp_path):
