@@ -367,8 +367,7 @@ class EZA2500Simulator(OnLine):
                 logger.info("%s: refusing %s", req.name, ", ".join("%s=%s" % (n, req.params[n]) for n in bad))
                 return self._nak(req, table.ERCD_PARAMETER_INVALID)
             self._apply(g, fields, req)
-            ack_raws = {f.name: req.raws[f.name] for f in g.ack_fields(True)}
-            return codec.build_ack(self.ad1, self.ad2, g, True, ack_raws, raw=True)
+            return codec.build_ack(self.ad1, self.ad2, g, True, req.raws, raw=True)  # echoes the request
 
     def _apply(self, g, fields, req):
         """Take a write's values (9-4: clear the alarms) (under lock)."""
