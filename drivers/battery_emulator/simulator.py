@@ -271,8 +271,6 @@ class BatterySimulator(OnLine):
             RuntimeError: the simulator is not running, or the line did not
                 swap the port within its time limit.
         """
-        if not self._line.running:
-            raise RuntimeError("battery simulator is not running")
         return self._line.reopen()
 
     # -- the pymodbus server thread ------------------------------------------------
