@@ -27,12 +27,13 @@ def status_block(mode: int, cst: int, alm1: int) -> Body:
     status ("0x%04x"), alarmState, statusName, alarm, runningState,
     operationMode (EZA2500.md "Status word decoding"; web-api.md)."""
     running, alarm_state = table.decode_cst(cst)
+    running_name, alarm_name = table.cst_names(cst)
     return {
         "status": "0x%04x" % mode,
-        "alarmState": table.ALARM_STATES.get(alarm_state, table.UNKNOWN_NAME),
+        "alarmState": alarm_name,
         "statusName": "Ignore",
         "alarm": "%04x %04x %04x" % (alm1, alarm_state, running),
-        "runningState": table.RUNNING_STATES.get(running, table.UNKNOWN_NAME),
+        "runningState": running_name,
         "operationMode": table.mode_name(mode),
     }
 

@@ -45,11 +45,10 @@ def operation(converter: Dict[str, Any]) -> Dict[str, Optional[str]]:
     {"mode": "0x0014", "operationMode", "alarmState", "runningState"} (None where not yet read)."""
     mode = known(converter, "mode", "mode")
     cst = known(converter, "status", "cst")
-    running, alarm = (None, None) if cst is None else table.decode_cst(cst)
+    running, alarm = (None, None) if cst is None else table.cst_names(cst)
     return {"mode": None if mode is None else "0x%04x" % mode,
             "operationMode": None if mode is None else table.mode_name(mode),
-            "alarmState": None if cst is None else table.ALARM_STATES.get(alarm, table.UNKNOWN_NAME),
-            "runningState": None if cst is None else table.RUNNING_STATES.get(running, table.UNKNOWN_NAME)}
+            "alarmState": alarm, "runningState": running}
 
 
 def status_body(recorder: Recorder, *, version: str, simulate: bool, config=None) -> Dict[str, Any]:

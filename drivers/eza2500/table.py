@@ -102,6 +102,13 @@ def decode_cst(cst: int) -> Tuple[int, int]:
     return cst & 0x3, (cst >> 2) & 0x3
 
 
+def cst_names(cst: int) -> Tuple[str, str]:
+    """2-1 ``cst`` -> (``runningState``, ``alarmState``) strings, UNKNOWN_NAME for a
+    code the tables lack (EZA2500.md, "Status word decoding")."""
+    running, alarm_state = decode_cst(cst)
+    return RUNNING_STATES.get(running, UNKNOWN_NAME), ALARM_STATES.get(alarm_state, UNKNOWN_NAME)
+
+
 def mode_name(mode: int) -> str:
     """``operationMode`` string of a 1-1 mode, or UNKNOWN_NAME."""
     return MODE_NAMES.get(mode, UNKNOWN_NAME)
