@@ -46,7 +46,7 @@ class ESSXTypeOES:
         bat_dev: a ``battery_emulator.BatteryEmulator``, or None (no battery).
         dcdc_config: the converter section (``DcdcSection``: retries, waits
             in s, ``config`` set-up values); bat_config: ``BatterySection``.
-        ad1, ad2: EZA2500 addresses (reference: 0 and 16).
+        ad1, ad2: EZA2500 addresses (the shipped dcdc_batt_comm.yml has 0 and 16).
         name: the converter's name (``dcdc_converter_name``).
         watch: start the battery-watch thread (:meth:`check_and_wait` at
             start, then every ``check_interval`` s); :meth:`close` stops it.
