@@ -164,6 +164,16 @@ def test_reopen_moves_the_link_to_a_new_pty(sim):
     assert os.readlink(sim.port) != old
 
 
+def test_a_failed_reopen_raises_and_the_old_pty_keeps_serving(sim, client):
+    assert client.read_input_registers(29, count=1, device_id=1).registers == [555]
+    os.unlink(sim.port)
+    with open(sim.port, "w") as f:
+        f.write("keep me")
+    with pytest.raises(ValueError, match="not a symlink"):
+        sim.reopen()
+    assert client.read_input_registers(29, count=1, device_id=1).registers == [555]
+
+
 def test_two_simulators_run_side_by_side(tmp_path, no_leaks):
     with BatterySimulator(rsoc=10.0) as first, BatterySimulator(rsoc=20.0, unit=2) as second:
         for sim, unit, raw in ((first, 1, 100), (second, 2, 200)):

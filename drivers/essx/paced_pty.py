@@ -161,14 +161,16 @@ class PacedPty:
         are dropped.  Returns the new ``port``.
 
         Raises:
-            RuntimeError: not running, or the serving thread did not swap in time.
+            RuntimeError: not running, or the serving thread did not swap in time;
+            OSError: no pty; ValueError: ``link`` exists and is not a symlink.
         """
         if self._thread is None:
             raise RuntimeError("%s is not running" % self.name)
+        new = PtyPort(self.link)  # here, so that a failure reaches the caller, not the thread
         done = threading.Event()
 
         def swap():
-            old, self._pty = self._pty, PtyPort(self.link)
+            old, self._pty = self._pty, new
             self._reset_line()
             old.close()
             done.set()
