@@ -140,12 +140,11 @@ def node_config(base: Any, dcdc_port: str, battery_port: Optional[str]) -> Any:
 
 @dataclasses.dataclass
 class GridNode:
-    """A running node: index, simulators, battery model, ``System``, WSGI app."""
+    """A running node: index, simulators (battery_sim None without battery), ``System``, WSGI app."""
 
     index: int
     dcdc_sim: Any
     battery_sim: Any
-    model: Any
     system: Any = None
     app: Any = None
 
@@ -200,7 +199,7 @@ class Grid:
         dcdc_sim, battery_sim = start_simulated_node(
             dev.address1, dev.address2, dev.baudrate, bat.unit if bat else None,
             bat.kwparams.baudrate if bat else 9600, bus=self.bus, model=model, name=i)
-        node = GridNode(i, dcdc_sim, battery_sim, model)
+        node = GridNode(i, dcdc_sim, battery_sim)
         try:
             config = node_config(self.base_config, dcdc_sim.port, battery_sim.port if battery_sim else None)
             node.system = System(config)
@@ -246,11 +245,12 @@ class Grid:
         for node in list(self.nodes):
             flow = bus["nodes"][node.index]
             mode = node.dcdc_sim.state["mode"]
-            m = node.model
+            bsim = node.battery_sim
+            m = bsim.model if bsim else None
             nodes.append({"node": node.index, "mode": "0x%04x" % mode, "operationMode": table.mode_name(mode),
                           "vg": flow.vg, "ig": flow.ig, "wg": flow.wg, "wb": flow.wb,
                           "vb": m.vb if m else None, "rsoc": m.rsoc if m else None,
-                          "permitted": node.battery_sim.permitted if node.battery_sim else None,
+                          "permitted": bsim.permitted if bsim else None,
                           "capacity_wh": m.capacity_wh if m else None})
         return {"speed": self.speed,
                 "bus": {"voltage": bus["voltage"], "up": bus["voltage"] > 0, "load": bus["load"],
