@@ -13,7 +13,8 @@ each battery's RSOC follows the power its converter carries
 (``battery_emulator.physics``), ``K`` times faster than real time.
 
 The control port (``P-1`` unless ``--control-port``) answers ``GET /grid``
-(see ``Grid.snapshot``) and serves the grid's live page at ``/``.  ``--port 0`` takes free ports and logs them.
+(see ``Grid.snapshot``) and serves the grid's live page at ``/``.  ``--port 0``
+takes free ports and logs them.
 SIGTERM or Ctrl-C stops everything cleanly (exit 0); a bad option or grid
 file is one line on stderr (exit 2).
 
