@@ -40,6 +40,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import bottle
 import yaml
 
+from essx import logsetup
+
 log = logging.getLogger("essx_grid")
 
 #: A node's battery when the grid file says nothing: Wh, %, %, %.
@@ -354,7 +356,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--driver-config", help="the nodes' essx-server configuration "
                                            "(default: the grid file's driver_config, else the shipped one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    p.add_argument("--log-level", type=str.lower, choices=logsetup.LEVELS, default="warning",
+                   help="logging level (default warning)")
     return p.parse_args(argv)
 
 
@@ -418,10 +421,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """essx-grid's entry point; returns the exit status (0 after SIGTERM/SIGINT,
     2 for a bad option, grid file, driver configuration or port)."""
     args = parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logsetup.setup_logging(args.log_level, debug=args.log_level == "debug")
     return run(args)
 
 
