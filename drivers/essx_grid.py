@@ -30,7 +30,6 @@ The grid file (YAML, every key optional)::
 import argparse
 import dataclasses
 import functools
-import logging
 import os
 import signal
 import sys
@@ -41,8 +40,6 @@ import bottle
 import yaml
 
 from essx import logsetup
-
-log = logging.getLogger("essx_grid")
 
 #: A node's battery when the grid file says nothing: Wh, %, %, %.
 NODE_DEFAULTS = {"capacity_wh": 4800.0, "rsoc": 50.0, "rsoc_min": 10.0, "rsoc_max": 90.0}
