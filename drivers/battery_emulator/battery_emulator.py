@@ -55,12 +55,12 @@ def pdu_address(value: Any, key: str) -> int:
 class BatteryEmulator:
     """The battery (or battery emulator board) as a Modbus RTU slave.
 
-    Args (the reference's, plus keyword-only ``tries`` and ``retry_wait``):
+    Args (the reference's, plus keyword-only ``retry_wait``):
         dev: a pymodbus sync client that connects on demand (``ESSXModbusClient``;
             spec 5.3.2's low-level device).
         modbus_adr_rsoc, modbus_adr_status: 30030/30031 or PDU addresses 29/30.
         unit: Modbus unit (device id) 0..255 (0 is broadcast: nobody answers).
-        tries, retry_wait: tries per read and the wait between them (s).
+        retry_wait: the wait between the TRIES tries of a read (s).
 
     Raises:
         ESSXConfigException: missing ``dev``, a bad address or unit (named).
@@ -73,7 +73,7 @@ class BatteryEmulator:
     """
 
     def __init__(self, dev: Any = None, modbus_adr_rsoc: Any = None, modbus_adr_status: Any = None,
-                 unit: Any = 0x1, *, tries: int = TRIES, retry_wait: float = RETRY_WAIT_S) -> None:
+                 unit: Any = 0x1, *, retry_wait: float = RETRY_WAIT_S) -> None:
         if dev is None:
             raise ESSXConfigException("BatteryEmulator needs dev= (an ESSXModbusClient)")
         if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 255:
@@ -83,7 +83,7 @@ class BatteryEmulator:
         self.modbus_adr_rsoc, self.modbus_adr_status = modbus_adr_rsoc, modbus_adr_status
         self.rsoc_address = pdu_address(modbus_adr_rsoc, "modbus_adr_rsoc")
         self.status_address = pdu_address(modbus_adr_status, "modbus_adr_status")
-        self.tries, self.retry_wait = tries, retry_wait
+        self.retry_wait = retry_wait
         self.last_error = ""
         self.listeners = Listeners()
         self.lock = threading.RLock()
@@ -147,7 +147,7 @@ class BatteryEmulator:
         """Read ``count`` input registers at PDU ``address`` under the bus lock,
         store them, report each try; raises the last try's ESSXException."""
         with self.lock:
-            for attempt in range(1, self.tries + 1):
+            for attempt in range(1, TRIES + 1):
                 if attempt > 1:
                     time.sleep(self.retry_wait)  # a real wait between tries, not a timeout
                 start = time.monotonic()
@@ -156,8 +156,8 @@ class BatteryEmulator:
                 except ESSXException as exc:
                     outcome = next(name for cls, name in _OUTCOMES if isinstance(exc, cls))
                     self._emit(outcome, start, attempt, error=str(exc))
-                    logger.debug("battery read try %d/%d failed: %s", attempt, self.tries, exc)
-                    if attempt < self.tries and not isinstance(exc, ESSXConfigException):
+                    logger.debug("battery read try %d/%d failed: %s", attempt, TRIES, exc)
+                    if attempt < TRIES and not isinstance(exc, ESSXConfigException):
                         continue  # a configuration error is not retried: no retry helps
                     if not self._failing and not isinstance(exc, ESSXIOException):
                         logger.warning("battery cannot be read: %s", exc)  # the client logs port changes
@@ -168,7 +168,7 @@ class BatteryEmulator:
                     logger.info("battery unit %d on %s answers again", self.unit, self.port)
                 self.last_error, self._failing = "", False
                 return registers
-            raise AssertionError("tries must be >= 1")
+            raise AssertionError("TRIES must be >= 1")
 
     def _emit(self, outcome: str, start: float, attempt: int, values: Optional[Dict] = None,
               error: Optional[str] = None) -> None:
