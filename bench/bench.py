@@ -557,7 +557,8 @@ def run_load(port, duration, threads):
         c.close()
 
     workers = [threading.Thread(target=poller, args=(k,), name="poller-%d" % k) for k in range(threads)]
-    workers += [threading.Thread(target=setter, name="setter"), threading.Thread(target=battery, name="battery")]
+    workers += [threading.Thread(target=setter, name="setter"),
+                threading.Thread(target=battery, name="battery")]
     for w in workers:
         w.start()
     try:
@@ -732,7 +733,8 @@ def print_soak(report):
     s = report["server"]
     print("Server: RSS %.1f MB at launch; after warm-up -> end %.1f -> %.1f MB (%+.2f MB), "
           "threads %d -> %d, CPU %.1f s"
-          % (s["launch"]["rss"] / 2**20, s["start"]["rss"] / 2**20, s["end"]["rss"] / 2**20, s["rss_growth_mb"],
+          % (s["launch"]["rss"] / 2**20, s["start"]["rss"] / 2**20, s["end"]["rss"] / 2**20,
+             s["rss_growth_mb"],
              s["start"]["threads"], s["end"]["threads"], s["cpu_s"]))
     print_load("Soak latencies (ms)", report["routes"])
     for cat, r in report["routes"].items():
@@ -815,7 +817,8 @@ def main(argv=None):
             with bench_system(interval, workdir, "%d-%s" % (n, kind)) as (server, sim, settings):
                 run["settings"] = settings
                 print()
-                print("%s run: command_interval %.3f s, converter %d baud + %.0f ms turnaround, battery %d baud"
+                print("%s run: command_interval %.3f s, converter %d baud + %.0f ms turnaround, "
+                      "battery %d baud"
                       % (kind, interval, settings["dcdc_baud"], settings["dcdc_turnaround"] * 1000,
                          settings["battery_baud"]), flush=True)
                 if kind == "latency":

@@ -186,13 +186,15 @@ def measure(nodes, calls, load_seconds, config):
 
 
 def table(reports):
-    rows = ["| gap s | nodes | start s | RSS MiB | MiB/node | threads | idle CPU % | one node median / p95 ms "
-            "| all nodes median / p95 / max ms | calls/s | load CPU % | stop s |",
+    rows = ["| gap s | nodes | start s | RSS MiB | MiB/node | threads | idle CPU % "
+            "| one node median / p95 ms | all nodes median / p95 / max ms | calls/s | load CPU % | stop s |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in reports:
         one, load = r["one_node"], r["all_nodes"]
-        rows.append("| %s | %d | %.1f | %.0f | %.1f | %d | %.1f | %.0f / %.0f | %.0f / %.0f / %.0f | %.1f | %.0f | %.1f |"
-                    % (r["interval"], r["nodes"], r["startup_s"], r["rss_mib"], r["rss_mib"] / r["nodes"], r["threads"],
+        rows.append("| %s | %d | %.1f | %.0f | %.1f | %d | %.1f | %.0f / %.0f | %.0f / %.0f / %.0f "
+                    "| %.1f | %.0f | %.1f |"
+                    % (r["interval"], r["nodes"], r["startup_s"], r["rss_mib"], r["rss_mib"] / r["nodes"],
+                       r["threads"],
                        r["idle_cpu_percent"], one["median_ms"], one["p95_ms"], load["median_ms"],
                        load["p95_ms"], load["max_ms"], load["calls_per_s"], load["cpu_percent"], r["stop_s"]))
     return "\n".join(rows)

@@ -149,8 +149,10 @@ def test_a_near_miss_says_did_you_mean_and_acts_as_the_reference():
     doc["battery"]["battery_emulator"]["config"]["force_dcdc_wating"] = True
     config = parse_config(doc, "node.yml")
     assert config.battery.force_dcdc_waiting is False     # the reference ignores the misspelt key too
-    assert config.warnings == ("configuration node.yml: battery.battery_emulator.config.force_dcdc_wating: "
-                               "did you mean force_dcdc_waiting? unknown key this driver does not use; ignored",)
+    assert config.warnings == ("configuration node.yml: "
+                               "battery.battery_emulator.config.force_dcdc_wating: "
+                               "did you mean force_dcdc_waiting? "
+                               "unknown key this driver does not use; ignored",)
 
 
 def test_wait_retry_is_read_as_seconds_with_a_warning():

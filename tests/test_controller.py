@@ -41,7 +41,8 @@ def test_update_config_applies_every_setting(system):
 def test_reloaded_timeout_takes_effect(system):
     """A reply 0.25 s late fails with the shipped 0.1 s timeout and is taken after a reload to 0.5 s."""
     controller, sim = system.controller, system.dcdc_sim
-    controller.update_config(replace(controller.dcdc_config, number_of_timeout_retry=0), controller.bat_config)
+    controller.update_config(replace(controller.dcdc_config, number_of_timeout_retry=0),
+                             controller.bat_config)
     sim.inject("delay", None, seconds=0.25)
     try:
         with pytest.raises(Exception, match="no complete reply"):

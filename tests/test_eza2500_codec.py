@@ -157,7 +157,8 @@ def test_initial_values_are_settable():
     for g in table.GROUPS:
         if g.write is not None and g.number != 9:
             params = {f.name: f.initial for f in g.write}
-            assert codec.validate(g.write, params) == {f.name: codec.encode_value(f, f.initial) for f in g.write}
+            expected = {f.name: codec.encode_value(f, f.initial) for f in g.write}
+            assert codec.validate(g.write, params) == expected
     assert table.group(1).read[0].initial == table.MODE_WAITING
 
 
@@ -215,7 +216,8 @@ def test_numeric_strings_and_bounds_accepted():
         cmd.pack_senddata(0, 16, {"dvg": 259.99, "drg": 0})
 
 
-@pytest.mark.parametrize("mode, raw", [(0x0000, 0), (0x0002, 2), (0x0014, 0x14), (0x0041, 0x41), ("0x0014", 0x14)])
+@pytest.mark.parametrize("mode, raw", [(0x0000, 0), (0x0002, 2), (0x0014, 0x14), (0x0041, 0x41),
+                                       ("0x0014", 0x14)])
 def test_modes_accepted(mode, raw):
     frame = eza2500.Command0104(None).pack_senddata(0, 16, {"mode": mode})
     assert frame == codec.with_checksum(H("05 02 00 10 00") + struct.pack("<H", raw) + b"\0\0")

@@ -482,7 +482,8 @@ def test_converter_absent_at_start_then_plugged(tmp_path, no_leaks, caplog):
             status, body = server.client.get(STATUS_ROUTE)
             assert status == 200, body
             assert commands(sim) == STATUS_COMMANDS
-        assert [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "eza2500.eza2500_device"] == [
+        logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "eza2500.eza2500_device"]
+        assert logged == [
             ("WARNING", "converter port %s unavailable: No such file or directory" % path),
             ("INFO", "converter port %s opened" % path)]
     finally:

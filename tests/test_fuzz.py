@@ -215,7 +215,8 @@ def values_for(key):
     return st.one_of(*choices)
 
 
-UNKNOWN_KEYS = st.one_of(st.sampled_from(["foo", "DVG", "Mode", "dvg ", " dig", "", "dvg[]", "dig.1", "mode\x00"]),
+UNKNOWN_KEYS = st.one_of(st.sampled_from(["foo", "DVG", "Mode", "dvg ", " dig", "", "dvg[]", "dig.1",
+                                         "mode\x00"]),
                          st.text(max_size=6).filter(lambda k: k not in SET_NAMES))
 
 

@@ -81,7 +81,8 @@ def test_page_shows_bus_nodes_and_flows(chromium, make_grid, tmp_path):
     charge, discharge = dom.attrs["flow-0"], dom.attrs["flow-1"]
     assert charge["<tag>"] == discharge["<tag>"] == "line"
     assert charge["class"] == "flow charge" and float(charge["data-ig"]) == pytest.approx(2.0, abs=0.01)
-    assert discharge["class"] == "flow discharge" and float(discharge["data-ig"]) == pytest.approx(-2.0, abs=0.01)
+    assert discharge["class"] == "flow discharge"
+    assert float(discharge["data-ig"]) == pytest.approx(-2.0, abs=0.01)
     assert "flow-2" not in dom.attrs                  # Waiting: a wire, no flow
     assert dom.attrs["bus-bar"]["class"] == "bus"
 

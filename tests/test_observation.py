@@ -65,11 +65,13 @@ def test_a_nak_and_its_retry_are_counted(http, sim):
     status, body = http.get("/remote/set/current", dig=1.5)
     assert status == 200, body
     got = metric_samples(http)
-    assert got[("essx_converter_commands_total", frozenset({("command", "6-4"), ("outcome", "nak_0xfffc")}))] == 1
-    assert got[("essx_converter_commands_total", frozenset({("command", "6-4"), ("outcome", "ack")}))] == 1
+    tries = "essx_converter_commands_total"
+    assert got[(tries, frozenset({("command", "6-4"), ("outcome", "nak_0xfffc")}))] == 1
+    assert got[(tries, frozenset({("command", "6-4"), ("outcome", "ack")}))] == 1
     assert got[("essx_converter_retries_total", frozenset({("command", "6-4")}))] == 1
     assert got[("essx_bus_port_open", frozenset({("bus", "dcdc")}))] == 1
-    assert got[("essx_http_requests_total", frozenset({("route", "/remote/set/current"), ("status", "200")}))] == 1
+    route = frozenset({("route", "/remote/set/current"), ("status", "200")})
+    assert got[("essx_http_requests_total", route)] == 1
     errors = http.get("/essx/status")[1]["errors"]
     assert (errors[0]["command"], errors[0]["outcome"]) == ("6-4", "nak_0xfffc")
 

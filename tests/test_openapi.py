@@ -31,7 +31,8 @@ def doc():
 def operations(doc):
     """{(path, METHOD): operation} of the document."""
     return {(path, method.upper()): op for path, item in doc["paths"].items()
-            for method, op in item.items() if method in ("get", "put", "post", "delete", "patch", "head", "options")}
+            for method, op in item.items()
+            if method in ("get", "put", "post", "delete", "patch", "head", "options")}
 
 
 def resolve(doc, node):

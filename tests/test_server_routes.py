@@ -188,7 +188,8 @@ def test_battery_silent_is_400(http, sim):
 
 
 def test_version_hello_goodbye(http):
-    assert http.get("/version/get") == (200, {"comm_interface_version": "2.0", "dcdc_batt_comm_version": "1.4"})
+    assert http.get("/version/get") == (200, {"comm_interface_version": "2.0",
+                                              "dcdc_batt_comm_version": "1.4"})
     assert http.get("/essx/hello") == (200, {"message": "hello world"})
     status, body = http.get("/essx/goodbye")
     assert status == 404
