@@ -47,7 +47,8 @@ BISECTION_STEPS = 80
 class Setting:
     """What a converter asks of the bus.
 
-    Attributes: mode (1-4 code), dvg (V), drg (V/A), dig (A), efficiency (0..1].
+    Attributes: mode (a ``table.MODE_*`` code, e.g. 0x0014), dvg (V), drg (V/A), dig (A),
+    efficiency (0..1].
     """
 
     mode: int = table.MODE_WAITING
