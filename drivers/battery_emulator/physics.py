@@ -108,7 +108,7 @@ class BatteryModel:
 
     @property
     def rsoc(self) -> float:
-        """RSOC now, % (float, 0..100)."""
+        """RSOC now, % (float, 0..100); setting it: ValueError outside 0..100."""
         return self._now("_rsoc")
 
     @rsoc.setter
