@@ -184,8 +184,7 @@ class DCBus:
         self._lock = threading.RLock()
         self._nodes: Dict[Hashable, Node] = {}
         self.load, self.external_v = load, external_v
-        self.voltage = 0.0 if external_v is None else float(external_v)
-        self.load_served = 0.0
+        self._solve()  # sets voltage (V) and load_served (A)
 
     def attach(self, name: Hashable, battery=None) -> Node:
         """Add a node (in Waiting) named ``name``; ValueError if taken."""
