@@ -379,7 +379,7 @@ def _base_config(args: argparse.Namespace, spec: GridSpec) -> Any:
     from essx import resources
     from essx.essx_config import load_config
 
-    path = args.driver_config or spec.driver_config or str(resources.default_config_path())
+    path = args.driver_config or spec.driver_config or resources.default_config_path()
     return load_config(path)
 
 
