@@ -128,6 +128,7 @@ def test_request_during_a_reply_counts_as_a_collision(no_leaks):
             port.write(_request(1, 4, 29, 1))
             port.read(8 + 7)
     assert sim.collisions == 8
+    assert sum(c.nbytes for c in sim.collision_log) == 8 and {c.reply for c in sim.collision_log} == {1}
 
 
 # -- life cycle -----------------------------------------------------------------------

@@ -359,6 +359,7 @@ def test_collision_is_counted(rig):
     dev.dev.write(codec.build_request(AD1, AD2, 1, False))
     assert dev.read(22 + 9)[-9:] == codec.build_ack(AD1, AD2, 1, False, {"mode": 0})
     assert sim.collisions == 1
+    assert sum(c.nbytes for c in sim.collision_log) == 7          # the whole 1-1 request
     assert [r.name for r in sim.received] == ["10-1", "1-1"]
 
 

@@ -13,8 +13,8 @@ they share:
 * pacing: a reply starts no earlier than asked (request's end on the wire +
   turnaround) and after the previous reply, and each byte is written when it
   has crossed the wire at ``baudrate`` (10 bits a byte), deadline-based;
-* collision counters: request bytes arriving while a reply is queued or on
-  the line.
+* a collision log: request bytes arriving while a reply is queued or on the
+  line.
 
 Timing model only (no protocol here); the devices keep their own framing and
 answers.
@@ -25,6 +25,7 @@ import os
 import select
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional
 
 from essx.essx_pty import PtyPort
@@ -36,6 +37,8 @@ BITS_PER_BYTE = 10
 #: Bytes written at once while pacing (fewer wake-ups; a byte is at most
 #: this many byte times late, never early).
 PACE_CHUNK = 4
+#: Collisions kept in ``collision_log``.
+COLLISIONS_KEPT = 1000
 #: Seconds stop()/reopen() wait for the serving thread.
 JOIN_TIMEOUT_S = 5.0
 #: Seconds to back off after an I/O error on a descriptor.
@@ -51,6 +54,21 @@ def wire_time(nbytes: float, baudrate: float) -> float:
     """Seconds ``nbytes`` (may be fractional, e.g. 3.5 for a Modbus gap) take on a
     serial line at ``baudrate`` bits/s (8N1 = BITS_PER_BYTE bits a byte)."""
     return nbytes * BITS_PER_BYTE / baudrate
+
+
+@dataclass(frozen=True)
+class Collision:
+    """Request bytes that arrived while a reply was queued or on the line.
+
+    Attributes:
+        time: arrival, ``time.monotonic()`` s.
+        nbytes: how many bytes arrived in that read.
+        reply: sequence number of the reply they collided with (1, 2, ...).
+    """
+
+    time: float
+    nbytes: int
+    reply: int
 
 
 class _Reply:
@@ -89,6 +107,8 @@ class PacedPty:
         self.baudrate, self.gap, self.link, self.name = baudrate, gap, link, name
         self.collision_bytes = 0     # request bytes that collided (total)
         self.collided_replies = 0    # replies that saw at least one collision
+        self._log: Deque[Collision] = collections.deque(maxlen=COLLISIONS_KEPT)
+        self._lock = threading.Lock()
         self._watched: Dict[int, Callable[[bytes], None]] = {}
         self._commands: Deque[Callable[[], None]] = collections.deque()
         self._pty: Optional[PtyPort] = None
@@ -205,6 +225,12 @@ class PacedPty:
             log.debug("%s: raw write dropped: %s", self.name, exc)
             return 0
 
+    @property
+    def collision_log(self) -> List[Collision]:
+        """The last COLLISIONS_KEPT collisions, oldest first (a copy)."""
+        with self._lock:
+            return list(self._log)
+
     # -- the serving thread ----------------------------------------------------
     def _reset_line(self):
         self._buf = bytearray()
@@ -267,18 +293,20 @@ class PacedPty:
         if not data:
             return
         if self._queue:
-            self._count_collision(data)
+            self._log_collision(data, now)
         if not self._buf:
             self._first = now
         self._last = now
         self._buf += data
 
-    def _count_collision(self, data: bytes):
+    def _log_collision(self, data: bytes, now: float):
         seq = self._queue[0].seq
-        self.collision_bytes += len(data)
-        if seq != self._collided:
-            self._collided = seq
-            self.collided_replies += 1
+        with self._lock:
+            self.collision_bytes += len(data)
+            if seq != self._collided:
+                self._collided = seq
+                self.collided_replies += 1
+            self._log.append(Collision(now, len(data), seq))
         log.info("%s: collision: %d request bytes while a reply was on the line", self.name, len(data))
 
     def _frame(self, now: float):
@@ -315,7 +343,7 @@ class PacedPty:
 
 class OnLine:
     """Mixin for a simulated device served by a ``PacedPty`` in ``self._line``:
-    ``port``, ``write_raw`` and ``with`` blocks (``start()``/``stop()``)."""
+    ``port``, ``write_raw``, ``collision_log`` and ``with`` blocks (``start()``/``stop()``)."""
 
     _line: PacedPty
 
@@ -324,6 +352,11 @@ class OnLine:
         """Path a client opens: ``link`` if given, else the pty slave's name
         (None when stopped without a link)."""
         return self._line.port
+
+    @property
+    def collision_log(self) -> List[Collision]:
+        """When request bytes met a reply on the line, oldest first (``Collision``)."""
+        return self._line.collision_log
 
     def write_raw(self, data: bytes) -> int:
         """Put ``data`` on the line now, as if the device sent it (noise);
