@@ -129,7 +129,7 @@ def test_meters_follow_mode(rig, mode, running):
     else:
         assert m["wg"] == pytest.approx(m["vg"] * m["ig"], abs=2.5)  # Q11/2500: 1.2 W a step
         assert m["ib"] == pytest.approx(m["wb"] / m["vb"], abs=0.05)  # wb step / vb
-        assert (m["ig"] > 0) == (m["wb"] < 0) == (mode == 0x41)
+        assert (m["ig"] > 0) == (m["wg"] > 0) == (m["ib"] > 0) == (m["wb"] > 0) == (mode == 0x41)
         assert abs(m["wb"]) < abs(m["wg"]) if mode == 0x41 else abs(m["wb"]) > abs(m["wg"])
     if mode == 0x14:
         assert m["vg"] == pytest.approx(360, abs=0.03)

@@ -34,14 +34,14 @@ def test_scripted_energy_exchange(make_grid):
     assert [n["ig"] for n in nodes] == pytest.approx([0.5, -2.0, 1.5], abs=2 * step)
     assert abs(sum(n["ig"] for n in nodes)) <= 1e-3
     assert abs(body["bus"]["sum_ig"]) <= 1e-3
-    assert nodes[0]["wb"] < 0 and nodes[1]["wb"] > 0 and nodes[2]["wb"] < 0
+    assert nodes[0]["wb"] > 0 and nodes[1]["wb"] < 0 and nodes[2]["wb"] > 0   # + charging
     assert [n["url"] for n in nodes] == [g.urls[i] for i in range(3)]
     # the driver reads the same flows through the converter's meters
     status, body = g.node(2).get("/remote/get")
     assert status == 200, body
     assert body["meter"]["vg"] == pytest.approx(350, abs=0.05)
     assert body["meter"]["ig"] == pytest.approx(1.5, abs=2 * step)
-    assert body["meter"]["wb"] < 0 and body["status"]["runningState"] == "charge"
+    assert body["meter"]["wb"] > 0 and body["status"]["runningState"] == "charge"
 
 
 def test_currents_balance_with_droop_shared_sources(make_grid):
@@ -91,7 +91,7 @@ def test_rsoc_moves_by_the_energy_through_the_battery(make_grid):
     lo1, hi1, last = _timed_snapshot(g)
     for a, b in zip(first["nodes"], last["nodes"]):
         assert a["wb"] == b["wb"]          # constant flows: ∫ wb dt = wb x t
-        energy_wh = (a["rsoc"] - b["rsoc"]) / 100 * a["capacity_wh"]
+        energy_wh = (b["rsoc"] - a["rsoc"]) / 100 * a["capacity_wh"]   # into the battery
         bounds = sorted(a["wb"] * (t * SPEED) / 3600 for t in (lo1 - hi0, hi1 - lo0))
         tolerance = 0.01 * max(abs(x) for x in bounds)
         assert bounds[0] - tolerance <= energy_wh <= bounds[1] + tolerance, (a, b, bounds)
@@ -179,10 +179,10 @@ def test_simulated_server_is_one_node_alone_with_battery_physics(system):
     assert dcdc.battery is battery.model
     battery.rsoc = 50.0
     dcdc.set(mode=0x0002, dig=2.0)               # discharge 2 A into the external grid (350 V)
-    assert battery.model.power == pytest.approx(350 * 2.0 / 0.98)
+    assert battery.model.power == pytest.approx(-350 * 2.0 / 0.98)
     time.sleep(0.2)
     assert battery.rsoc < 50.0
     dcdc.set(mode=0x0014, dvg=350, drg=0)         # Grid Autonomy alone: the 1 A autonomy load
-    assert dcdc.state["ig"] == -1.0 and battery.model.power == pytest.approx(350 / 0.98)
+    assert dcdc.state["ig"] == -1.0 and battery.model.power == pytest.approx(-350 / 0.98)
     dcdc.set(mode=0x0000)
     assert battery.model.power == 0.0 and dcdc.state["vg"] == 350.0

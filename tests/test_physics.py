@@ -23,12 +23,12 @@ class Clock:
 def test_rsoc_integrates_the_power_at_the_speed():
     clock = Clock()
     model = BatteryModel(capacity_wh=1000, rsoc=50, speed=60, clock=clock)
-    model.set_power(-600.0)            # charging 600 W
+    model.set_power(600.0)             # charging 600 W (wb > 0: into the battery)
     clock.now += 10                    # 10 s real = 600 s simulated = 100 Wh
     assert model.rsoc == pytest.approx(60.0)
-    assert model.energy_wh == pytest.approx(-100.0)
+    assert model.energy_wh == pytest.approx(100.0)
     assert model.elapsed == pytest.approx(600.0)
-    model.set_power(300.0)             # discharging 300 W for 20 simulated minutes
+    model.set_power(-300.0)            # discharging 300 W for 20 simulated minutes
     clock.now += 20
     assert model.rsoc == pytest.approx(50.0)
     assert model.energy_wh == pytest.approx(0.0, abs=1e-9)
@@ -38,7 +38,7 @@ def test_rsoc_is_clamped_and_limits_forbid_interchange():
     clock = Clock()
     model = BatteryModel(capacity_wh=100, rsoc=12, rsoc_min=10, rsoc_max=90, clock=clock)
     assert model.permitted
-    model.set_power(100.0)
+    model.set_power(-100.0)            # discharging 100 W
     clock.now += 36                    # 1 Wh = 1 %
     assert model.rsoc == pytest.approx(11.0) and model.permitted
     clock.now += 36 * 2
@@ -113,8 +113,9 @@ def test_external_grid_holds_the_bus_and_a_source_feeds_the_load():
 
 
 def test_battery_power_through_the_efficiency():
-    assert battery_power(875.0, 0.98) == pytest.approx(-857.5)
-    assert battery_power(-700.0, 0.98) == pytest.approx(714.2857, abs=1e-4)
+    """wb = wg - losses, the sign of wg: + charging, - discharging."""
+    assert battery_power(875.0, 0.98) == pytest.approx(857.5)
+    assert battery_power(-700.0, 0.98) == pytest.approx(-714.2857, abs=1e-4)
     assert battery_power(0.0, 0.98) == 0.0
 
 
@@ -132,8 +133,8 @@ def test_bus_hands_every_battery_its_power():
     bus.update(b, Setting(DISCHARGE, 350, 0, 2.0, 0.98))
     snap = bus.snapshot()
     assert snap["voltage"] == 350.0 and abs(snap["sum_ig"]) < 1e-9
-    assert batteries[0].power == pytest.approx(-700 * 0.98)
-    assert batteries[1].power == pytest.approx(700 / 0.98)
+    assert batteries[0].power == pytest.approx(700 * 0.98)       # the source takes the 2 A: charging
+    assert batteries[1].power == pytest.approx(-700 / 0.98)      # discharging 2 A at 350 V
     with pytest.raises(ValueError, match="already"):
         bus.attach(0)
     bus.detach(b)

@@ -4,11 +4,11 @@ Model (choices of this simulator):
 
 * The battery stores ``capacity_wh`` (Wh) between RSOC 0 % and 100 %.
 * Its power ``wb`` (W) is set by the converter side (``set_power``) and held
-  until the next call; sign as the converter reports it: negative = into the
-  battery (charging), positive = out of it.  RSOC integrates it exactly
-  (piecewise constant power): ``d(rsoc)/dt = -wb / capacity_wh * 100 / 3600``
-  % per simulated second, clamped to 0..100 % (energy keeps being counted in
-  ``energy_wh``).
+  until the next call; sign as the converter's 10-1 meter reports it
+  (docs/grid.md): positive = into the battery (charging), negative = out of
+  it (discharging).  RSOC integrates it exactly (piecewise constant power):
+  ``d(rsoc)/dt = wb / capacity_wh * 100 / 3600`` % per simulated second,
+  clamped to 0..100 % (energy keeps being counted in ``energy_wh``).
 * Simulated time runs ``speed`` times real time (1 = real time).
 * ``vb`` (V) follows an open-circuit-voltage curve of RSOC, piecewise linear
   through ``OCV_CURVE`` (a 48 V lithium-ion pack, roughly).
@@ -73,7 +73,7 @@ class BatteryModel:
         self._lock = threading.Lock()
         self._rsoc = _check_rsoc("rsoc", rsoc)
         self._power = 0.0
-        self._energy = 0.0   # Wh out of the battery since creation (simulated)
+        self._energy = 0.0   # Wh into the battery since creation (simulated)
         self._elapsed = 0.0  # simulated s since creation
         self._t = clock()
 
@@ -87,17 +87,18 @@ class BatteryModel:
         wh = self._power * dt / 3600.0
         self._energy += wh
         self._elapsed += dt
-        self._rsoc = min(100.0, max(0.0, self._rsoc - wh / self.capacity_wh * 100.0))
+        self._rsoc = min(100.0, max(0.0, self._rsoc + wh / self.capacity_wh * 100.0))
 
     def set_power(self, wb: float) -> None:
-        """From now on the battery gives ``wb`` W (negative: takes, charging)."""
+        """From now on the battery takes ``wb`` W (positive: charging; negative:
+        it gives ``-wb`` W, discharging)."""
         with self._lock:
             self._advance()
             self._power = float(wb)
 
     @property
     def power(self) -> float:
-        """The battery power held now, W (negative: charging)."""
+        """The battery power held now, W (positive: charging; negative: discharging)."""
         return self._power
 
     def _now(self, attribute: str) -> float:
@@ -130,7 +131,8 @@ class BatteryModel:
 
     @property
     def energy_wh(self) -> float:
-        """Energy out of the battery since creation, Wh (∫ wb dt, simulated time)."""
+        """Energy into the battery since creation, Wh (∫ wb dt, simulated time;
+        negative when it gave more than it took)."""
         return self._now("_energy")
 
     @property

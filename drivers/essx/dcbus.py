@@ -21,10 +21,13 @@ physics):
   proportion (a real bus would sag and trip; this keeps a defined state),
   likewise surplus injections.  With no voltage source and no external grid
   the bus is down: 0 V, no current.
-* Meters of every node: ``vg`` = bus voltage, ``ig`` (A) positive when the
-  node draws from the bus (charging), ``wg = vg * ig`` (W), ``wb`` (W) the
-  battery side through ``efficiency``, negative into the battery:
-  ``wb = -wg * eta`` when charging, ``-wg / eta`` when discharging.
+* Meters of every node, signed as the converter's 10-1 meters (seen from
+  the bus and the node's battery; docs/grid.md): ``vg`` = bus voltage,
+  ``ig`` (A) positive when the node draws from the bus (charging), negative
+  when it delivers (discharging); ``wg = vg * ig`` (W); ``wb`` (W) the
+  battery side through ``efficiency``, the same sign as ``wg`` (positive
+  into the battery): ``wb = wg * eta`` when charging, ``wg / eta`` when
+  discharging, so ``wb = wg - losses`` either way.
 * No line losses: Σ ig + load = 0 (to float rounding).
 
 Thread-safe: ``update`` solves the whole bus under the bus lock and hands
@@ -41,6 +44,8 @@ from eza2500 import table
 DROOP_MIN = 1e-3
 #: Bisection steps for the bus voltage (range / 2**80: exact to float).
 BISECTION_STEPS = 80
+#: A node whose |ig| is at most this (A) carries nothing ("idle").
+IDLE_IG = 1e-6
 
 
 @dataclass(frozen=True)
@@ -60,20 +65,31 @@ class Setting:
 
 @dataclass(frozen=True)
 class Flow:
-    """A node's meters on the bus: vg (V), ig (A, + = drawn from the bus),
-    wg = vg * ig (W), wb (W, battery side, - = into the battery)."""
+    """A node's meters on the bus: vg (V), ig (A, + = drawn from the bus,
+    charging), wg = vg * ig (W), wb (W, battery side, + = into the battery,
+    charging; - = out of it, discharging)."""
 
     vg: float = 0.0
     ig: float = 0.0
     wg: float = 0.0
     wb: float = 0.0
 
+    @property
+    def direction(self) -> str:
+        """"charging" (ig > 0: from the bus into the battery), "discharging"
+        (ig < 0) or "idle" (|ig| <= ``IDLE_IG`` A)."""
+        if self.ig > IDLE_IG:
+            return "charging"
+        return "discharging" if self.ig < -IDLE_IG else "idle"
+
 
 def battery_power(wg: float, efficiency: float) -> float:
-    """Battery-side power (W, negative into the battery) for grid power ``wg`` (W)."""
+    """Battery-side power ``wb`` (W) for grid power ``wg`` (W): ``wg`` less the
+    losses, same sign (positive: charging, into the battery; negative:
+    discharging), so ``|wb| < |wg|`` charging and ``|wb| > |wg|`` discharging."""
     if wg > 0:
-        return -wg * efficiency
-    return -wg / efficiency if wg else 0.0
+        return wg * efficiency
+    return wg / efficiency if wg else 0.0
 
 
 def _fixed_current(s: Setting) -> float:

@@ -14,11 +14,11 @@ Model of the converter (choices of this simulator, not facts of EZA2500.md):
 * The converter is a node of a DC bus (``essx.dcbus``, whose docstring gives
   the physics): its mode, ``dvg``, ``drg``, ``dig`` and ``efficiency`` are
   its setting; the bus gives ``vg``, ``ig``, ``wg`` and ``wb``.  Sign
-  convention (that of EZA2500.md's 10-1 golden vector, a charge): ``ig`` and
-  ``wg`` positive when drawing from the bus (charging), ``ib`` and ``wb``
-  negative when power goes into the battery; ``wg = vg * ig``,
-  ``ib = wb / vb``; ``efficiency`` is 0.98 (so the golden vector's
-  875 W -> -858 W fits).
+  convention (the 10-1 meters' as apis-main reads them, docs/grid.md):
+  seen from the bus and the battery, charging gives ``ig``, ``wg``, ``ib``
+  and ``wb`` > 0, discharging all four < 0; ``wg = vg * ig``,
+  ``wb = wg - losses`` (``efficiency`` 0.98: ``wg * 0.98`` charging,
+  ``wg / 0.98`` discharging), ``ib = wb / vb``.
 * Given no ``bus``, the simulator is alone on a private bus whose external
   grid holds ``grid_v`` (350 V) and whose load draws ``-autonomy_ig``
   (default 1 A): alone, Waiting shows ``vg = grid_v`` and no current,
@@ -26,8 +26,8 @@ Model of the converter (choices of this simulator, not facts of EZA2500.md):
   ``vg = dvg`` (less the droop) feeding the load, limited to ``dig``.
 * Given a ``battery`` (``battery_emulator.physics.BatteryModel``), the bus
   hands it ``wb`` and ``vb`` is its voltage; else ``vb`` is state (52 V).
-* ``cst``: bits 0-1 running state from the sign of ``wg`` (0 off, 1 charge,
-  2 discharge); bits 2-3 alarm state 1 ("Light") when any of alm1..alm3 is
+* ``cst``: bits 0-1 running state from the sign of ``wg`` (0 off, 1 charge
+  when ``wg`` > 0, 2 discharge when ``wg`` < 0); bits 2-3 alarm state 1 ("Light") when any of alm1..alm3 is
   set, else 0.
 * ``vg``, ``ig``, ``ib``, ``wg``, ``wb`` and ``cst`` are computed; ``set()``
   of one of them overrides the reported value (the bus and the battery are
