@@ -7,7 +7,7 @@ import errno
 import logging
 import resource
 import socket
-from typing import Any, Callable
+from typing import Any, Callable, List, Tuple
 
 from essx import sdnotify
 from essx.startup import StartupError
@@ -32,6 +32,8 @@ _BIND_PROBLEMS = {
                          "addresses, 127.0.0.1 or 0.0.0.0",
     errno.EACCES: "--port {port} needs privileges (ports below 1024): choose a port >= 1024",
 }
+#: An address of a family this machine does not have (IPv6 switched off).
+_ABSENT_FAMILY = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 
 
 def max_waiting(threads: int = THREADS) -> int:
@@ -68,10 +70,55 @@ def raise_nofile(wanted: int = NOFILE_WANTED) -> None:
         log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, e)
 
 
+def _url(address: Tuple[str, int]) -> str:
+    """"127.0.0.1:8080", "[::1]:8080"."""
+    host, port = address[:2]
+    return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
+
+def bind(host: str, port: int) -> List[socket.socket]:
+    """Bound TCP sockets on every address *host* resolves to, in the resolver's
+    order (Debian's ``/etc/hosts`` gives ``localhost`` both 127.0.0.1 and ::1),
+    all on one port (*port*, or the one the system chose for the first when 0).
+    An address whose family this machine lacks (IPv6 switched off) is skipped
+    with a WARNING as long as another one binds.
+
+    Raises:
+        StartupError: *host* cannot be resolved, or an address cannot be
+            bound (in use, not this machine's, privileged port); one line.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise StartupError("--host %s cannot be resolved: %s" % (host, e.strerror)) from None
+    addresses = list(dict.fromkeys((family, address[0]) for family, _, _, _, address in infos))
+    sockets: List[socket.socket] = []
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, port))
+        except OSError as e:
+            sock.close()
+            if e.errno in _ABSENT_FAMILY and (sockets or (family, address) != addresses[-1]):
+                log.warning("--host %s: cannot listen on %s (%s); skipped", host, address, e.strerror)
+                continue
+            for s in sockets:
+                s.close()
+            text = _BIND_PROBLEMS.get(e.errno, "cannot listen on {host}:{port}: {reason}")
+            raise StartupError(text.format(host=host, port=port, reason=e.strerror or e)) from None
+        port = port or sock.getsockname()[1]
+        sockets.append(sock)
+    return sockets
+
+
 def serve(app: Any, host: str, port: int, threads: int = THREADS) -> None:
-    """Serve the WSGI *app* on *host*:*port* (0: any free port) until
-    KeyboardInterrupt (SIGINT/SIGTERM); notifies READY=1 once listening and
-    STOPPING=1 after; waitress finishes the requests in progress.
+    """Serve the WSGI *app* on every address of *host* (:func:`bind`) at *port*
+    (0: any free port) until KeyboardInterrupt (SIGINT/SIGTERM); logs and
+    notifies the addresses in use (READY=1) once listening, STOPPING=1 after;
+    waitress finishes the requests in progress.
 
     Raises:
         StartupError: the address cannot be resolved or bound (one line).
@@ -82,21 +129,19 @@ def serve(app: Any, host: str, port: int, threads: int = THREADS) -> None:
     heartbeat = sdnotify.Heartbeat(period) if period else None
     socket_map: dict = {}
     raise_nofile()
+    sockets = bind(host, port)
+    listening = " ".join(_url(s.getsockname()) for s in sockets)
     try:
         server = waitress.create_server(
-            app, map=socket_map, host=host, port=port, threads=threads,
+            app, map=socket_map, sockets=sockets, threads=threads,
             connection_limit=CONNECTION_LIMIT, channel_timeout=CHANNEL_TIMEOUT,
             cleanup_interval=min(10, CHANNEL_TIMEOUT), asyncore_use_poll=True, ident="essx-server")
-    except ValueError:     # waitress: "Invalid host/port specified."
-        raise StartupError("--host %s cannot be resolved to an address of this machine: "
-                           "use an IP address or a resolvable name" % host) from None
-    except socket.gaierror as e:
-        raise StartupError("--host %s cannot be resolved: %s" % (host, e.strerror)) from None
-    except OSError as e:
-        text = _BIND_PROBLEMS.get(e.errno, "cannot listen on {host}:{port}: {reason}")
-        raise StartupError(text.format(host=host, port=port, reason=e.strerror or e)) from None
-    log.info("serving on http://%s:%s", host, server.effective_port)
-    sdnotify.notify("READY=1\nSTATUS=serving on port %s" % server.effective_port)
+    except BaseException:
+        for s in sockets:
+            s.close()
+        raise
+    log.info("serving on %s", ", ".join("http://" + u for u in listening.split()))
+    sdnotify.notify("READY=1\nSTATUS=serving on %s" % listening)
     if heartbeat is not None:
         socket_map[-1] = _LoopTick(heartbeat.tick)
         heartbeat.start()
