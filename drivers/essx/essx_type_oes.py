@@ -2,11 +2,12 @@
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-from essx.essx_exception import ESSXDeviceException, ESSXException, ESSXTimeoutException
+from essx.essx_exception import (ESSXDeviceException, ESSXException, ESSXParameterException,
+                                 ESSXTimeoutException)
 from eza2500 import table
-from eza2500.link import EZA2500Link, RequestFrame, link_settings
+from eza2500.link import EZA2500Link, RequestFrame, describe, link_settings
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,11 @@ class ESSXTypeOES:
 
         Sends 4-4, 6-4, 1-4 when the converter is in Waiting, else 1-4, 4-4,
         6-4; then 2-1, 9-1, 10-1.  The mode is ``link.mode``, read with 1-1
-        first when unknown.
+        first when unknown.  Mode 0x0000 is :meth:`set_waiting`: it reaches
+        Waiting whatever the other values are.
         """
+        if params["mode"] == table.MODE_WAITING:
+            return self.set_waiting(params)[0]
         link = self.link
         set_mode = link.request("1-4", {"mode": params["mode"]})
         set_voltage = link.request("4-4", {"dvg": params["dvg"], "drg": params["drg"]})
@@ -182,6 +186,61 @@ class ESSXTypeOES:
             else:
                 v = self._send(set_mode, set_voltage, set_current, "2-1", "9-1", "10-1")
         return self._body(v, "status", "meter", "vdis", "param")
+
+    def set_waiting(self, params: Mapping[str, Any]) -> Tuple[Body, Body]:
+        """A stop (mode 0x0000): the converter reaches Waiting whatever else
+        *params* ({dvg: V, drg, dig: A}, each may be None or absent) carries.
+
+        1-4 (mode 0) goes first unless the converter is known to be waiting
+        (then 4-4, 6-4, 1-4, as :meth:`remote_set`); a ``dvg``, ``drg`` or
+        ``dig`` that cannot be sent is not sent, and a 4-4 or 6-4 that fails
+        does not stop the 1-4: each is a WARNING naming it.  4-1 / 6-1 read
+        what was not written, then 2-1, 9-1, 10-1.
+
+        Returns:
+            (the /remote/set body, the values sent: {mode, and those of dvg,
+            drg, dig that the converter acknowledged}).
+        Raises:
+            as ``EZA2500Link.transact``, only when the 1-4 or a read fails.
+        """
+        link = self.link
+        set_mode = link.request("1-4", {"mode": table.MODE_WAITING})
+        writes = [w for w in (self._stop_write("4-4", params, "dvg", "drg"),
+                              self._stop_write("6-4", params, "dig")) if w is not None]
+        sent: Body = {"mode": table.MODE_WAITING}
+        v: Body = {}
+        with link.sequence():
+            waiting = link.mode == table.MODE_WAITING
+            for request in writes if waiting else ():
+                v.update(self._stop_transact(request, sent))
+            v.update(link.transact(set_mode))
+            for request in () if waiting else writes:     # not known to wait: the stop goes first
+                v.update(self._stop_transact(request, sent))
+            reads = [name for name, key in (("4-1", "dvg"), ("6-1", "dig")) if key not in v]
+            v.update(self._send(*reads, "2-1", "9-1", "10-1"))
+        return self._body(v, "status", "meter", "vdis", "param"), sent
+
+    def _stop_write(self, name: str, params: Mapping[str, Any], *keys: str) -> Optional[RequestFrame]:
+        """The 4-4 or 6-4 of a stop, or None (a WARNING) when a value cannot be sent."""
+        given = {k: params.get(k) for k in keys}
+        missing = [k for k, value in given.items() if value is None]
+        try:
+            if missing:
+                raise ESSXParameterException("%s not given" % " and ".join(missing))
+            return self.link.request(name, given if name == "4-4" else self._param_values(given["dig"]))
+        except ESSXException as e:
+            log.warning("mode=0x0000 (Waiting): %s not sent (%s); the stop goes on", name, e)
+            return None
+
+    def _stop_transact(self, request: RequestFrame, sent: Body) -> Body:
+        """A 4-4 or 6-4 of a stop: its reply fields, or {} (a WARNING) when it fails."""
+        try:
+            values = self.link.transact(request)
+        except ESSXException as e:
+            log.warning("mode=0x0000 (Waiting): %s failed (%s); the stop goes on", describe(request), e)
+            return {}
+        sent.update({k: v for k, v in request.params.items() if k in ("dvg", "drg", "dig")})
+        return values
 
     def remote_set_current(self, params: Mapping[str, Any]) -> Body:
         """``/remote/set/current``: {dig: A}; 6-4 then 10-1 -> {meter, param}."""

@@ -17,6 +17,7 @@ from essx import metrics, resources, status
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
 from essx.essx_params import parse_mode, parse_number
 from essx.observe import Recorder
+from eza2500.table import MODE_WAITING
 
 log = logging.getLogger("essx_server")
 
@@ -129,10 +130,27 @@ class ApiRoutes:
         """/remote/set: mode, dvg (V), dig (A), drg; an absent one takes the last
         applied value (drg: else 0; ESSXParameterException when there is none)."""
         given = {n: params.get(n, self.cache.get(n, 0 if n == "drg" else None)) for n in SET_NAMES}
+        if given["mode"] is not None and parse_mode(given["mode"]) == MODE_WAITING:
+            return self.stop(given)
         for name in SET_NAMES:
             if given[name] is None:
                 raise ESSXParameterException("%s is missing and no previous value was set" % name)
         return self._apply("remote_set", **given)
+
+    def stop(self, given):
+        """/remote/set with mode 0x0000: Waiting is reached whatever else *given*
+        carries (``ESSXTypeOES.set_waiting``); a dvg, dig or drg that is missing
+        or not a number is not sent (a WARNING naming it).  The values sent
+        become the last applied ones."""
+        values = {}
+        for name in SET_NAMES[1:]:
+            try:
+                values[name] = parse_number(name, given[name])
+            except ESSXException as e:
+                log.warning("mode=0x0000 (Waiting): %s not sent (%s); the stop goes on", name, e)
+        body, sent = self.controller.set_waiting(values)
+        self.cache.update(sent)
+        return body
 
     def set_current(self, params):
         """/remote/set/current: dig (A)."""
