@@ -230,13 +230,15 @@ class Grid:
                                  "sum_ig": A},
              "nodes": [{"node": i, "mode": "0x0014",
                         "operationMode": "Grid Autonomy", "vg": V, "ig": A,
-                        "wg": W, "wb": W, "vb": V, "rsoc": %,
-                        "permitted": bool, "capacity_wh": Wh}, ...]}
+                        "wg": W, "wb": W, "direction": "charging", "vb": V,
+                        "rsoc": %, "permitted": bool, "capacity_wh": Wh}, ...]}
 
-        ``ig`` > 0: the node draws from the bus (charging); ``wb`` < 0:
-        power into its battery; Σ ig + load = 0.  Exact model values (not
-        the Q-format meters the driver reads).  No battery: rsoc, vb,
-        permitted, capacity_wh are null.
+        The 10-1 meters' sign (docs/grid.md): ``ig``, ``wg``, ``wb`` > 0
+        when the node draws from the bus into its battery ("charging"), < 0
+        when its battery delivers into the bus ("discharging"); ``wb = wg -
+        losses``; Σ ig + load = 0.  Exact model values (not the Q-format
+        meters the driver reads).  No battery: rsoc, vb, permitted,
+        capacity_wh are null.
         """
         from eza2500 import table
 
@@ -249,6 +251,7 @@ class Grid:
             m = bsim.model if bsim else None
             nodes.append({"node": node.index, "mode": "0x%04x" % mode, "operationMode": table.mode_name(mode),
                           "vg": flow.vg, "ig": flow.ig, "wg": flow.wg, "wb": flow.wb,
+                          "direction": flow.direction,
                           "vb": m.vb if m else None, "rsoc": m.rsoc if m else None,
                           "permitted": bsim.permitted if bsim else None,
                           "capacity_wh": m.capacity_wh if m else None})

@@ -60,6 +60,7 @@ def test_control_port_serves_the_page_and_keeps_the_grid_json(make_grid):
     status, body = g.control.get("/grid")
     assert status == 200 and set(body) == {"speed", "bus", "nodes"}
     assert body["nodes"][0]["url"] == g.urls[0]
+    assert body["nodes"][0]["direction"] == "idle" and body["nodes"][0]["wb"] == 0     # Waiting
 
 
 def test_page_shows_bus_nodes_and_flows(chromium, make_grid, tmp_path):
@@ -76,6 +77,10 @@ def test_page_shows_bus_nodes_and_flows(chromium, make_grid, tmp_path):
         assert dom.attrs["node-%d-link" % i]["href"] == g.urls[i] + "/"
         assert ":%s" % g.urls[i].rsplit(":", 1)[1] in dom.text["node-%d-link" % i]
     assert "charging" in dom.text["node-0-ig"] and "discharging" in dom.text["node-1-ig"]
+    # the meters' sign: node 0 takes node 1's 2 A into its battery (wb > 0), node 1 gives (wb < 0)
+    assert "into the battery" in dom.text["node-0-wb"] and not dom.text["node-0-wb"].startswith("-")
+    assert "out of the battery" in dom.text["node-1-wb"] and dom.text["node-1-wb"].startswith("-")
+    assert "> 0" in dom.text["sign"] and "charging" in dom.text["sign"]
     assert "-2.000 A" in dom.text["node-1-ig"] and "no current" in dom.text["node-2-ig"]
     assert "60." in dom.text["node-0-rsoc"] and "permitted" in dom.text["node-1-permitted"]
     charge, discharge = dom.attrs["flow-0"], dom.attrs["flow-1"]
