@@ -203,6 +203,7 @@ class Grid:
         try:
             config = node_config(self.base_config, dcdc_sim.port, battery_sim.port if battery_sim else None)
             node.system = System(config)
+            node.system.start()          # ports opened by their owners, then the battery watch
             node.app = create_app(node.system.controller, config=config, simulate=True)
         except BaseException:
             self._stop_node(node)

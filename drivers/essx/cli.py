@@ -15,7 +15,7 @@ from typing import Any, Callable, List, Optional
 from essx import logsetup, resources
 from essx.essx_exception import ESSXException
 from essx.serve import THREADS, max_waiting, serve
-from essx.startup import System, open_ports
+from essx.startup import System
 
 log = logging.getLogger("essx_server")
 
@@ -142,7 +142,7 @@ def main(argv: Optional[List[str]], create_app: Callable[..., Any]) -> int:
             return run_check(config, simulate=args.simulate)
         system = System(config, simulate=args.simulate)
         log.info("%s", startup_line(system))
-        open_ports(system)
+        system.start()
         _serve(args, system, create_app)
     except ESSXException as e:      # a bad file, StartupError, a dir_pin the port refuses
         log.error("%s", e)

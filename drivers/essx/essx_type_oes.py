@@ -49,8 +49,9 @@ class ESSXTypeOES:
             in s, ``config`` set-up values); bat_config: ``BatterySection``.
         ad1, ad2: EZA2500 addresses (the shipped dcdc_batt_comm.yml has 0 and 16).
         name: the converter's name (``dcdc_converter_name``).
-        watch: start the battery-watch thread (:meth:`check_and_wait` at
-            start, then every ``check_interval`` s); :meth:`close` stops it.
+        watch: start the battery-watch thread now (:meth:`check_and_wait` at
+            once, then every ``check_interval`` s); else :meth:`start_watch`
+            starts it later; :meth:`close` stops it.
 
     Attributes:
         link: the ``EZA2500Link`` owning the converter's line.
@@ -73,6 +74,12 @@ class ESSXTypeOES:
         self._waiting_reason: Optional[str] = None   # why the watch last forced Waiting
         self._watch = threading.Thread(target=self._watch_battery, name="battery-watch", daemon=True)
         if watch:
+            self.start_watch()
+
+    def start_watch(self) -> None:
+        """Start the battery-watch thread (once; essx-server does it after
+        start-up has opened the ports, so the two never race for them)."""
+        if self._watch.ident is None and not self._stop.is_set():
             self._watch.start()
 
     @property

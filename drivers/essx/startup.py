@@ -9,7 +9,7 @@ import errno
 import logging
 from typing import Any, Optional
 
-from essx.essx_exception import ESSXException
+from essx.essx_exception import ESSXException, ESSXIOException
 
 log = logging.getLogger("essx_server")
 
@@ -25,12 +25,13 @@ class PortAbsent(StartupError):
 class System:
     """The devices and the controller built from a ``Config``.
 
-    The converter's ``ESSXRS485`` is built unopened and exclusive; the link
-    opens it on demand.  ``simulate=True`` serves a simulated EZA2500 and
-    battery on ptys (``essx.simnode``) in place of the configured ports.
+    The converter's ``ESSXRS485`` is built unopened and exclusive; its owner,
+    the link, opens it (on demand, or at :meth:`start`).  ``simulate=True``
+    serves a simulated EZA2500 and battery on ptys (``essx.simnode``) in place
+    of the configured ports.  Nothing runs until :meth:`start`.
 
     Attributes:
-        config, simulate, controller, serial (ESSXRS485), modbus
+        config, simulate, watch, controller, serial (ESSXRS485), modbus
         (ESSXModbusClient or None), dcdc_sim, battery_sim (or None),
         dcdc_port, dcdc_dir_pin, battery_port (str or None): the ports in use.
     Raises:
@@ -38,7 +39,7 @@ class System:
     """
 
     def __init__(self, config: Any, simulate: bool = False, watch: bool = True) -> None:
-        self.config, self.simulate = config, simulate
+        self.config, self.simulate, self.watch = config, simulate, watch
         self.dcdc_sim = self.battery_sim = self.controller = self.serial = self.modbus = None
         dev, bat = config.dcdc_dev, config.battery_dev
         try:
@@ -46,7 +47,7 @@ class System:
                 dev, bat = self._simulate(dev, bat)
             self.dcdc_port, self.dcdc_dir_pin = dev.port, dev.dir_pin
             self.battery_port = bat.kwparams.port if bat else None
-            self._build(dev, bat, watch)
+            self._build(dev, bat)
         except BaseException:
             self.close()
             raise
@@ -64,7 +65,7 @@ class System:
             bat = dataclasses.replace(bat, kwparams=kw)
         return dev, bat
 
-    def _build(self, dev: Any, bat: Any, watch: bool) -> None:
+    def _build(self, dev: Any, bat: Any) -> None:
         from battery_emulator import BatteryEmulator
         from essx.essx_rs485 import ESSXRS485
         from essx.essx_type_oes import ESSXTypeOES
@@ -82,7 +83,20 @@ class System:
         self.controller = ESSXTypeOES(
             dcdc_dev=EZA2500Device(dev=self.serial, timeout=self.config.dcdc.timeout), bat_dev=battery,
             dcdc_config=self.config.dcdc, bat_config=self.config.battery, ad1=dev.address1,
-            ad2=dev.address2, name=dev.name, watch=watch)
+            ad2=dev.address2, name=dev.name, watch=False)
+
+    def start(self) -> "System":
+        """Open both ports through their owners (:func:`open_ports`), then start
+        the battery watch (``watch``): start-up ends before the watch begins.
+
+        Raises:
+            StartupError: a port is in use, not accessible or unusable.
+            ESSXConfigException: the port refuses the configured ``dir_pin``.
+        """
+        open_ports(self)
+        if self.watch:
+            self.controller.start_watch()
+        return self
 
     def close(self) -> None:
         """Stop the watch thread, close the ports, stop the simulators."""
@@ -111,7 +125,8 @@ def port_problem(port: str, exc: BaseException) -> Optional[str]:
 
 
 def open_port(system: System, battery: bool = False) -> None:
-    """Open the converter's (or the battery's) port now.
+    """Open the converter's (or the battery's) port now, through its owner (the
+    link; the Modbus client), never a second time.
 
     Raises:
         PortAbsent: the device does not exist (the line names the key to check).
@@ -126,9 +141,9 @@ def open_port(system: System, battery: bool = False) -> None:
         exc: BaseException = OSError(system.modbus.last_connect_error or "cannot be opened")
     else:
         try:
-            return system.serial.open()
-        except (OSError, ValueError) as e:      # serial.SerialException is an OSError
-            exc = e
+            return system.controller.link.open()
+        except ESSXIOException as e:
+            exc = e.__cause__ or e
     problem = port_problem(port, exc)
     if problem:
         raise StartupError(problem)

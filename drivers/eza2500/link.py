@@ -161,6 +161,18 @@ class EZA2500Link:
                 self._owner = None
                 self._turn.notify_all()
 
+    def open(self) -> None:
+        """Open the converter's port now if it is closed, holding the line (start-up
+        and ``--check``; commands open it on demand too).
+
+        Raises:
+            ESSXIOException: it cannot be opened (``__cause__``: the OS error).
+            ESSXTimeoutException: the line stayed busy.
+            ESSXConfigException: the port refuses the configured ``dir_pin``.
+        """
+        with self.sequence():
+            self.device.ensure_open()
+
     def request(self, name: str, params: Optional[Mapping[str, Any]] = None) -> RequestFrame:
         """Validate and encode command ``name`` ("6-4") with ``params``; no I/O.
 
