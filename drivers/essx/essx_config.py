@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
+from essx.deadline import DEFAULT_S as DEFAULT_DEADLINE_S
 from essx.essx_exception import ESSXConfigException, ESSXException
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ DCDC_CONFIG_KEYS = ("cib", "ubv", "obv", "ugv", "ogv", "bcf", "cvb", "dlb", "cdb
 DCDC_CONFIG_ALIASES = {"tbv": "cvb", "lbv": "dlb", "cud": "cdb", "dld": "ddb"}
 #: The converter's ``params`` as the reference passes them to serial.Serial.
 SERIAL_PARAMS = ("port", "baudrate", "bytesize", "parity", "stopbits")
+#: How long apis-main waits for one answer, s (docs/apis-main.md).
+APIS_MAIN_ATTEMPT_S = 5.0
 #: pymodbus 2.x ModbusSerialClient options that pymodbus 3 does not have.
 PYMODBUS2_KEYS = ("strict", "retry_on_empty", "retry_on_invalid", "close_comm_on_error",
                   "reset_socket", "backoff", "broadcast_enable", "inter_char_timeout", "unit")
@@ -86,7 +89,8 @@ class BatteryDev:
 @dataclass(frozen=True, kw_only=True)
 class DcdcSection:
     """``dcdc.<name>``: retries, timings (s; ``line_wait``: longest wait for the converter line
-    before a request is refused) and ``config``, cib..drb as the reference gives them to the
+    before a request is refused; ``request_deadline``: every HTTP request is answered within
+    it, battery reads included, see ``essx.deadline``) and ``config``, cib..drb as the reference gives them to the
     Q-format encoder (int, float, or Decimal for a number written as a string; bcf an int)."""
 
     type: str
@@ -96,6 +100,7 @@ class DcdcSection:
     command_interval: float = _key("real", 0.062, 0, 10)
     timeout: float = _key("real", 0.1, 0.01, 60)
     line_wait: float = _key("real", 5.0, 0.1, 600)
+    request_deadline: float = _key("real", DEFAULT_DEADLINE_S, 0.2, 60)
     config: Dict[str, Any]
 
 
@@ -286,6 +291,9 @@ def _dcdc_section(r, sec, where):
                "to a whole number of seconds with int())")
         sec["wait_for_retry"] = sec["wait_retry"]
     fields = r.fields(sec, where, DcdcSection)
+    if fields["request_deadline"] >= APIS_MAIN_ATTEMPT_S:
+        r.warn(where + ".request_deadline", "%g s: apis-main gives up an attempt after %g s and retries; "
+               "an answer later than that is lost" % (fields["request_deadline"], APIS_MAIN_ATTEMPT_S))
     config = _setup_values(r, r.mapping(r.get(sec, "config", where), where + ".config"), where + ".config")
     return DcdcSection(type=str(sec.get("type", "tdk_eza2500")), config=config, **fields)
 

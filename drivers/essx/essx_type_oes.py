@@ -1,4 +1,5 @@
 """ESSXTypeOES: the controller between the Web API and the devices (spec 5.2.1)."""
+import contextvars
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -279,7 +280,7 @@ class ESSXTypeOES:
         if self.bat_dev is None:
             raise ESSXException(NO_BATTERY)
         with ThreadPoolExecutor(1, thread_name_prefix="battery-read") as pool:
-            battery = pool.submit(self.log_data)
+            battery = pool.submit(contextvars.copy_context().run, self.log_data)   # the same deadline
             body = self.remote_get()
         body.update(battery.result())
         return body

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import bottle
 from prometheus_client import generate_latest
 
-from essx import metrics, resources, status
+from essx import deadline, metrics, resources, status
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
 from essx.essx_params import parse_mode, parse_number
 from essx.observe import Recorder
@@ -72,14 +72,15 @@ def _log_change(rule, params, sent, code, text, started):
              " (%s)" % " ".join(sent) if sent else "", (time.perf_counter() - started) * 1000)
 
 
-def _json_route(app, recorder, rule, fn):
-    """Register GET *rule* answering *fn(params)* as JSON, counted in *recorder*."""
+def _json_route(app, recorder, rule, fn, limit=lambda: None):
+    """Register GET *rule* answering *fn(params)* as JSON, counted in *recorder*,
+    within the deadline ``limit()`` (s; None: none) of ``essx.deadline``."""
     def handler():
         started = time.perf_counter()
         bottle.response.content_type = "application/json"
         params = bottle.request.params
         given = {k: _decoded(params, k) for k in params.keys()}
-        with recorder.commands_sent() as sent:
+        with recorder.commands_sent() as sent, deadline.within(limit()):
             text = _call(fn, given)
         if rule in CHANGING:
             _log_change(rule, given, sent, bottle.response.status_code, text, started)
@@ -112,6 +113,11 @@ class ApiRoutes:
     goodbye: Optional[Callable[[], None]]
     versions: Mapping[str, str]
     openapi_path: Callable[[], str]
+
+    def request_deadline(self) -> Optional[float]:
+        """The configured ``request_deadline`` (s) every route answers within (None: no controller)."""
+        section = getattr(self.controller, "dcdc_config", None)
+        return getattr(section, "request_deadline", deadline.DEFAULT_S) if section is not None else None
 
     def read(self, method: str, keys, params):
         """The body of ``controller.<method>(params)``, only its *keys* unless None."""
@@ -242,7 +248,7 @@ def build_app(controller, *, versions: Mapping[str, str], openapi_path: Callable
     app.config["essx.recorder"] = recorder = Recorder()
     api = ApiRoutes(controller, cache, reload_config, goodbye, dict(versions), openapi_path)
     for rule, fn in api.table().items():
-        _json_route(app, recorder, rule, fn)
+        _json_route(app, recorder, rule, fn, api.request_deadline)
     version = versions["dcdc_batt_comm_version"]
     registry = metrics.registry(recorder, version)
     _json_route(app, recorder, "/essx/status",

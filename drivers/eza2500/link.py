@@ -12,6 +12,7 @@ from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, U
 
 from essx.essx_exception import (ESSXChecksumException, ESSXDeviceException, ESSXException, ESSXIOException,
                                  ESSXTimeoutException, ESSXValueException)
+from essx import deadline
 from essx.exchange import Exchange, Listeners
 
 from . import codec, table
@@ -130,7 +131,9 @@ class EZA2500Link:
     @contextmanager
     def sequence(self) -> Iterator["EZA2500Link"]:
         """Hold the line for a whole command sequence (reentrant); a command
-        that fails inside it names the writes already ACKed in it.
+        that fails inside it names the writes already ACKed in it.  The wait
+        for the line ends at ``line_wait`` s or the request's deadline
+        (``essx.deadline``), whichever comes first.
 
         Raises:
             ESSXTimeoutException: "converter line busy ...; nothing sent".
@@ -146,12 +149,14 @@ class EZA2500Link:
                     % (len(self._queue), self.port))
             ticket = object()
             self._queue.append(ticket)
-            if not self._turn.wait_for(lambda: self._owner is None and self._queue[0] is ticket,
-                                       self.line_wait):
+            wait = deadline.bound(self.line_wait)
+            if not self._turn.wait_for(lambda: self._owner is None and self._queue[0] is ticket, wait):
                 self._queue.remove(ticket)
                 self._turn.notify_all()
-                raise ESSXTimeoutException("converter line busy: %s not free within %g s (line_wait); "
-                                           "nothing sent" % (self.port, self.line_wait))
+                within = "%g s (line_wait)" % self.line_wait if wait == self.line_wait else \
+                    "the request's deadline (%.2f s)" % wait
+                raise ESSXTimeoutException("converter line busy: %s not free within %s; nothing sent"
+                                           % (self.port, within))
             self._queue.popleft()
             self._owner, self._applied = me, []
         try:
@@ -197,13 +202,20 @@ class EZA2500Link:
 
         Raises:
             ESSXParameterException / ESSXValueException: bad params, nothing sent.
-            ESSXTimeoutException: the line stayed busy (nothing sent); or, as
+            ESSXTimeoutException: the line stayed busy, or the request's
+                deadline (``essx.deadline``) leaves less than one try: the
+                command is not sent; or, as
                 ESSXIOException, ESSXChecksumException, ESSXValueException and
                 ESSXDeviceException (NAK, ``.ercd``), the last try's failure,
                 naming the command, the tries and the writes already applied.
         """
         req = command if isinstance(command, RequestFrame) else self.request(command, params)
         with self.sequence():
+            if not self._time_for_try(0.0):
+                raise ESSXTimeoutException("command %s not sent: the request's deadline leaves %.3f s, "
+                                           "less than one try (%g s timeout)%s"
+                                           % (req.name, deadline.remaining(), self.device.timeout,
+                                              self._applied_text()))
             left = {"timeout": self.timeout_retries, "error": self.error_retries}
             for attempt in itertools.count(1):
                 try:
@@ -211,9 +223,10 @@ class EZA2500Link:
                     break
                 except ESSXException as exc:
                     budget = _classify(exc)[1]
-                    if budget is None or left[budget] <= 0:
+                    if budget is None or left[budget] <= 0 or not self._time_for_try(self.retry_wait):
                         self.mode = None
-                        raise self._final(exc, req, attempt) from exc
+                        late = budget is not None and left[budget] > 0
+                        raise self._final(exc, req, attempt, late) from exc
                     left[budget] -= 1
                     log.info("command %s failed (%s); retrying in %.3f s", req.name, exc, self.retry_wait)
                     self._next_command_at = max(self._next_command_at, time.monotonic() + self.retry_wait)
@@ -223,10 +236,23 @@ class EZA2500Link:
                 self._applied.append(describe(req))
         return reply
 
-    def _final(self, exc: ESSXException, req: RequestFrame, attempt: int) -> ESSXException:
-        """The exception a caller gets: the command, the tries, what was applied."""
-        applied = "; already applied: " + ", ".join(self._applied) if self._applied else ""
+    def _time_for_try(self, wait: float) -> bool:
+        """True when a try after *wait* s (and the gap) still ends within the request's
+        deadline (``essx.deadline``), or there is none."""
+        gap = max(wait, self._next_command_at - time.monotonic(), 0.0)
+        return deadline.has_time(gap + self.device.timeout)
+
+    def _applied_text(self) -> str:
+        return "; already applied: " + ", ".join(self._applied) if self._applied else ""
+
+    def _final(self, exc: ESSXException, req: RequestFrame, attempt: int,
+               late: bool = False) -> ESSXException:
+        """The exception a caller gets: the command, the tries (*late*: the deadline
+        cut the retries short), what was applied."""
+        applied = self._applied_text()
         tries = "%d %s" % (attempt, "try" if attempt == 1 else "tries")
+        if late:
+            tries += "; the request's deadline leaves no time for another"
         if isinstance(exc, ESSXDeviceException):
             return ESSXDeviceException(exc.ercd, "%s after %s%s" % (req.name, tries, applied))
         return type(exc)("command %s: %s (after %s)%s" % (req.name, exc, tries, applied))
