@@ -57,6 +57,9 @@ class _LoopTick:
     def writable(self) -> bool:
         return False
 
+    def close(self) -> None:
+        """Nothing to close (waitress closes every member of the map on exit)."""
+
 
 def raise_nofile(wanted: int = NOFILE_WANTED) -> None:
     """Raise the soft limit of open files towards *wanted*, within the hard limit."""
