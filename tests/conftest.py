@@ -99,6 +99,15 @@ def with_settings(config, dcdc=None, battery=None, dcdc_dev=None, battery_dev=No
     return replace(config, **changes)
 
 
+@pytest.fixture(autouse=True)
+def no_etc_config(monkeypatch, tmp_path):
+    """In-process, the default configuration is never the machine's
+    /etc/dcdc_batt_comm/dcdc_batt_comm.yml (a commissioned node has one)."""
+    from essx import resources
+
+    monkeypatch.setattr(resources, "ETC_CONFIG", str(tmp_path / "no-etc" / "dcdc_batt_comm.yml"))
+
+
 @pytest.fixture
 def system(no_leaks):
     """Controller + devices on a simulated converter and battery (no watch thread);
@@ -184,6 +193,31 @@ def read_until(stream, text, deadline):
     return seen
 
 
+#: Debian's and Raspberry Pi OS's default /etc/hosts: localhost has two addresses.
+DEBIAN_HOSTS = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def as_debian_node(argv, tmp_path, hosts=DEBIAN_HOSTS, etc_config=None):
+    """*argv* made to run as on a user's node: in a mount namespace of its own whose
+    /etc is an overlay (the machine's /etc is never written) holding *hosts* as
+    /etc/hosts and, given *etc_config* (text), a commissioned node's
+    /etc/dcdc_batt_comm/dcdc_batt_comm.yml.  Needs root (``unshare -m``); skips
+    the test without it, fails it when CI is set."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        if os.environ.get("CI"):
+            pytest.fail("the Debian-node tests need root and unshare(1) in CI")
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    upper, work = tmp_path / "etc-upper", tmp_path / "etc-work"
+    upper.mkdir()
+    work.mkdir()
+    (upper / "hosts").write_text(hosts)
+    if etc_config is not None:
+        (upper / "dcdc_batt_comm").mkdir()
+        (upper / "dcdc_batt_comm" / "dcdc_batt_comm.yml").write_text(etc_config)
+    script = 'mount -t overlay overlay -o lowerdir=/etc,upperdir="$1",workdir="$2" /etc && shift 2 && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(upper), str(work), *argv]
+
+
 #: The server script, run as a process by the command-line tests.
 SERVER = os.path.join(DRIVERS, "essx_server.py")
 
@@ -196,9 +230,13 @@ def free_port():
 
 
 class Process:
-    """``essx_server.py`` as a child process on a free port; ``stop()`` kills and reaps it."""
+    """``essx_server.py`` as a child process on a free port, on the shipped configuration
+    unless *args* name one (never the machine's /etc/dcdc_batt_comm/); ``stop()`` kills
+    and reaps it."""
     def __init__(self, *args):
         self.port = free_port()
+        if "--config" not in args:
+            args = ("--config", DEFAULT_CONFIG) + args
         self.proc = subprocess.Popen([sys.executable, SERVER, "--port", str(self.port), *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.client = HTTPClient("http://localhost:%d" % self.port)

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import DRIVERS, SPEED, HTTPClient, fast_config, grid_config, read_until, set_node
+from conftest import DEFAULT_CONFIG, DRIVERS, SPEED, HTTPClient, fast_config, grid_config, read_until, set_node
 
 from essx_grid import Grid, GridConfigError, NodeSpec, grid_spec
 
@@ -137,7 +137,8 @@ def test_command_line_serves_and_stops_on_sigterm(tmp_path):
     grid_file = tmp_path / "grid.yml"
     grid_file.write_text("nodes:\n  - {rsoc: 70}\n")
     proc = subprocess.Popen([sys.executable, os.path.join(DRIVERS, "essx_grid.py"), "--nodes", "2",
-                             "--port", "0", "--speed", "5", "--config", str(grid_file)],
+                             "--port", "0", "--speed", "5", "--config", str(grid_file),
+                             "--driver-config", DEFAULT_CONFIG],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out = read_until(proc.stdout, b"/grid\n", time.monotonic() + 60).decode()
@@ -166,7 +167,8 @@ def test_command_line_mistake_is_one_line(tmp_path):
     bad.write_text("nodes: [{rsoc: 101}]\n")
     for args, text in ((["--nodes", "0", "--port", "9000"], "--nodes=0: expected at least 1"),
                        (["--nodes", "1", "--port", "0", "--config", str(bad)], "node 0: rsoc=101.0")):
-        proc = subprocess.run([sys.executable, os.path.join(DRIVERS, "essx_grid.py")] + args,
+        proc = subprocess.run([sys.executable, os.path.join(DRIVERS, "essx_grid.py"), "--driver-config",
+                               DEFAULT_CONFIG] + args,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == ["essx-grid: " + proc.stderr.strip()[len("essx-grid: "):]]

@@ -30,7 +30,10 @@ def write_config(tmp_path, dcdc_port, battery_port, mutate=None, name="c.yml"):
 
 
 def run(*args, env=None, timeout=30):
-    """Run essx-server to its end: (exit status, stdout, stderr)."""
+    """Run essx-server to its end: (exit status, stdout, stderr); on the shipped
+    configuration unless *args* name one (never the machine's /etc/dcdc_batt_comm/)."""
+    if "--config" not in args:
+        args = ("--config", DEFAULT_CONFIG) + args
     r = subprocess.run([sys.executable, SERVER, *args], capture_output=True, text=True,
                        timeout=timeout, env=env)
     return r.returncode, r.stdout, r.stderr
