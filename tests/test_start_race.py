@@ -1,0 +1,68 @@
+"""Start-up ends before the battery watch begins, and each port has one opener.
+
+With ``force_dcdc_waiting: Yes`` the watch's first check reads the battery and
+may send 1-4 at once.  It used to start while start-up was still opening the
+ports itself, a second open of the same devices: "serial port ... is in use",
+"Port is already open" or a pyserial ``TypeError``, and the converter was not
+put in Waiting.  Now ``System.start()`` opens both ports through their owners
+(the link, the Modbus client) and then starts the watch.
+
+Each battery state is started 100 times in a row, as essx-server does it
+(``System(config).start()``), on real ptys; every start must serve, and where
+the battery forbids interchange, cannot be read or is not configured, the
+converter must reach Waiting.
+"""
+import dataclasses
+import time
+
+import pytest
+
+from conftest import fast_config, with_settings
+
+STARTS = 100
+#: How long the watch's first check may take (s): a silent battery costs two
+#: tries of BATTERY_TIMEOUT and the 0.5 s between them.
+FIRST_CHECK = 5.0
+BATTERY_TIMEOUT = 0.05
+
+
+def node_config(dcdc, battery, battery_state):
+    config = with_settings(fast_config(), battery={"force_dcdc_waiting": True},
+                           dcdc_dev={"port": dcdc.port, "dir_pin": "not_used"},
+                           battery_kwparams={"port": battery.port, "dir_pin": "not_used",
+                                             "timeout": BATTERY_TIMEOUT})
+    if battery_state == "none":
+        config = dataclasses.replace(config, battery_dev=None)
+    return config
+
+
+def wait_for_mode(dcdc, mode, limit):
+    end = time.monotonic() + limit
+    while dcdc.state["mode"] != mode and time.monotonic() < end:
+        time.sleep(0.01)
+    return dcdc.state["mode"]
+
+
+@pytest.mark.parametrize("battery_state", ["permitted", "forbidding", "unreachable", "none"])
+def test_starts_in_a_row(devices, battery_state):
+    from essx_server import System
+
+    dcdc, battery = devices
+    battery.permitted = battery_state != "forbidding"
+    battery.silent = battery_state == "unreachable"
+    config = node_config(dcdc, battery, battery_state)
+    for n in range(STARTS):
+        dcdc.set(mode=0x0014)
+        system = System(config)
+        try:
+            system.start()                                   # raises StartupError on a port race
+            assert system.controller.watching
+            status = system.controller.remote_get_status()    # the converter serves
+            assert status["status"]["operationMode"] in ("Grid Autonomy", "Waiting"), (n, status)
+            if battery_state == "permitted":
+                assert system.controller.log_data()["battery_operation_status"] == 3
+                assert dcdc.state["mode"] == 0x0014, n
+            else:
+                assert wait_for_mode(dcdc, 0x0000, FIRST_CHECK) == 0x0000, (n, battery_state)
+        finally:
+            system.close()
