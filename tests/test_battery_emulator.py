@@ -243,7 +243,7 @@ def test_an_always_late_battery_is_a_comm_error_every_time(tmp_path, make_batter
         assert [battery.check_battery() for _ in range(3)] == [(0.0, 0, -1)] * 3
 
 
-def test_a_function_3_reply_is_refused_and_retried(tmp_path, make_battery):
+def test_a_function_3_reply_is_skipped_and_retried(tmp_path, make_battery):
     def answer(n, frame):
         return [(0, reply([777, 1], function=3) if n == 1 else reply([123, 0]))]
 
@@ -251,8 +251,8 @@ def test_a_function_3_reply_is_refused_and_retried(tmp_path, make_battery):
         battery = make_battery(tmp_path / "ttyR")
         exchanges = record(battery)
         assert battery.check_battery() == (12.3, 3, 0)
-    assert [e.outcome for e in exchanges] == ["value", "ok"]
-    assert "function code 3 to a function 4 request" in exchanges[0].error
+    assert [e.outcome for e in exchanges] == ["timeout", "ok"]
+    assert "no valid reply within 1 s: function 3 reply only" in exchanges[0].error
 
 
 def test_wrong_unit_is_not_answered(sim, make_battery):

@@ -4,20 +4,30 @@ Facts from battery-modbus.md: input registers (function code 4), PDU address
 = register number - 30001, RSOC in 0.1 %, status bit 0 = 1: interchange NOT
 permitted; adjacent registers in one request; two tries, 0.5 s apart. The
 methods keep the meanings of the reference's ``battery_emulator/__init__.py``.
-Unlike the reference (reference-defects.md), every Modbus failure is a
+Unlike the reference (docs/migrating.md), every Modbus failure is a
 communication error and is retried; an RSOC above 100 % is passed on as read,
 with a WARNING.
+
+Deadline: under ``essx.deadline.within`` (an HTTP request) every wait of a read
+is bounded by what is left: the bus lock (a read that cannot get it in time
+fails at once, nothing sent), each try's reply window (``ESSXModbusClient``:
+``min(kwparams.timeout, left)``), the wait for a late reply, and the pause
+between tries, made only when a try of at least ``MIN_TRY_S`` still fits after
+it. Without a deadline (the battery watch) a read is as it always was: TRIES
+tries, RETRY_WAIT_S apart.
 """
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from essx import deadline
 from essx.essx_exception import (ESSXConfigException, ESSXException, ESSXIOException,
                                  ESSXTimeoutException, ESSXValueException)
-from essx.essx_modbus import UnexpectedReply
+from essx.essx_modbus import NotSent, NoValidReply, UnexpectedReply
 from essx.exchange import Exchange, Listeners
 
 logger = logging.getLogger(__name__)
@@ -27,6 +37,10 @@ TRIES = 2  #: tries per read (battery-modbus.md)
 INPUT_REGISTER_BASE = 30001  #: register number of input register PDU address 0
 REGISTER_NUMBERS = range(30001, 40000)  #: taken as register numbers; other 0..65535: PDU addresses
 RSOC_FULL = 1000  #: RSOC register value of 100 % (0.1 % units)
+#: Shortest reply window worth a try, s: a request and a 2-register reply take
+#: 18 ms at 9600 baud, a battery answers within tens of ms; less would fail a
+#: healthy battery and only delay the answer.
+MIN_TRY_S = 0.2
 NOT_PERMITTED, PERMITTED = 0, 3  #: battery_operation_status values (spec 5.3.2)
 
 #: Modbus exception codes (Modbus application protocol 1.1b, 7).
@@ -69,7 +83,8 @@ class BatteryEmulator:
         last_error (str): why the last read failed; "" after a success.
         listeners (Listeners): get one ``Exchange(bus="battery",
             command="read")`` per try.
-        lock (RLock): the bus lock, held for a whole read (all its tries).
+        lock (RLock): the bus lock, held for a whole read (all its tries); under a
+            deadline it is waited for only until then.
     """
 
     def __init__(self, dev: Any = None, modbus_adr_rsoc: Any = None, modbus_adr_status: Any = None,
@@ -119,7 +134,7 @@ class BatteryEmulator:
 
     def remote_rsoc_and_status(self) -> None:
         """Read both registers (one request of count 2 when adjacent); ESSXException after all tries."""
-        with self.lock:
+        with self._bus():
             if abs(self.rsoc_address - self.status_address) == 1:
                 self._read(min(self.rsoc_address, self.status_address), 2)
             else:
@@ -134,22 +149,53 @@ class BatteryEmulator:
             read, status 0 (not permitted) or 3 (permitted), comm_err 0 or -1.
             On a communication error ``(0.0, 0, -1)``: nothing is permitted on
             stale data; ``last_error`` says why (naming the port when it cannot
-            be opened); ``read_rsoc()`` / ``read_status()`` keep the last good values.
+            be opened, the line busy until the deadline);
+            ``read_rsoc()`` / ``read_status()`` keep the last good values.
         """
-        with self.lock:
-            try:
+        try:
+            with self._bus():
                 self.remote_rsoc_and_status()
-            except ESSXException:
-                return 0.0, NOT_PERMITTED, -1
-            return self.read_rsoc(), PERMITTED if self.read_status() else NOT_PERMITTED, 0
+        except ESSXException as exc:
+            self.last_error = str(exc)
+            return 0.0, NOT_PERMITTED, -1
+        return self.read_rsoc(), PERMITTED if self.read_status() else NOT_PERMITTED, 0
+
+    @contextmanager
+    def _bus(self) -> Iterator[None]:
+        """Hold the bus lock; under a deadline wait for it only until then
+        (ESSXTimeoutException: busy, nothing sent)."""
+        left = deadline.remaining()
+        if not self.lock.acquire(timeout=-1 if left is None else left):
+            raise ESSXTimeoutException("battery unit %d on %s: the battery line was busy for %.3g s "
+                                       "(another read held it) until the request's deadline; "
+                                       "nothing was sent" % (self.unit, self.port, left))
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def _try_fits(self, pause: float) -> bool:
+        """True when a try started after ``pause`` s, and after the client's wait for a
+        late reply (``dev.ready_at``), still has MIN_TRY_S before the deadline (or none)."""
+        left = deadline.remaining()
+        if left is None:
+            return True
+        now = time.monotonic()
+        start = max(now + pause, getattr(self.dev, "ready_at", 0.0))
+        return left - (start - now) >= MIN_TRY_S
 
     def _read(self, address: int, count: int) -> List[int]:
         """Read ``count`` input registers at PDU ``address`` under the bus lock,
         store them, report each try; raises the last try's ESSXException."""
-        with self.lock:
+        with self._bus():
+            if not self._try_fits(0.0):
+                raise ESSXTimeoutException(
+                    "battery unit %d on %s: no time left for a read before the request's deadline "
+                    "(%.3g s left; the line first waits out a late reply); nothing was sent"
+                    % (self.unit, self.port, deadline.remaining()))
             for attempt in range(1, TRIES + 1):
                 if attempt > 1:
-                    time.sleep(self.retry_wait)  # a real wait between tries, not a timeout
+                    time.sleep(self.retry_wait)  # a real pause between tries; _try_fits checked it
                 start = time.monotonic()
                 try:
                     registers = self._read_once(address, count)
@@ -157,8 +203,13 @@ class BatteryEmulator:
                     outcome = next(name for cls, name in _OUTCOMES if isinstance(exc, cls))
                     self._emit(outcome, start, attempt, error=str(exc))
                     logger.debug("battery read try %d/%d failed: %s", attempt, TRIES, exc)
-                    if attempt < TRIES and not isinstance(exc, ESSXConfigException):
-                        continue  # a configuration error is not retried: no retry helps
+                    # a configuration error is not retried: no retry helps
+                    retry = attempt < TRIES and not isinstance(exc, ESSXConfigException)
+                    if retry and self._try_fits(self.retry_wait):
+                        continue
+                    if retry:
+                        logger.debug("battery read: no try %d, the request's deadline is too close",
+                                     attempt + 1)
                     if not self._failing and not isinstance(exc, ESSXIOException):
                         logger.warning("battery cannot be read: %s", exc)  # the client logs port changes
                     self.last_error, self._failing = str(exc), True
@@ -193,10 +244,11 @@ class BatteryEmulator:
         return values
 
     def _read_once(self, address: int, count: int) -> List[int]:
-        """One function-code-4 request. Raises ESSXTimeoutException: no (valid) reply within the
-        timeout (also a bad CRC); ESSXIOException: the port could not be opened or failed;
-        ESSXException: a Modbus exception reply; ESSXValueException: a reply of another
-        function code or with the wrong number of registers."""
+        """One function-code-4 request. Raises ESSXTimeoutException: no valid reply within the
+        reply window (the message says what came instead: nothing, a bad CRC, junk), or nothing
+        sent (the line busy, no time left); ESSXIOException: the port could not be opened or
+        failed; ESSXException: a Modbus exception reply; ESSXValueException: a reply of another
+        function code or with the wrong number of registers (ASCII framing)."""
         numbers = self.modbus_adr_rsoc in REGISTER_NUMBERS  # name registers as configured
         first = address + INPUT_REGISTER_BASE if numbers else address
         what = "battery unit %d, input register %s%d" % (
@@ -206,6 +258,8 @@ class BatteryEmulator:
             reply = self.dev.read_input_registers(address, count=count, device_id=self.unit)
         except (ConnectionException, OSError) as exc:  # serial.SerialException is an OSError
             raise ESSXIOException("%s: serial port error: %s" % (what, exc)) from exc
+        except (NoValidReply, NotSent) as exc:
+            raise ESSXTimeoutException("%s: %s" % (what, exc.reason)) from exc
         except UnexpectedReply as exc:
             raise ESSXValueException("%s: %s" % (what, exc)) from exc
         except ModbusIOException as exc:

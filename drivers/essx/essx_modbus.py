@@ -11,21 +11,40 @@ pymodbus's public API is used (tested with 3.14, 3.15 and 3.16). The line
   reply the next one first waits up to one more timeout for the late reply
   and drops it: RTU has no transaction id, so it would be taken as the next
   request's answer. A reply later than twice the timeout cannot be told apart.
-- A reply of another function code (function 3 to a function 4 request) is
-  refused: ``UnexpectedReply``.
+- Every wait is bounded by the deadline of the request in progress
+  (``essx.deadline``): the line lock, the wait for a late reply, and each
+  try's reply window, ``min(kwparams.timeout, what is left)``.
+- Junk on the line is skipped (RTU reads, function 1-4): the adapter's echo
+  of the request, noise, frames from other units or of other function codes,
+  replies whose byte count does not fit the request. The first valid reply
+  of the try is taken (the scan: :func:`find_reply`); when none comes,
+  ``NoValidReply`` says what was seen (:func:`describe`).
+
+How the reply wait is bounded: pymodbus's sync client waits for a reply by
+polling the port's ``in_waiting`` every 4 characters, each poll loop bounded
+by ``comm_params.timeout_connect``, and loops again after data that does not
+make a frame (3.14: without a bound; 3.15/3.16: until one timeout has passed,
+so junk can stretch a try to two timeouts). Nothing public sets a per-call
+bound. The port is therefore a ``ModbusPort``: once the reply window of the
+request in progress has passed, its ``in_waiting`` raises ``ReplyWindowClosed``
+(an ``InterruptedError``, which pymodbus 3.14-3.16 pass on untouched), and
+``execute`` turns that into ``NoValidReply``. What pymodbus's framer gets is
+filtered through its public ``trace_packet`` hook: only a valid reply, never
+the junk before it.
 """
 import logging
 import select
 import termios
 import threading
 import time
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import serial
 from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
-from pymodbus.framer import FramerType
+from pymodbus.framer import FramerRTU, FramerType
 
+from essx import deadline
 from essx.essx_config import ModbusParams, modbus_params
 from essx.essx_rs485 import ESSXRS485, make_pin
 
@@ -34,10 +53,37 @@ logger = logging.getLogger(__name__)
 #: Quiet time that ends a late frame, s (3.5 characters at 9600 baud is 3.6 ms;
 #: USB adapters deliver in up to 16 ms chunks; a loaded machine schedules late).
 FRAME_GAP_S = 0.05
+#: Function codes whose RTU frames the junk scan recognises (Modbus application
+#: protocol 1.1b, 6): reads with a byte count, and single/multiple writes.
+READ_FUNCTIONS, WRITE_FUNCTIONS = (1, 2, 3, 4), (5, 6, 15, 16)
 
 
 class UnexpectedReply(ModbusIOException):
-    """A well-formed reply that does not answer the request (other function code)."""
+    """A well-formed reply that does not answer the request (other function code;
+    ASCII framing only: on RTU such frames are skipped as junk)."""
+
+
+class NoValidReply(ModbusIOException):
+    """No valid reply within the try's reply window; ``reason`` (str) says what was
+    seen, e.g. "no valid reply within 1 s: echo of the request only"."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NotSent(ModbusIOException):
+    """Nothing was sent: the line was busy, or the request's deadline left no time;
+    ``reason`` (str) says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ReplyWindowClosed(InterruptedError):
+    """Raised by ``ModbusPort.in_waiting`` once the reply window has passed: it ends
+    pymodbus's wait for a reply (caught in ``ESSXModbusClient.execute``)."""
 
 
 def client_arguments(params: ModbusParams) -> Tuple[dict, dict]:
@@ -59,9 +105,132 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
+# -- RTU frames on a shared line --------------------------------------------------------
+def _crc_ok(frame: bytes) -> bool:
+    return len(frame) >= 4 and FramerRTU.compute_CRC(frame[:-2]).to_bytes(2, "big") == frame[-2:]
+
+
+def _byte_count(request: bytes) -> Optional[int]:
+    """The byte count a valid reply to an RTU read ``request`` carries; None: not a read."""
+    if len(request) != 8 or request[1] not in READ_FUNCTIONS:
+        return None
+    count = int.from_bytes(request[4:6], "big")
+    return 2 * count if request[1] in (3, 4) else (count + 7) // 8
+
+
+def _frame_length(buf: bytes, i: int) -> int:
+    """Length of the CRC-valid RTU reply frame at ``buf[i:]`` (a known function code
+    or its exception), 0 when there is none."""
+    if len(buf) - i < 4:
+        return 0
+    function = buf[i + 1]
+    if function & 0x80 and function & 0x7F in READ_FUNCTIONS + WRITE_FUNCTIONS:
+        length = 5
+    elif function in READ_FUNCTIONS:
+        length = 5 + buf[i + 2]
+    elif function in WRITE_FUNCTIONS:
+        length = 8
+    else:
+        return 0
+    return length if i + length <= len(buf) and _crc_ok(buf[i:i + length]) else 0
+
+
+def find_reply(buf: bytes, request: bytes) -> Optional[bytes]:
+    """The first valid reply to the RTU read ``request`` (8 bytes) anywhere in ``buf``:
+    its unit, its function code with the byte count it asked for, or its exception
+    reply, with a good CRC. None when there is none (yet)."""
+    expected = _byte_count(request)
+    unit, function = request[0], request[1]
+    for i in range(len(buf) - 4):
+        if buf[i] != unit:
+            continue
+        if buf[i + 1] == function | 0x80:
+            length = 5
+        elif buf[i + 1] == function and buf[i + 2] == expected:
+            length = 5 + expected
+        else:
+            continue
+        if i + length <= len(buf) and _crc_ok(buf[i:i + length]):
+            return bytes(buf[i:i + length])
+    return None
+
+
+def describe(buf: bytes, request: bytes) -> str:
+    """What ``buf`` (received after the RTU read ``request``) holds instead of a valid
+    reply, e.g. "echo of the request, 300 bytes of noise"; "" when empty. Recognised:
+    the echo (the request's own bytes), CRC-valid frames ("reply from unit 2",
+    "function 3 reply", "byte count 6 for 2 registers"), a reply for the request
+    with a bad CRC; anything else counts as noise (bytes)."""
+    expected = _byte_count(request)
+    unit, function = request[0], request[1]
+    counts: dict = {}  # label -> times seen, in order of first sight
+    noise, i = 0, 0
+    while i < len(buf):
+        length, label = _frame_length(buf, i), None
+        if buf[i:i + len(request)] == request:
+            length, label = len(request), "echo of the request"
+        elif length and buf[i] != unit:
+            label = "reply from unit %d" % buf[i]
+        elif length and buf[i + 1] & 0x7F != function:
+            label = "function %d reply" % (buf[i + 1] & 0x7F)
+        elif length:
+            what = "registers" if function in (3, 4) else "bits"
+            label = "byte count %d for %d %s" % (buf[i + 2], int.from_bytes(request[4:6], "big"),
+                                                  what)
+        elif buf[i:i + 3] == bytes((unit, function, expected)) and i + 5 + expected <= len(buf):
+            length, label = 5 + expected, "a reply with a bad CRC"
+        if label is None:
+            counts.setdefault("noise", 0)
+            noise, i = noise + 1, i + 1
+            continue
+        counts[label] = counts.get(label, 0) + 1
+        i += length
+    parts = ["%d bytes of noise" % noise if label == "noise" else
+             label + (" (%d times)" % times if times > 1 else "") for label, times in counts.items()]
+    return ", ".join(parts)
+
+
+class ModbusPort(ESSXRS485):
+    """An ``ESSXRS485`` (all its arguments) whose reply wait can be cut short.
+
+    ``open_window(seconds)`` arms a reply window that starts when the next write
+    returns; once it has passed, ``in_waiting`` raises ``ReplyWindowClosed``
+    (pymodbus polls ``in_waiting`` while it waits for a reply). ``close_window()``
+    disarms it. Without a window it is a plain ``ESSXRS485``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._window: Optional[float] = None
+        self._window_end: Optional[float] = None
+        super().__init__(*args, **kwargs)
+
+    def open_window(self, seconds: float) -> None:
+        """Arm a reply window of ``seconds`` (s) from the end of the next write."""
+        self._window, self._window_end = seconds, None
+
+    def close_window(self) -> None:
+        """Disarm the reply window."""
+        self._window = self._window_end = None
+
+    def write(self, data: Any) -> int:
+        """``ESSXRS485.write``; starts an armed reply window when it returns."""
+        count = super().write(data)
+        if self._window is not None:
+            self._window_end = time.monotonic() + self._window
+        return count
+
+    @property
+    def in_waiting(self) -> int:
+        """Bytes waiting (int). ReplyWindowClosed: the armed reply window has passed."""
+        if self._window_end is not None and time.monotonic() >= self._window_end:
+            raise ReplyWindowClosed("reply window of %.3g s passed" % self._window)
+        return super().in_waiting
+
+
 class ESSXModbusClient(ModbusSerialClient):
-    """Synchronous pymodbus ``ModbusSerialClient`` over an ``ESSXRS485``; kwparams as in
-    ``essx_config.ModbusParams``. Opens nothing; a missing GPIO module is reported here.
+    """Synchronous pymodbus ``ModbusSerialClient`` over a ``ModbusPort`` (an ``ESSXRS485``);
+    kwparams as in ``essx_config.ModbusParams``. Opens nothing; a missing GPIO module is
+    reported here.
 
     Raises:
         ESSXConfigException: bad kwparams (the key path is named) or an
@@ -82,7 +251,8 @@ class ESSXModbusClient(ModbusSerialClient):
         self.line_lock = threading.RLock()
         self._unsettled_until = 0.0
         self._down = False  # lost or cannot be opened, and logged
-        super().__init__(**client)
+        self._sent, self._received = b"", b""  # the try's request frame and what came back
+        super().__init__(trace_packet=self._trace_packet, **client)
 
     @property
     def port(self) -> str:
@@ -94,15 +264,21 @@ class ESSXModbusClient(ModbusSerialClient):
         """True while the port is open (sends nothing)."""
         return self.socket is not None
 
+    @property
+    def ready_at(self) -> float:
+        """Monotonic time (s) until which the next request first waits for a late reply
+        to a failed try (then drops it); 0.0 when it need not wait."""
+        return self._unsettled_until
+
     def connect(self) -> bool:
-        """Open the port as an ``ESSXRS485`` (exclusively) unless it is open; False when
+        """Open the port as a ``ModbusPort`` (exclusively) unless it is open; False when
         it cannot be (``last_connect_error`` says why). ESSXConfigException: the port
         refuses the configured direction mode (e.g. kernel RS485)."""
         if self.socket:
             return True
         params = self.comm_params
         try:
-            self.socket = ESSXRS485(
+            self.socket = ModbusPort(
                 params.host, timeout=params.timeout_connect, write_timeout=params.timeout_connect,
                 bytesize=params.bytesize, stopbits=params.stopbits, baudrate=params.baudrate,
                 parity=params.parity, exclusive=True, dir_pin=self.dir_pin,
@@ -121,7 +297,8 @@ class ESSXModbusClient(ModbusSerialClient):
         return True
 
     def execute(self, no_response_expected: bool, request: Any) -> Any:
-        """Run one request in ``1 + retries`` tries, each on an open, settled line.
+        """Run one request in ``1 + retries`` tries, each on an open, settled line, all
+        within the deadline of the request in progress (``essx.deadline``), if any.
 
         Returns:
             the pymodbus reply PDU (None with ``no_response_expected``).
@@ -129,29 +306,84 @@ class ESSXModbusClient(ModbusSerialClient):
         Raises:
             ConnectionException: the port cannot be opened or failed (the
                 message names the port and the OS error).
-            ModbusIOException: no valid reply within the timeout (also a bad
-                CRC); ``UnexpectedReply`` for another function code.
+            NotSent: the line lock could not be had, or no time was left,
+                before the deadline; nothing was sent.
+            NoValidReply: no valid reply within the reply window (``reason``
+                says what came instead, e.g. a bad CRC or an echo only);
+                ``UnexpectedReply`` (ASCII) for another function code.
         """
-        with self.line_lock:
+        left = deadline.remaining()
+        if not self.line_lock.acquire(timeout=-1 if left is None else left):
+            raise NotSent("%s: the line was busy for %.3g s (another request held it); nothing "
+                          "was sent" % (self.port, left))
+        try:
             for attempt in range(self.params.retries + 1):
                 if not self.connect():
                     raise ConnectionException(self.last_connect_error)
                 try:
-                    self._settle()
-                    reply = super().execute(no_response_expected, request)
-                    if reply is not None and (reply.function_code & 0x7F) != request.function_code:
-                        raise UnexpectedReply("%s: reply with function code %d to a function %d request "
-                                              "(refused)" % (self.port, reply.function_code,
-                                                             request.function_code))
-                    return reply
+                    return self._try(no_response_expected, request)
+                except NotSent:
+                    raise
                 except ConnectionException as exc:  # 3.16 closed the port; the OS error is the context
                     raise self._lost(exc.__context__ or exc) from exc
                 except (OSError, termios.error) as exc:  # 3.14/3.15 let the serial error out
                     raise self._lost(exc) from exc
-                except ModbusIOException:  # also UnexpectedReply; the next try settles the line first
+                except ModbusIOException:  # the next try settles the line first
                     self._unsettled_until = time.monotonic() + self.comm_params.timeout_connect
                     if attempt == self.params.retries:
                         raise
+            raise AssertionError("retries must be >= 0")
+        finally:
+            self.line_lock.release()
+
+    def _try(self, no_response_expected: bool, request: Any) -> Any:
+        """One try on the open port: settle, send, take the first valid reply in the window."""
+        self._settle()
+        timeout = self.comm_params.timeout_connect
+        window = deadline.bound(timeout)
+        if window <= 0:
+            raise NotSent("%s: the request's deadline passed before it could be sent; nothing "
+                          "was sent" % self.port)
+        self._sent, self._received = b"", b""
+        self.socket.open_window(window)
+        try:
+            reply = super().execute(no_response_expected, request)
+        except (ReplyWindowClosed, ModbusIOException) as exc:
+            self.socket.close_window()
+            raise self._no_valid_reply(window, window < timeout) from exc
+        finally:
+            if self.socket is not None:  # pymodbus 3.16 closes it after an OS error
+                self.socket.close_window()
+        if reply is not None and (reply.function_code & 0x7F) != request.function_code:
+            raise UnexpectedReply("%s: reply with function code %d to a function %d request "
+                                  "(refused)" % (self.port, reply.function_code,
+                                                 request.function_code))
+        return reply
+
+    def _no_valid_reply(self, window: float, shortened: bool) -> NoValidReply:
+        """The NoValidReply of a try that ended without one, naming what was received."""
+        waiting = self.socket.in_waiting  # what came after pymodbus's last look
+        received = self._received + (self.socket.read(waiting) if waiting else b"")
+        if _byte_count(self._sent) is None:
+            seen = "%d bytes" % len(received) if received else ""
+        else:
+            seen = describe(received, self._sent)
+        logger.debug("%s: no valid reply; received %s", self.port, received.hex())
+        return NoValidReply("no valid reply within %.3g s%s: %s" % (
+            window, " (the request's deadline)" if shortened else "",
+            seen + " only" if seen else "nothing received"))
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus's ``trace_packet`` hook: note the request sent; of the bytes received
+        so far in a try, pass on only the valid reply (RTU reads), so the junk before it
+        is skipped whatever pymodbus's framer would make of it."""
+        if sending:
+            self._sent = bytes(data)
+            return data
+        self._received = bytes(data)
+        if self.params.method != "rtu" or _byte_count(self._sent) is None:
+            return data
+        return find_reply(self._received, self._sent) or b""
 
     def _lost(self, exc: BaseException) -> ConnectionException:
         """Close the port after an I/O error; log once; the error to raise."""
@@ -163,9 +395,12 @@ class ESSXModbusClient(ModbusSerialClient):
         return ConnectionException(text)
 
     def _settle(self) -> None:
-        """Drop stale input; after a failed try, first wait out a late reply."""
+        """Drop stale input; after a failed try, first wait out a late reply (until
+        ``ready_at``, but not past the deadline)."""
         until, self._unsettled_until = self._unsettled_until, 0.0
-        dropped = _drain(self.socket, until, self.comm_params.timeout_connect)
+        left = deadline.remaining()
+        cap = None if left is None else time.monotonic() + left
+        dropped = _drain(self.socket, until, self.comm_params.timeout_connect, cap)
         if dropped and until:
             logger.warning("%s: dropped %d bytes that came after the previous request's timeout "
                            "(%.3g s): %s; a late reply is never taken for a later request; "
@@ -176,12 +411,15 @@ class ESSXModbusClient(ModbusSerialClient):
                            self.port, len(dropped), dropped.hex())
 
 
-def _drain(port: serial.Serial, until: float, limit: float) -> bytes:
+def _drain(port: serial.Serial, until: float, limit: float, cap: Optional[float] = None) -> bytes:
     """What is waiting now and what arrives until monotonic ``until`` (0: nothing
     awaited), at most ``limit`` s past ``until`` or now (a babbling line cannot
-    hold the caller); ends once the line was quiet for ``FRAME_GAP_S`` after data."""
+    hold the caller) and never past monotonic ``cap`` (None: no cap); ends once
+    the line was quiet for ``FRAME_GAP_S`` after data."""
     data = b""
     end = max(until, time.monotonic()) + limit
+    if cap is not None:
+        end, until = min(end, cap), min(until, cap)
     while True:
         now = time.monotonic()
         waiting = port.in_waiting
