@@ -5,8 +5,9 @@ Facts from battery-modbus.md: input registers (function code 4), PDU address
 permitted; adjacent registers in one request; two tries, 0.5 s apart. The
 methods keep the meanings of the reference's ``battery_emulator/__init__.py``.
 Unlike the reference (docs/migrating.md), every Modbus failure is a
-communication error and is retried; an RSOC above 100 % is passed on as read,
-with a WARNING.
+communication error and is retried; an RSOC up to ``RSOC_PLAUSIBLE_MAX``
+(110.0 %) is passed on as read, with a WARNING above 100 %; above it the read
+fails (``ESSXValueException``): such a value is a fault, not a reading.
 
 Deadline: under ``essx.deadline.within`` (an HTTP request) every wait of a read
 is bounded by what is left: the bus lock (a read that cannot get it in time
@@ -37,6 +38,11 @@ TRIES = 2  #: tries per read (battery-modbus.md)
 INPUT_REGISTER_BASE = 30001  #: register number of input register PDU address 0
 REGISTER_NUMBERS = range(30001, 40000)  #: taken as register numbers; other 0..65535: PDU addresses
 RSOC_FULL = 1000  #: RSOC register value of 100 % (0.1 % units)
+#: Highest RSOC register value taken as a reading (0.1 % units, 110.0 %). A gauge
+#: overshoots 100 % by a few tenths while it recalibrates at full charge (passed
+#: on, with a WARNING); far above that, e.g. 0xffff (a register never written, a
+#: gauge in error), the value is a fault: refused, never passed on.
+RSOC_PLAUSIBLE_MAX = 1100
 #: Shortest reply window worth a try, s: a request and a 2-register reply take
 #: 18 ms at 9600 baud, a battery answers within tens of ms; less would fail a
 #: healthy battery and only delay the answer.
@@ -149,7 +155,7 @@ class BatteryEmulator:
             read, status 0 (not permitted) or 3 (permitted), comm_err 0 or -1.
             On a communication error ``(0.0, 0, -1)``: nothing is permitted on
             stale data; ``last_error`` says why (naming the port when it cannot
-            be opened, the line busy until the deadline);
+            be opened, the line busy until the deadline, an implausible RSOC);
             ``read_rsoc()`` / ``read_status()`` keep the last good values.
         """
         try:
@@ -248,7 +254,8 @@ class BatteryEmulator:
         reply window (the message says what came instead: nothing, a bad CRC, junk), or nothing
         sent (the line busy, no time left); ESSXIOException: the port could not be opened or
         failed; ESSXException: a Modbus exception reply; ESSXValueException: a reply of another
-        function code or with the wrong number of registers (ASCII framing)."""
+        function code or with the wrong number of registers (ASCII framing), an RSOC above
+        RSOC_PLAUSIBLE_MAX."""
         numbers = self.modbus_adr_rsoc in REGISTER_NUMBERS  # name registers as configured
         first = address + INPUT_REGISTER_BASE if numbers else address
         what = "battery unit %d, input register %s%d" % (
@@ -278,4 +285,11 @@ class BatteryEmulator:
         if len(registers) != count:
             raise ESSXValueException("%s: expected %d registers in the reply, got %d"
                                      % (what, count, len(registers)))
+        rsoc_at = self.rsoc_address - address
+        if 0 <= rsoc_at < count and registers[rsoc_at] > RSOC_PLAUSIBLE_MAX:
+            raw = registers[rsoc_at]
+            raise ESSXValueException(
+                "battery unit %d: RSOC register %s reads %d (0x%04x), above the plausible %d "
+                "(%.1f %%); refused, not a reading" % (self.unit, self.modbus_adr_rsoc, raw, raw,
+                                                       RSOC_PLAUSIBLE_MAX, RSOC_PLAUSIBLE_MAX / 10.0))
         return registers
