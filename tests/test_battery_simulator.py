@@ -90,8 +90,64 @@ def test_bad_crc_fault_corrupts_only_the_crc(sim):
     assert reply[5:] != rtu.crc16(reply[:5])
 
 
+def _raw_exchange(sim, request, nbytes, timeout=1.0):
+    """Write ``request`` to the simulator; the ``nbytes`` bytes that come back (fewer on timeout)."""
+    with serial.Serial(sim.port, timeout=timeout) as port:
+        port.write(request)
+        return port.read(nbytes)
+
+
+GOOD_REPLY = bytes.fromhex("010404022b0000")  # unit 1, fc 4, 4 bytes: 555, 0 (CRC follows)
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("echo", lambda request: request + GOOD_REPLY + rtu.crc16(GOOD_REPLY)),
+    ("other_unit", lambda request: b"\x02" + GOOD_REPLY[1:] + rtu.crc16(b"\x02" + GOOD_REPLY[1:])),
+    ("other_function", lambda request: GOOD_REPLY[:1] + b"\x03" + GOOD_REPLY[2:]
+     + rtu.crc16(GOOD_REPLY[:1] + b"\x03" + GOOD_REPLY[2:])),
+    ("bad_count", lambda request: bytes.fromhex("010406022b00000000")
+     + rtu.crc16(bytes.fromhex("010406022b00000000"))),
+])
+def test_reply_faults_send_exactly_these_bytes(sim, kind, expected):
+    sim.inject(kind)
+    request = _request(1, 4, 29, 2)
+    want = expected(request)
+    assert _raw_exchange(sim, request, len(want) + 1, timeout=0.5) == want
+    assert _raw_exchange(sim, request, 10, timeout=0.5) == GOOD_REPLY + rtu.crc16(GOOD_REPLY)
+
+
+def test_noise_comes_before_the_reply_and_noise_only_instead(sim):
+    request = _request(1, 4, 29, 2)
+    sim.inject("noise", nbytes=20)
+    got = _raw_exchange(sim, request, 20 + 9)
+    assert got[20:] == GOOD_REPLY + rtu.crc16(GOOD_REPLY) and len(got) == 29
+    sim.inject("noise_only", nbytes=30)
+    got = _raw_exchange(sim, request, 30 + 9, timeout=0.5)
+    assert len(got) == 30 and GOOD_REPLY not in got
+    assert sim.requests == 2
+
+
+def test_faults_combine_and_clear(sim):
+    request = _request(1, 4, 29, 2)
+    sim.inject("echo", 2)
+    sim.inject("other_unit", 1)
+    got = _raw_exchange(sim, request, 8 + 9 + 1, timeout=0.5)
+    assert got[:8] == request and got[8] == 2 and len(got) == 17
+    sim.clear_faults()
+    assert _raw_exchange(sim, request, 10, timeout=0.5) == GOOD_REPLY + rtu.crc16(GOOD_REPLY)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"kind": "noise", "nbytes": 0}, "nbytes=0"), ({"kind": "echo", "count": 0}, "count=0"),
+    ({"kind": "exception", "code": 0}, "code=0"),
+])
+def test_bad_fault_arguments_are_refused(sim, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sim.inject(**kwargs)
+
+
 def test_unknown_fault_is_refused(sim):
-    with pytest.raises(ValueError, match="'jam' is not known"):
+    with pytest.raises(ValueError, match="'jam' is not known.*'noise_only'"):
         sim.inject("jam")
 
 

@@ -24,11 +24,28 @@ Layout: two ptys and one line engine between their masters::
 A pty master has no path, and pymodbus's serial server opens its port by
 path, so the server opens slave B. The line (``essx.paced_pty.PacedPty``,
 shared with the converter simulator) frames requests; this module filters
-the unit, checks the CRC, counts requests, applies the faults (silent,
-exception replies, bad CRC) and has every reply paced at the configured
-baud (10 bits a byte) after ``turnaround`` from the request's end on the
-wire, deadline-based. The pymodbus server runs in its own thread with its
-own asyncio loop.
+the unit, checks the CRC, counts requests, applies the faults and has every
+reply paced at the configured baud (10 bits a byte) after ``turnaround``
+from the request's end on the wire, deadline-based. The pymodbus server
+runs in its own thread with its own asyncio loop.
+
+Faults: ``silent = True`` (no reply at all), or ``inject(kind, count)`` for
+the next ``count`` requests to this unit (kinds may be combined):
+
+=================  ============================================================
+ ``exception``     a Modbus exception reply (``code``) instead of the reply
+ ``bad_crc``       the reply with its last CRC byte inverted
+ ``echo``          the request's own bytes sent back first, then the reply
+                   (an RS485 adapter that hears itself)
+ ``noise``         ``nbytes`` (default 300) random bytes first, then the reply
+ ``noise_only``    ``nbytes`` random bytes instead of the reply
+ ``other_unit``    the reply as if from unit ``unit % 247 + 1`` (CRC valid)
+ ``other_function`` the reply with function code 3 for 4 (else 4), CRC valid
+ ``bad_count``     a read reply with one register more than asked for (byte
+                   count + 2, CRC valid)
+=================  ============================================================
+
+Noise comes from a ``random.Random(NOISE_SEED)``: the same bytes on every run.
 
 Needs pymodbus 3.16 (``SimDevice`` with ``action``; the older datastore
 contexts are deep-copied into the server in 3.16, so values written to them at
@@ -43,6 +60,7 @@ import asyncio
 import collections
 import logging
 import os
+import random
 import signal
 import threading
 from typing import List, Optional
@@ -67,6 +85,13 @@ STATUS_NOT_PERMITTED = 0x0001
 START_TIMEOUT_S = 5.0
 #: Raw request frames remembered in ``frames``.
 FRAMES_KEPT = 100
+#: Fault kinds of ``inject()`` (module docstring).
+FAULTS = ("exception", "bad_crc", "echo", "noise", "noise_only", "other_unit", "other_function",
+          "bad_count")
+#: Default size of a "noise" or "noise_only" fault, bytes (0.31 s at 9600 baud).
+NOISE_BYTES = 300
+#: Seed of the noise bytes: the same noise on every run.
+NOISE_SEED = 485
 
 
 def cut_requests(buf: bytearray, at_gap: bool) -> List[bytes]:
@@ -136,7 +161,10 @@ class BatterySimulator(OnLine):
         self.frames = collections.deque(maxlen=FRAMES_KEPT)
         self._lock = threading.Lock()
         self._exception_faults = collections.deque()  # exception codes, one per request
-        self._crc_faults = 0
+        self._faults = collections.Counter()  # other kinds: requests left
+        self._noise_bytes = NOISE_BYTES
+        self._random = random.Random(NOISE_SEED)
+        self._pending = collections.deque()  # faults of each forwarded request's reply
         self._server_pty = None
         self._server_thread = None
         self._loop = self._stop_async = None
@@ -182,35 +210,41 @@ class BatterySimulator(OnLine):
         return self._line.collision_bytes
 
     # -- faults -----------------------------------------------------------------
-    def inject(self, kind: str, count: int = 1, code: int = 4) -> None:
-        """Arm a fault for the next ``count`` requests / replies.
+    def inject(self, kind: str, count: int = 1, code: int = 4, nbytes: int = NOISE_BYTES) -> None:
+        """Arm a fault for the next ``count`` requests to this unit (while not silent).
 
         Args:
-            kind: "exception" (answer with Modbus exception ``code`` instead of
-                asking the server) or "bad_crc" (corrupt the reply's CRC).
-            count: how many requests (exception) or replies (bad_crc).
+            kind: one of FAULTS, see the module docstring.
+            count: how many requests get it.
             code: Modbus exception code for "exception" (1..255).
+            nbytes: bytes of noise for "noise" and "noise_only" (>= 1; the
+                last value given is used).
 
         Raises:
-            ValueError: unknown kind or bad count/code.
+            ValueError: unknown kind or bad count/code/nbytes.
         """
         if count < 1:
             raise ValueError("count=%r must be >= 1" % (count,))
+        if kind not in FAULTS:
+            raise ValueError("fault %r is not known (known: %s)"
+                             % (kind, ", ".join(repr(k) for k in FAULTS)))
         with self._lock:
             if kind == "exception":
                 if not 1 <= code <= 255:
                     raise ValueError("code=%r is not allowed (allowed: 1..255)" % (code,))
                 self._exception_faults.extend([code] * count)
-            elif kind == "bad_crc":
-                self._crc_faults += count
-            else:
-                raise ValueError("fault %r is not known (known: 'exception', 'bad_crc')" % (kind,))
+                return
+            if kind in ("noise", "noise_only"):
+                if nbytes < 1:
+                    raise ValueError("nbytes=%r must be >= 1" % (nbytes,))
+                self._noise_bytes = nbytes
+            self._faults[kind] += count
 
     def clear_faults(self) -> None:
         """Disarm every injected fault and leave silent mode."""
         with self._lock:
             self._exception_faults.clear()
-            self._crc_faults = 0
+            self._faults.clear()
         self.silent = False
 
     # -- life cycle ---------------------------------------------------------------
@@ -225,6 +259,7 @@ class BatterySimulator(OnLine):
             return self
         self._server_pty = PtyPort()
         self._rep_buf.clear()
+        self._pending.clear()
         try:
             self._line.watch(self._server_pty.master, self._on_reply_bytes)
             self._line.start()
@@ -329,19 +364,32 @@ class BatterySimulator(OnLine):
         with self._lock:
             self.requests += 1
             self.frames.append(frame)
-            code = None
-            if frame[0] == self.unit and not self.silent and self._exception_faults:
-                code = self._exception_faults.popleft()
+            code, faults = None, set()
+            if frame[0] == self.unit and not self.silent:
+                if self._exception_faults:
+                    code = self._exception_faults.popleft()
+                faults = {kind for kind, left in self._faults.items() if left > 0}
+                self._faults.subtract(faults)
+            noise = self._noise() if faults & {"noise", "noise_only"} else b""
         if frame[0] != self.unit:
             logger.debug("relay: request for unit %d ignored", frame[0])
             return
         if self.silent:
             return
         self._reply_due = wire_end + self.turnaround
+        if "echo" in faults:
+            self._line.reply(frame, wire_end)
+        if noise:
+            self._line.reply(noise, self._reply_due)
         if code is not None:
-            self._queue_reply(rtu.exception_reply(self.unit, frame[1], code))
-            return
-        os.write(self._server_pty.master, frame)
+            self._queue_reply(rtu.exception_reply(self.unit, frame[1], code), faults)
+        elif "noise_only" not in faults:
+            self._pending.append(faults)
+            os.write(self._server_pty.master, frame)
+
+    def _noise(self) -> bytes:
+        """``_noise_bytes`` bytes from the seeded generator (under ``_lock``)."""
+        return bytes(self._random.getrandbits(8) for _ in range(self._noise_bytes))
 
     def _on_reply_bytes(self, data: bytes):
         """Bytes from the pymodbus server: queue each complete reply."""
@@ -353,14 +401,23 @@ class BatterySimulator(OnLine):
             length = length or len(self._rep_buf)
             frame = bytes(self._rep_buf[:length])
             del self._rep_buf[:length]
+            faults = self._pending.popleft() if self._pending else set()
             if not self.silent:
-                self._queue_reply(frame)
+                self._queue_reply(frame, faults)
 
-    def _queue_reply(self, frame: bytes):
-        with self._lock:
-            if self._crc_faults:
-                self._crc_faults -= 1
-                frame = frame[:-1] + bytes((frame[-1] ^ 0xFF,))
+    def _queue_reply(self, frame: bytes, faults: set):
+        """Queue ``frame`` changed by the reply faults in ``faults`` (module docstring)."""
+        body = bytearray(frame[:-2])
+        if "other_unit" in faults:
+            body[0] = self.unit % 247 + 1
+        if "other_function" in faults:
+            body[1] = (body[1] & 0x80) | (3 if body[1] & 0x7F == 4 else 4)
+        if "bad_count" in faults and body[1] in (1, 2, 3, 4) and body[2] <= 253:
+            body[2] += 2
+            body += b"\x00\x00"
+        frame = bytes(body) + rtu.crc16(body)
+        if "bad_crc" in faults:
+            frame = frame[:-1] + bytes((frame[-1] ^ 0xFF,))
         self._line.reply(frame, self._reply_due)
 
 
