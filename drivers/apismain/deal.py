@@ -41,7 +41,7 @@ from .errors import ApisMainError, CheckFailed, SafetyError
 from .javafloat import f32, float_to_string as fs
 from .node import Node, get_float, merge
 from .policy import Policy
-from .safety import DealCurrents, DealRole, GlobalSafety
+from .safety import DealCurrents, DealRole, Finding, GlobalSafety
 
 __all__ = ["Deal", "GridMaster"]
 
@@ -111,7 +111,8 @@ class GridMaster:
         rng: the authorization's random source (VoltageReferenceAuthorization.java:105).
     Attributes:
         deals: deals not yet disposed; finished: disposed ones; unit_data:
-            DealExecution.unitDataCache (unit id -> unit data); loops: main loops run.
+            DealExecution.unitDataCache (unit id -> unit data); loops: main loops run;
+        global_findings: every finding of the global safety checks so far.
     """
 
     def __init__(self, nodes: Mapping[str, Node], policy: Policy = Policy(), *, speed: float = 1.0,
@@ -122,6 +123,7 @@ class GridMaster:
         self.unit_data: Dict[str, Dict[str, Any]] = {}
         self.global_safety = GlobalSafety(policy)
         self.loops = 0
+        self.global_findings: List[Finding] = []
         for unit, node in self.nodes.items():
             node.deal_roles = (lambda u=unit: self.roles(u))
 
@@ -146,9 +148,10 @@ class GridMaster:
 
     # --- the main loop -----------------------------------------------------------------
 
-    def run(self, timeout_s: float) -> None:
+    def run(self, timeout_s: float, before_loop: Optional[Callable[[], None]] = None) -> None:
         """Main loops every POLICY.gridMaster.mainLoopPeriodMsec until every deal is
-        disposed; on a failure, WAIT every unit of the remaining deals and raise.
+        disposed (``before_loop`` runs before each); on a failure, WAIT every unit
+        of the remaining deals and raise.
 
         Raises:
             ApisMainError: a step of apis-main failed (the deal is not done).
@@ -159,6 +162,8 @@ class GridMaster:
             while self.deals:
                 if time.monotonic() > deadline:
                     raise TimeoutError("deals not done after %g s: %s" % (timeout_s, self.describe()))
+                if before_loop is not None:
+                    before_loop()
                 self.loop_once()
                 if self.deals:
                     time.sleep(self.policy.main_loop_period_s)       # the main loop's timer: a schedule
@@ -194,6 +199,7 @@ class GridMaster:
             self.unit_data, [DealCurrents(d.discharge_unit, d.charge_unit, d.both_sides_active) for d in self.deals],
             self.policy.member_unit_ids)
         errors = [f for f in findings if f.level == "ERROR"]
+        self.global_findings += findings
         for f in findings:
             log.warning("global safety %s: expected %s; got %s (%s)", f.level, f.expected, f.got, f.source)
         self.loops += 1
