@@ -14,7 +14,8 @@ Properties checked for every request:
 * never a 5xx: the answer is 200, or 400 with exactly ``{"err": str}``, and
   never the server's "internal error" (a crash in disguise);
 * a model of web-api.md (ranges of EZA2500.md, the previous-value rule, the
-  ``/dcdc/set`` dispatch) predicts 200 or 400, and the server agrees;
+  ``/dcdc/set`` dispatch, a stop that always stops) predicts 200 or 400, and
+  the server agrees;
 * a refused request put nothing at all on the converter's line (its
   simulator received no command, so in particular no write);
 * an accepted set answers with the route's key set and the values asked for
@@ -107,6 +108,10 @@ class Model:
             else:
                 path = "/remote/set"
         if path == "/remote/set":
+            mode_text = params.get("mode")
+            mode = model_mode(mode_text) if "mode" in params else self.cache.get("mode")
+            if mode == 0x0000:
+                return path, self.stop(params)
             values = {}
             for name in SET_NAMES:
                 if name in params:
@@ -130,6 +135,22 @@ class Model:
             drg = model_number("drg", params["drg"]) if "drg" in params else self.cache.get("drg", 0.0)
             return path, (None if dvg is None or drg is None else {"dvg": dvg, "drg": drg})
         return path, {}
+
+    def stop(self, params):
+        """A stop (mode 0x0000) is always accepted; it sends the 4-4 when dvg and
+        drg can be sent, the 6-4 when dig can: those values are the ones set."""
+        given = {}
+        for name in SET_NAMES[1:]:
+            if name in params:
+                given[name] = model_number(name, params[name])
+            else:
+                given[name] = self.cache.get(name, 0.0 if name == "drg" else None)
+        values = {"mode": 0x0000}
+        if given["dvg"] is not None and given["drg"] is not None:
+            values.update(dvg=given["dvg"], drg=given["drg"])
+        if given["dig"] is not None:
+            values["dig"] = given["dig"]
+        return values
 
     def accepted(self, path, values):
         """Remember what a request the server answered 200 set."""
