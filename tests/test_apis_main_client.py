@@ -264,3 +264,160 @@ def test_command_line_against_a_server_process(process):
                           capture_output=True, text=True, timeout=60, cwd=DRIVERS)
     assert done.returncode == 1
     assert "FAILED: request /version/get: expected 200" in done.stderr and "DataAcquisition.java:713-762" in done.stderr
+
+
+# --- 2. a deal on a 3-node essx-grid ------------------------------------------------------
+
+#: node 2 is the large-capacity unit the voltage reference moves to (DealActivation.java:484-493).
+GRID_POLICY = dataclasses.replace(FAST, large_capacity_unit_ids=("n2",), member_unit_ids=("n0", "n1", "n2"))
+
+
+@pytest.fixture
+def grid3(make_grid):
+    """A 3-node grid (SPEED x real time) and apis-main's view of each node (n0, n1, n2)."""
+    g = make_grid([NodeSpec()] * 3)
+    nodes = {"n%d" % i: Node(g.urls[i], unit_id="n%d" % i, policy=GRID_POLICY) for i in range(3)}
+    try:
+        for n in nodes.values():
+            assert n.negotiate() == "2"
+        yield g, nodes
+    finally:
+        for n in nodes.values():
+            n.close()
+
+
+def run_deals(g, nodes, before_loop=None):
+    """n1 discharges 1 A into n0 (20 Wh), then into n2 (40 Wh): the voltage reference starts
+    on n0 and moves to n2; the authorization walk always picks 330 V."""
+    gm = GridMaster(nodes, GRID_POLICY, speed=SPEED, rng=lambda: 0.0)
+    first, second = gm.add(Deal("n1", "n0", 20, 1.0)), gm.add(Deal("n1", "n2", 40, 1.0))
+    before = {n["node"]: n["rsoc"] for n in g.snapshot()["nodes"]}
+    gm.run(90, before_loop)
+    assert gm.finished == [first, second] and gm.deals == []
+    # each deal ended once the energy from its charge unit's wb passed its amount (DealCumulation.java:71)
+    for deal in (first, second):
+        assert deal.amount_wh < deal.cumulated_wh < deal.amount_wh * 4, deal
+    assert gm.global_findings == []          # sum of ig of the dealing units within 0.125 A per unit
+    body = g.snapshot()
+    assert [n["mode"] for n in body["nodes"]] == ["0x0000"] * 3 and not body["bus"]["up"]
+    after = {n["node"]: n["rsoc"] for n in body["nodes"]}
+    assert after[0] > before[0] and after[2] > before[2] and after[1] < before[1]
+    return gm
+
+
+HANDOVER = [("n0", "/dcdc/set?dvg=349.9878&drg=0.039"),                      # WillHandOver
+            ("n2", "/dcdc/set?mode=0x0014&dvg=349.9878&dig=2.3&drg=0.039"),  # WillTakeOver
+            ("n0", "/dcdc/set?mode=0x0041&dvg=350.0&dig=0.9994507&drg=0"),   # DidHandOver: CHARGE at |ig|
+            ("n2", "/dcdc/set?dvg=349.9878&drg=0")]                          # DidTakeOver
+
+
+def test_deal_with_voltage_reference_handover_until_its_energy(grid3):
+    g, nodes = grid3
+    run_deals(g, nodes)
+    assert sets(nodes["n0"]) == [
+        "/dcdc/set?mode=0x0014&dvg=350.0&dig=2.3&drg=0",                     # the first deal's voltage reference
+        "/dcdc/set?dvg=330.0&drg=0", "/dcdc/set?dvg=330.0&drg=0", "/dcdc/set?dvg=330.0&drg=0",
+        "/dcdc/set?dvg=349.9878&drg=0",                                      # authorization walk and back
+        HANDOVER[0][1], HANDOVER[2][1],
+        "/dcdc/set?dig=0.0", "/dcdc/set?mode=0x0000&dvg=350.0&dig=0.0&drg=0"]
+    assert sets(nodes["n1"]) == [
+        "/dcdc/set?mode=0x0002&dvg=380.0&dig=1.0&drg=0", "/dcdc/set?dig=1.0",   # DISCHARGE 1 A
+        "/dcdc/set?dig=1.9994507",                                           # + 1 A for the second deal
+        "/dcdc/set?dig=0.9994507",                                           # the first deal stops
+        "/dcdc/set?dig=0.0", "/dcdc/set?mode=0x0000&dvg=350.0&dig=0.0&drg=0"]
+    assert sets(nodes["n2"]) == [HANDOVER[1][1], HANDOVER[3][1],
+                                 "/dcdc/set?dvg=310.0&drg=0", "/dcdc/set?mode=0x0000&dvg=350.0&dig=0.0&drg=0"]
+    ordered = sorted((a.started, unit, a.path) for unit, n in nodes.items() for a in n.control_link.attempts)
+    assert [(u, p) for _, u, p in ordered if (u, p) in HANDOVER] == HANDOVER
+    assert all(n.warnings == [] for n in nodes.values())
+    assert all(n.data_link.connections == 1 and n.control_link.connections == 1 for n in nodes.values())
+
+
+# --- 3. the same under the simulators' faults -----------------------------------------------
+
+def arm_dcdc(sim, kind, count=DCDC_TRIES):
+    """``kind`` for the converter's next ``count`` commands: one failed HTTP attempt."""
+    kw = {"seconds": 0.2} if kind == "delay" else {"ercd": 0xFFFE} if kind == "nak_invalid" else {}
+    sim.inject("nak" if kind == "nak_invalid" else kind, count=1 if kind == "nak_invalid" else count, **kw)
+
+
+def arm_battery(sim, kind, count=BATTERY_TRIES):
+    """``kind`` for the battery's next ``count`` requests; skips a kind the simulator does not have yet."""
+    try:
+        sim.inject(kind, count=count)
+    except ValueError as e:
+        pytest.skip("the battery simulator has no %r fault yet (%s)" % (kind, e))
+
+
+def single_node_scenario(node, arm, arm_commands=True):
+    """poll, CHARGE 1.5 A (and a poll), poll, WAIT (and a poll); ``arm()`` before each
+    step, or only before the two plain polls when not ``arm_commands``."""
+    for roles, action in ((None, None), (CHARGER, lambda: commands.charge(node, 1.5)), (None, None),
+                          (WAITING, lambda: commands.wait(node))):
+        if action is None:
+            arm()
+            node.poll()
+        else:
+            if arm_commands:
+                arm()
+            step(node, roles, action)
+
+
+#: Faults the driver cannot absorb in one request, so apis-main's second attempt is needed.
+NEED_A_RETRY = {"silent", "lost", "half", "bad_checksum", "nak", "nak_invalid"}
+#: Battery faults the driver's reader absorbs within one read (it skips its own echo).
+BATTERY_ABSORBED = {"echo"}
+
+
+@pytest.mark.parametrize("kind", sorted(eza2500_simulator.FAULTS) + ["nak_invalid"])
+def test_converter_faults_are_carried_by_apis_mains_attempts(http, node, kind):
+    sim = http.system.dcdc_sim
+    try:
+        single_node_scenario(node, lambda: arm_dcdc(sim, kind))
+    finally:
+        sim.clear_faults()
+    assert node.mode == "WAIT"
+    tried = attempts(node)
+    assert max(a.seconds for a in tried) < 5.0
+    if kind in NEED_A_RETRY:
+        assert any(not a.ok for a in tried)
+
+
+@pytest.mark.parametrize("kind", BATTERY_FAULTS)
+def test_battery_faults_are_carried_by_apis_mains_attempts(http, node, kind):
+    sim = http.system.battery_sim
+    try:
+        single_node_scenario(node, lambda: arm_battery(sim, kind), arm_commands=False)
+    finally:
+        sim.clear_faults()
+    assert node.mode == "WAIT"
+    tried = attempts(node)
+    assert max(a.seconds for a in tried) < 5.0
+    if kind not in BATTERY_ABSORBED:
+        assert any(not a.ok for a in node.data_link.attempts)    # the driver answered 400; apis-main tried again
+
+
+def test_deal_under_faults(grid3):
+    """Each main loop arms a converter fault (even loops) or a battery fault (odd loops) on every node."""
+    g, nodes = grid3
+    dcdc_kinds = sorted(NEED_A_RETRY - {"nak_invalid"})
+    battery_kinds = [k for k in BATTERY_FAULTS if k in getattr(battery_simulator, "FAULTS", ("exception", "bad_crc"))]
+    loop = [0]
+
+    def arm():
+        i = loop[0]
+        loop[0] += 1
+        for grid_node in g.grid.nodes:
+            if i % 2 == 0:
+                arm_dcdc(grid_node.dcdc_sim, dcdc_kinds[(i // 2) % len(dcdc_kinds)])
+            else:
+                arm_battery(grid_node.battery_sim, battery_kinds[(i // 2) % len(battery_kinds)])
+    try:
+        run_deals(g, nodes, arm)
+    finally:
+        for grid_node in g.grid.nodes:
+            grid_node.dcdc_sim.clear_faults()
+            grid_node.battery_sim.clear_faults()
+    tried = attempts(*nodes.values())
+    assert max(a.seconds for a in tried) < 5.0
+    assert sum(not a.ok for a in tried) >= 3
