@@ -5,6 +5,7 @@ FloatingDecimal algorithm of Java 8, which apis-main runs on) and of
 OpenJDK 25 (the shortest-decimal algorithm of JDK 19+); they agree on every
 value here. For |x| >= 1e9 the two differ (2.5107479E9 vs 2.510748E9): apis-main
 sends nothing that large, and this module writes the JDK 19+ form."""
+
 import struct
 
 import pytest
@@ -13,15 +14,37 @@ from apismain.javafloat import f32, float_to_string, number_to_string
 
 #: (IEEE 754 single bits, Float.toString of JDK 17 and 25)
 VECTORS = [
-    (0x43af0000, "350.0"), (0x40133333, "2.3"), (0x3d1fbe77, "0.039"), (0x00000000, "0.0"),
-    (0x80000000, "-0.0"), (0x3f800000, "1.0"), (0x3e000000, "0.125"), (0x3fffee00, "1.9994507"),
-    (0x3a7a0000, "9.536743E-4"), (0x3f7fdc00, "0.9994507"), (0x43aefe70, "349.9878"),
-    (0x3d1f8000, "0.03894043"), (0x401327e0, "2.2993088"), (0x439b0000, "310.0"), (0x43be0000, "380.0"),
-    (0x3a83126f, "0.001"), (0x3a83126e, "9.999999E-4"), (0x4b189680, "1.0E7"), (0x4b18967f, "9999999.0"),
-    (0x3dcccccd, "0.1"), (0x3e4ccccd, "0.2"), (0x3e99999a, "0.3"), (0x42c80000, "100.0"),
-    (0x00000001, "1.4E-45"), (0x7f7fffff, "3.4028235E38"), (0x42f6e979, "123.456"),
-    (0x39000000, "1.2207031E-4"), (0xc0000000, "-2.0"), (0xbe000000, "-0.125"), (0x40800350, "4.0004044"),
-    (0x3727c5ac, "1.0E-5"),
+    (0x43AF0000, "350.0"),
+    (0x40133333, "2.3"),
+    (0x3D1FBE77, "0.039"),
+    (0x00000000, "0.0"),
+    (0x80000000, "-0.0"),
+    (0x3F800000, "1.0"),
+    (0x3E000000, "0.125"),
+    (0x3FFFEE00, "1.9994507"),
+    (0x3A7A0000, "9.536743E-4"),
+    (0x3F7FDC00, "0.9994507"),
+    (0x43AEFE70, "349.9878"),
+    (0x3D1F8000, "0.03894043"),
+    (0x401327E0, "2.2993088"),
+    (0x439B0000, "310.0"),
+    (0x43BE0000, "380.0"),
+    (0x3A83126F, "0.001"),
+    (0x3A83126E, "9.999999E-4"),
+    (0x4B189680, "1.0E7"),
+    (0x4B18967F, "9999999.0"),
+    (0x3DCCCCCD, "0.1"),
+    (0x3E4CCCCD, "0.2"),
+    (0x3E99999A, "0.3"),
+    (0x42C80000, "100.0"),
+    (0x00000001, "1.4E-45"),
+    (0x7F7FFFFF, "3.4028235E38"),
+    (0x42F6E979, "123.456"),
+    (0x39000000, "1.2207031E-4"),
+    (0xC0000000, "-2.0"),
+    (0xBE000000, "-0.125"),
+    (0x40800350, "4.0004044"),
+    (0x3727C5AC, "1.0E-5"),
 ]
 
 
@@ -46,8 +69,8 @@ def test_special_values():
 
 
 def test_number_to_string_keeps_integers_integers():
-    assert number_to_string(0) == "0"           # drg Integer.valueOf(0)
-    assert number_to_string(0.0) == "0.0"       # dig 0F
+    assert number_to_string(0) == "0"  # drg Integer.valueOf(0)
+    assert number_to_string(0.0) == "0.0"  # dig 0F
     assert number_to_string(350.0) == "350.0"
     with pytest.raises(TypeError):
         number_to_string(True)

@@ -9,6 +9,7 @@ their energy counted from ``wb`` (``deal``), with apis-main's HTTP client
 (``javafloat``). Every behaviour cites apis-main's source file and line;
 docs/apis-main.md is the contract. Run it: ``python3 -m apismain --help``.
 """
+
 from .errors import ApisMainError, CheckFailed, CommunicationError, SafetyError
 from .node import Node
 from .policy import HwConfig, Policy

@@ -14,6 +14,7 @@ scenarios end with WAIT. Exit status 0 when every step passed apis-main's
 checks, 1 with the failure on stderr (route, query, expectation, apis-main's
 file:line), 2 for a usage mistake.
 """
+
 import argparse
 import dataclasses
 import logging
@@ -33,14 +34,27 @@ __all__ = ["main", "parse_args"]
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """The command line (argparse exits 2 on a mistake)."""
-    p = argparse.ArgumentParser(prog="apis-main-client", description="apis-main (interface v2) against a driver node")
+    p = argparse.ArgumentParser(
+        prog="apis-main-client", description="apis-main (interface v2) against a driver node"
+    )
     p.add_argument("--url", help="the node, http://HOST:PORT (not for deal)")
-    p.add_argument("--period", type=float, default=None,
-                   help="seconds between polls (default POLICY's 5; apis-main's dataAcquisitionPeriodMsec)")
-    p.add_argument("--no-operation-grid-voltage", action="store_true",
-                   help="a POLICY without operationGridVoltageV: WAIT sends dvg=0.0")
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
-                   help="info shows every request as apis-main logs it ('uri : ...')")
+    p.add_argument(
+        "--period",
+        type=float,
+        default=None,
+        help="seconds between polls (default POLICY's 5; apis-main's dataAcquisitionPeriodMsec)",
+    )
+    p.add_argument(
+        "--no-operation-grid-voltage",
+        action="store_true",
+        help="a POLICY without operationGridVoltageV: WAIT sends dvg=0.0",
+    )
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="info shows every request as apis-main logs it ('uri : ...')",
+    )
     sub = p.add_subparsers(dest="scenario", required=True)
     poll = sub.add_parser("poll", help="/version/get, then /all/get with the local safety checks")
     poll.add_argument("--count", type=int, default=1)
@@ -58,8 +72,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     deal.add_argument("--discharger", required=True, help="the discharge unit, http://HOST:PORT")
     deal.add_argument("--wh", type=float, required=True, help="dealAmountWh, Wh")
     deal.add_argument("--dig", type=float, default=None, help="dealGridCurrentA, A (default POLICY's 2)")
-    deal.add_argument("--speed", type=float, default=1.0,
-                      help="simulated seconds per real second of the nodes' batteries (essx-grid --speed)")
+    deal.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated seconds per real second of the nodes' batteries (essx-grid --speed)",
+    )
     deal.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     args = p.parse_args(argv)
     if args.scenario != "deal" and not args.url:
@@ -80,9 +98,19 @@ def _policy(args: argparse.Namespace) -> Policy:
 def _show(node: Node, what: str) -> None:
     d = node.cache.get("dcdc", {})
     meter, battery = d.get("meter", {}), node.cache.get("battery", {})
-    print("%s: %s  mode %s (%s)  vg %s V  ig %s A  wb %s W  rsoc %s %%" % (
-        node.unit_id, what, d.get("status", {}).get("status"), d.get("status", {}).get("operationMode"),
-        meter.get("vg"), meter.get("ig"), meter.get("wb"), battery.get("rsoc")))
+    print(
+        "%s: %s  mode %s (%s)  vg %s V  ig %s A  wb %s W  rsoc %s %%"
+        % (
+            node.unit_id,
+            what,
+            d.get("status", {}).get("status"),
+            d.get("status", {}).get("operationMode"),
+            meter.get("vg"),
+            meter.get("ig"),
+            meter.get("wb"),
+            battery.get("rsoc"),
+        )
+    )
 
 
 def _step(node: Node, what: str, roles: List[DealRole], action: Callable[[], object]) -> None:
@@ -119,28 +147,49 @@ def _single(args: argparse.Namespace, node: Node) -> None:
         return
     if s in ("charge", "discharge"):
         role = [DealRole(discharge=(s == "discharge"))]
-        _step(node, s.upper(), role, lambda: (commands.charge if s == "charge" else commands.discharge)(node, args.dig))
+        _step(
+            node,
+            s.upper(),
+            role,
+            lambda: (commands.charge if s == "charge" else commands.discharge)(node, args.dig),
+        )
         _hold(node, args.hold)
     elif s == "voltage-reference":
         role = [DealRole(discharge=False, master_side_active=True, both_sides_active=False)]
         _step(node, "VOLTAGE_REFERENCE", role, lambda: commands.voltage_reference(node))
         if args.authorize:
-            _step(node, "voltageReferenceAuthorization", role, lambda: commands.voltage_reference_authorization(node))
+            _step(
+                node,
+                "voltageReferenceAuthorization",
+                role,
+                lambda: commands.voltage_reference_authorization(node),
+            )
         _hold(node, args.hold)
     _step(node, "WAIT", [], lambda: commands.wait(node))
 
 
 def _deal(args: argparse.Namespace, policy: Policy) -> None:
-    nodes = {"charger": Node(args.charger, unit_id="charger", policy=policy),
-             "discharger": Node(args.discharger, unit_id="discharger", policy=policy)}
+    nodes = {
+        "charger": Node(args.charger, unit_id="charger", policy=policy),
+        "discharger": Node(args.discharger, unit_id="discharger", policy=policy),
+    }
     try:
         for node in nodes.values():
             node.negotiate()
         gm = GridMaster(nodes, policy, speed=args.speed)
-        deal = gm.add(Deal("discharger", "charger", args.wh,
-                           args.dig if args.dig is not None else policy.deal_grid_current_a))
+        deal = gm.add(
+            Deal(
+                "discharger",
+                "charger",
+                args.wh,
+                args.dig if args.dig is not None else policy.deal_grid_current_a,
+            )
+        )
         gm.run(args.timeout)
-        print("deal %s done: %.3f Wh of %g Wh (from the charge unit's wb)" % (deal.deal_id, deal.cumulated_wh, deal.amount_wh))
+        print(
+            "deal %s done: %.3f Wh of %g Wh (from the charge unit's wb)"
+            % (deal.deal_id, deal.cumulated_wh, deal.amount_wh)
+        )
     finally:
         for node in nodes.values():
             node.close()
@@ -149,7 +198,9 @@ def _deal(args: argparse.Namespace, policy: Policy) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run a scenario; the exit status (0 passed, 1 failed, 2 usage)."""
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         policy = _policy(args)
         if args.scenario == "deal":

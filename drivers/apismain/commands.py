@@ -14,6 +14,7 @@ Errors: ``CheckFailed`` (a check of the command, a missing POLICY value)
 and ``CommunicationError`` (3 attempts failed) propagate, except where
 apis-main goes on "regardless of success or failure" (WAIT.java:88-90).
 """
+
 import contextlib
 import logging
 import random
@@ -24,10 +25,22 @@ from .errors import ApisMainError, CheckFailed
 from .javafloat import f32, float_to_string as fs
 from .node import Node
 
-__all__ = ["wait", "scram", "voltage_reference", "charge", "discharge", "grid_current_stepping",
-           "grid_voltage_stepping", "checkpoint", "voltage_reference_authorization",
-           "voltage_reference_will_hand_over", "voltage_reference_will_take_over",
-           "voltage_reference_did_hand_over", "voltage_reference_did_take_over", "execute"]
+__all__ = [
+    "wait",
+    "scram",
+    "voltage_reference",
+    "charge",
+    "discharge",
+    "grid_current_stepping",
+    "grid_voltage_stepping",
+    "checkpoint",
+    "voltage_reference_authorization",
+    "voltage_reference_will_hand_over",
+    "voltage_reference_will_take_over",
+    "voltage_reference_did_hand_over",
+    "voltage_reference_did_take_over",
+    "execute",
+]
 
 log = logging.getLogger("apismain.commands")
 Dcdc = Dict[str, Any]
@@ -41,7 +54,7 @@ def _command(node: Node, start_ignore: bool, stop_ignore: bool, lock: bool = Tru
         if start_ignore:
             node.ignore_dynamic_safety_check = True
         yield
-        if stop_ignore:                  # only when the command succeeded (:76-82)
+        if stop_ignore:  # only when the command succeeded (:76-82)
             node.ignore_dynamic_safety_check = False
 
 
@@ -49,8 +62,12 @@ def _need(what: str, source: str, **values: Optional[float]) -> None:
     """A POLICY/HWCONFIG value apis-main requires ("data deficiency")."""
     missing = [k for k, v in values.items() if v is None]
     if missing:
-        raise CheckFailed(what, expected="POLICY/HWCONFIG %s" % ", ".join(values), got="missing %s"
-                          % ", ".join(missing), source=source)
+        raise CheckFailed(
+            what,
+            expected="POLICY/HWCONFIG %s" % ", ".join(values),
+            got="missing %s" % ", ".join(missing),
+            source=source,
+        )
 
 
 def _regardless(what: str, step: Callable[[], Any]) -> None:
@@ -61,19 +78,23 @@ def _regardless(what: str, step: Callable[[], Any]) -> None:
         log.warning("%s failed, going on regardless: %s", what, e)
 
 
+def _text(value: Optional[float]) -> str:
+    return "none" if value is None else fs(value)
+
+
 def _wait(node: Node) -> Dcdc:
     """WAIT.java:51-104."""
     p = node.policy
-    if p.operation_grid_voltage_v is None:    # reported, then 0 (WAIT.java:55-62)
+    if p.operation_grid_voltage_v is None:  # reported, then 0 (WAIT.java:55-62)
         log.warning("data deficiency; POLICY.operationGridVoltageV : null (WAIT.java:58): dvg=0.0")
     dvg = f32(p.operation_grid_voltage_v or 0.0)
     minimum, separation = f32(p.operation_grid_voltage_v_range[0]), f32(p.grid_voltage_separation_v)
-    mode = node.mode or "WAIT"               # unknown: WAIT (WAIT.java:68-74)
-    if mode == "VOLTAGE_REFERENCE":          # WAIT.java:81-92
+    mode = node.mode or "WAIT"  # unknown: WAIT (WAIT.java:68-74)
+    if mode == "VOLTAGE_REFERENCE":  # WAIT.java:81-92
         _regardless("GridVoltageStepping", lambda: grid_voltage_stepping(node, f32(minimum + separation)))
-    elif mode in ("CHARGE", "DISCHARGE"):    # WAIT.java:93-102
+    elif mode in ("CHARGE", "DISCHARGE"):  # WAIT.java:93-102
         _regardless("GridCurrentStepping", lambda: grid_current_stepping(node, 0.0))
-    return node.set_mode("WAIT", dvg, 0.0)   # setDcdcMode(WAIT, operationGridVoltageV_, 0F): drg 0
+    return node.set_mode("WAIT", dvg, 0.0)  # setDcdcMode(WAIT, operationGridVoltageV_, 0F): drg 0
 
 
 def wait(node: Node) -> Dcdc:
@@ -117,8 +138,12 @@ def voltage_reference(node: Node) -> Dcdc:
     """
     with _command(node, start_ignore=True, stop_ignore=False):
         v, capacity = node.policy.operation_grid_voltage_v, node.hw.grid_current_capacity_a
-        _need("VOLTAGE_REFERENCE", _DC + "VOLTAGE_REFERENCE.java:53-57", operationGridVoltageV=v,
-              gridCurrentCapacityA=capacity)
+        _need(
+            "VOLTAGE_REFERENCE",
+            _DC + "VOLTAGE_REFERENCE.java:53-57",
+            operationGridVoltageV=v,
+            gridCurrentCapacityA=capacity,
+        )
         return node.set_mode("VOLTAGE_REFERENCE", f32(v), f32(capacity))
 
 
@@ -128,10 +153,10 @@ def _cv(node: Node, mode: str, grid_current_a: float, dvg: Optional[float], sour
         step = node.policy.grid_current_step_a
         _need(mode, source, dvg=dvg, gridCurrentStepA=step)
         current, step = f32(grid_current_a), f32(step)
-        if current < step:                               # :87-96
+        if current < step:  # :87-96
             node.set_mode(mode, f32(dvg), current)
             return checkpoint(node, None, current)
-        node.set_mode(mode, f32(dvg), step)              # :97-110
+        node.set_mode(mode, f32(dvg), step)  # :97-110
         return grid_current_stepping(node, current)
 
 
@@ -144,8 +169,9 @@ def charge(node: Node, grid_current_a: float) -> Dcdc:
         CheckFailed: missing POLICY value, wrong operationMode, dig out of range, checkpoint.
         CommunicationError: 3 attempts failed.
     """
-    return _cv(node, "CHARGE", grid_current_a, node.policy.operation_grid_voltage_v,
-               _DC + "CHARGE.java:73-112")
+    return _cv(
+        node, "CHARGE", grid_current_a, node.policy.operation_grid_voltage_v, _DC + "CHARGE.java:73-112"
+    )
 
 
 def discharge(node: Node, grid_current_a: float) -> Dcdc:
@@ -155,8 +181,13 @@ def discharge(node: Node, grid_current_a: float) -> Dcdc:
     Raises:
         CheckFailed, CommunicationError: as ``charge``.
     """
-    return _cv(node, "DISCHARGE", grid_current_a, node.policy.operation_grid_voltage_v_range[1],
-               _DC + "DISCHARGE.java:73-112")
+    return _cv(
+        node,
+        "DISCHARGE",
+        grid_current_a,
+        node.policy.operation_grid_voltage_v_range[1],
+        _DC + "DISCHARGE.java:73-112",
+    )
 
 
 def grid_current_stepping(node: Node, grid_current_a: float) -> Dcdc:
@@ -170,13 +201,21 @@ def grid_current_stepping(node: Node, grid_current_a: float) -> Dcdc:
         CommunicationError: 3 attempts failed.
     """
     with _command(node, start_ignore=False, stop_ignore=False):
-        _need("GridCurrentStepping", _DC + "GridCurrentStepping.java:72-77", gridCurrentStepA=node.policy.grid_current_step_a)
+        _need(
+            "GridCurrentStepping",
+            _DC + "GridCurrentStepping.java:72-77",
+            gridCurrentStepA=node.policy.grid_current_step_a,
+        )
         target, step = f32(grid_current_a), f32(node.policy.grid_current_step_a)
         while True:
             old = node.value("param", "dig")
             if old is None:
-                raise CheckFailed("GridCurrentStepping", expected="dcdc.param.dig in unit data", got=node.dcdc,
-                                  source=_DC + "GridCurrentStepping.java:84, 116")
+                raise CheckFailed(
+                    "GridCurrentStepping",
+                    expected="dcdc.param.dig in unit data",
+                    got=node.dcdc,
+                    source=_DC + "GridCurrentStepping.java:84, 116",
+                )
             if step < abs(f32(target - old)):
                 node.set_current(f32(old + step) if old < target else f32(old - step))
                 continue
@@ -199,8 +238,12 @@ def grid_voltage_stepping(node: Node, grid_voltage_v: float) -> Dcdc:
         while True:
             old = node.value("vdis", "dvg")
             if old is None:
-                raise CheckFailed("GridVoltageStepping", expected="dcdc.vdis.dvg in unit data", got=node.dcdc,
-                                  source=_DC + "GridVoltageStepping.java:86, 118")
+                raise CheckFailed(
+                    "GridVoltageStepping",
+                    expected="dcdc.vdis.dvg in unit data",
+                    got=node.dcdc,
+                    source=_DC + "GridVoltageStepping.java:86, 118",
+                )
             if step < abs(f32(target - old)):
                 node.set_voltage(f32(old + step) if old < target else f32(old - step))
                 continue
@@ -208,7 +251,9 @@ def grid_voltage_stepping(node: Node, grid_voltage_v: float) -> Dcdc:
             return checkpoint(node, target, None)
 
 
-def checkpoint(node: Node, grid_voltage_v: Optional[float] = None, grid_current_a: Optional[float] = None) -> Dcdc:
+def checkpoint(
+    node: Node, grid_voltage_v: Optional[float] = None, grid_current_a: Optional[float] = None
+) -> Dcdc:
     """Checkpoint: up to checkpoint.retryLimit (3) times, retryWaitMsec (0.1 s)
     after the last, ``/dcdc/get/status`` and vg within grid_voltage_v ±
     gridVoltageAllowanceV (4 V), ig within ±grid_current_a (the sign of ig) ±
@@ -222,25 +267,34 @@ def checkpoint(node: Node, grid_voltage_v: Optional[float] = None, grid_current_
         p = node.policy
         allow_v, allow_a = f32(p.grid_voltage_allowance_v), f32(node.hw.grid_current_allowance_a)
         got = ""
-        for _ in range(max(1, p.checkpoint_retry_limit)):          # 0 < --retryLimit_ (:160)
-            time.sleep(p.checkpoint_retry_wait_s)                   # vertx.setTimer (:113): a schedule
+        for _ in range(max(1, p.checkpoint_retry_limit)):  # 0 < --retryLimit_ (:160)
+            time.sleep(p.checkpoint_retry_wait_s)  # vertx.setTimer (:113): a schedule
             dcdc = node.get_device_status()
             vg, ig = node.value("meter", "vg"), node.value("meter", "ig")
             problems = []
             if grid_voltage_v is not None:
                 target = f32(grid_voltage_v)
                 if vg is None or not f32(target - allow_v) <= vg <= f32(target + allow_v):
-                    problems.append("vg %s not within %s ± %s V" % (vg if vg is None else fs(vg), fs(target), fs(allow_v)))
+                    problems.append(
+                        "vg %s not within %s ± %s V" % (_text(vg), fs(target), fs(allow_v))
+                    )
             if grid_current_a is not None:
                 target = f32(-grid_current_a) if ig is not None and ig < 0 else f32(grid_current_a)
                 if ig is None or not f32(target - allow_a) <= ig <= f32(target + allow_a):
-                    problems.append("ig %s not within %s ± %s A" % (ig if ig is None else fs(ig), fs(target), fs(allow_a)))
+                    problems.append(
+                        "ig %s not within %s ± %s A" % (_text(ig), fs(target), fs(allow_a))
+                    )
             if not problems:
                 return dcdc
             got = "; ".join(problems)
-        raise CheckFailed("checkpoint of %s" % node.unit_id, route="/dcdc/get/status", got=got,
-                          expected="vg/ig at the set values within the allowance after %d checks" % p.checkpoint_retry_limit,
-                          source=_DC + "Checkpoint.java:121-168")
+        raise CheckFailed(
+            "checkpoint of %s" % node.unit_id,
+            route="/dcdc/get/status",
+            got=got,
+            expected="vg/ig at the set values within the allowance after %d checks"
+            % p.checkpoint_retry_limit,
+            source=_DC + "Checkpoint.java:121-168",
+        )
 
 
 def voltage_reference_authorization(node: Node, rng: Callable[[], float] = random.random) -> Dcdc:
@@ -257,23 +311,27 @@ def voltage_reference_authorization(node: Node, rng: Callable[[], float] = rando
     with _command(node, start_ignore=True, stop_ignore=True):
         dvg = node.value("vdis", "dvg")
         if dvg is None:
-            raise CheckFailed("VoltageReferenceAuthorization", expected="dcdc.vdis.dvg in unit data",
-                              got=node.dcdc, source=_DC + "VoltageReferenceAuthorization.java:67-100")
+            raise CheckFailed(
+                "VoltageReferenceAuthorization",
+                expected="dcdc.vdis.dvg in unit data",
+                got=node.dcdc,
+                source=_DC + "VoltageReferenceAuthorization.java:67-100",
+            )
         p = node.policy
         separation = f32(p.grid_voltage_separation_v)
         low = f32(f32(p.operation_grid_voltage_v_range[0]) + f32(separation * 3))
         high = f32(f32(p.operation_grid_voltage_v_range[1]) - separation)
         targets, target = [], low
-        while target <= high:                           # :79-92
+        while target <= high:  # :79-92
             if target != dvg:
                 targets.append(target)
             target = f32(target + separation)
         trials = p.authorization_number_of_trials
         while True:
-            index = min(int(len(targets) * rng()), len(targets) - 1)   # :105-106
+            index = min(int(len(targets) * rng()), len(targets) - 1)  # :105-106
             grid_voltage_stepping(node, targets[index])
             trials -= 1
-            if trials <= 0:                                            # :113-116
+            if trials <= 0:  # :113-116
                 return grid_voltage_stepping(node, dvg)
 
 
@@ -288,8 +346,12 @@ def voltage_reference_will_hand_over(node: Node) -> Dcdc:
     with _command(node, start_ignore=True, stop_ignore=False):
         dvg = node.value("vdis", "dvg")
         if dvg is None:
-            raise CheckFailed("voltageReferenceWillHandOver", expected="dcdc.vdis.dvg in unit data", got=node.dcdc,
-                              source=_DC + "VoltageReferenceWillHandOver.java:64-74")
+            raise CheckFailed(
+                "voltageReferenceWillHandOver",
+                expected="dcdc.vdis.dvg in unit data",
+                got=node.dcdc,
+                source=_DC + "VoltageReferenceWillHandOver.java:64-74",
+            )
         return node.set_voltage(dvg, f32(node.hw.droop_ratio))
 
 
@@ -304,13 +366,20 @@ def voltage_reference_will_take_over(node: Node, grid_voltage_v: Optional[float]
     with _command(node, start_ignore=True, stop_ignore=False):
         v = f32(grid_voltage_v) if grid_voltage_v is not None else node.value("meter", "vg")
         if v is None:
-            raise CheckFailed("voltageReferenceWillTakeOver", expected="gridVoltageV or dcdc.meter.vg", got=None,
-                              source=_DC + "VoltageReferenceWillTakeOver.java:85-101")
-        return node.set_mode("VOLTAGE_REFERENCE", v, f32(node.hw.grid_current_capacity_a), f32(node.hw.droop_ratio))
+            raise CheckFailed(
+                "voltageReferenceWillTakeOver",
+                expected="gridVoltageV or dcdc.meter.vg",
+                got=None,
+                source=_DC + "VoltageReferenceWillTakeOver.java:85-101",
+            )
+        return node.set_mode(
+            "VOLTAGE_REFERENCE", v, f32(node.hw.grid_current_capacity_a), f32(node.hw.droop_ratio)
+        )
 
 
-def voltage_reference_did_hand_over(node: Node, mode: Optional[str] = None,
-                                    grid_current_a: Optional[float] = None) -> Dcdc:
+def voltage_reference_did_hand_over(
+    node: Node, mode: Optional[str] = None, grid_current_a: Optional[float] = None
+) -> Dcdc:
     """VoltageReferenceDidHandOver: the old voltage reference becomes ``mode``:
     "DISCHARGE" (dvg operationGridVoltageVRange.max), "CHARGE" (dvg
     operationGridVoltageV) at ``grid_current_a`` A with drg=0, or (None) WAIT after
@@ -328,8 +397,12 @@ def voltage_reference_did_hand_over(node: Node, mode: Optional[str] = None,
             _regardless("GridCurrentStepping", lambda: grid_current_stepping(node, 0.0))
             return node.set_mode("WAIT", f32(p.operation_grid_voltage_v), 0.0)
         if mode not in ("CHARGE", "DISCHARGE") or grid_current_a is None:
-            raise CheckFailed("voltageReferenceDidHandOver", expected="mode CHARGE, DISCHARGE or WAIT with a current",
-                              got="mode %r, gridCurrentA %r" % (mode, grid_current_a), source=source)
+            raise CheckFailed(
+                "voltageReferenceDidHandOver",
+                expected="mode CHARGE, DISCHARGE or WAIT with a current",
+                got="mode %r, gridCurrentA %r" % (mode, grid_current_a),
+                source=source,
+            )
         dvg = p.operation_grid_voltage_v if mode == "CHARGE" else p.operation_grid_voltage_v_range[1]
         return node.set_mode(mode, f32(dvg), f32(grid_current_a))
 
@@ -344,8 +417,12 @@ def voltage_reference_did_take_over(node: Node) -> Dcdc:
     with _command(node, start_ignore=False, stop_ignore=True):
         dvg = node.value("vdis", "dvg")
         if dvg is None:
-            raise CheckFailed("voltageReferenceDidTakeOver", expected="dcdc.vdis.dvg in unit data", got=node.dcdc,
-                              source=_DC + "VoltageReferenceDidTakeOver.java:62-67")
+            raise CheckFailed(
+                "voltageReferenceDidTakeOver",
+                expected="dcdc.vdis.dvg in unit data",
+                got=node.dcdc,
+                source=_DC + "VoltageReferenceDidTakeOver.java:62-67",
+            )
         return node.set_voltage(dvg)
 
 
@@ -367,16 +444,31 @@ def execute(node: Node, command: str, params: Optional[Dict[str, Any]] = None) -
         "voltageReferenceAuthorization": lambda: voltage_reference_authorization(node),
         "voltageReferenceWillHandOver": lambda: voltage_reference_will_hand_over(node),
         "voltageReferenceWillTakeOver": lambda: voltage_reference_will_take_over(node, voltage),
-        "voltageReferenceDidHandOver": lambda: voltage_reference_did_hand_over(node, params.get("mode"), current),
+        "voltageReferenceDidHandOver": lambda: voltage_reference_did_hand_over(
+            node, params.get("mode"), current
+        ),
         "voltageReferenceDidTakeOver": lambda: voltage_reference_did_take_over(node),
         "scram": lambda: scram(node),
         "voltage": lambda: grid_voltage_stepping(node, voltage),
         "current": lambda: grid_current_stepping(node, current),
     }
     if command not in table:
-        raise CheckFailed("device controlling", expected="one of %s" % sorted(table), got=repr(command),
-                          source="DcdcDeviceControlling.java:235-277")
-    if command in ("CHARGE", "DISCHARGE", "current") and current is None or command == "voltage" and voltage is None:
-        raise CheckFailed(command, expected="params gridCurrentA / gridVoltageV", got=params,
-                          source="DcdcDeviceControlling.java:232-281")
+        raise CheckFailed(
+            "device controlling",
+            expected="one of %s" % sorted(table),
+            got=repr(command),
+            source="DcdcDeviceControlling.java:235-277",
+        )
+    if (
+        command in ("CHARGE", "DISCHARGE", "current")
+        and current is None
+        or command == "voltage"
+        and voltage is None
+    ):
+        raise CheckFailed(
+            command,
+            expected="params gridCurrentA / gridVoltageV",
+            got=params,
+            source="DcdcDeviceControlling.java:232-281",
+        )
     return table[command]()

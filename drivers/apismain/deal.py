@@ -28,6 +28,7 @@ raises (after a best-effort WAIT of the deal's units) where apis-main would
 abort, reset or retry the deal in a later loop (DealAbortion.java:60-86,
 DealMasterAuthorization.java:75-84).
 """
+
 import copy
 import logging
 import random
@@ -115,8 +116,14 @@ class GridMaster:
         global_findings: every finding of the global safety checks so far.
     """
 
-    def __init__(self, nodes: Mapping[str, Node], policy: Policy = Policy(), *, speed: float = 1.0,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        nodes: Mapping[str, Node],
+        policy: Policy = Policy(),
+        *,
+        speed: float = 1.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
         self.nodes, self.policy, self.speed, self.rng = dict(nodes), policy, float(speed), rng
         self.deals: List[Deal] = []
         self.finished: List[Deal] = []
@@ -125,12 +132,15 @@ class GridMaster:
         self.loops = 0
         self.global_findings: List[Finding] = []
         for unit, node in self.nodes.items():
-            node.deal_roles = (lambda u=unit: self.roles(u))
+            node.deal_roles = lambda u=unit: self.roles(u)
 
     def roles(self, unit: str) -> List[DealRole]:
         """The ``DealRole``s of ``unit`` in the current deals (for its local safety check)."""
-        return [DealRole(d.discharge_unit == unit, d.master_side_active, d.both_sides_active)
-                for d in self.deals if d.involves(unit)]
+        return [
+            DealRole(d.discharge_unit == unit, d.master_side_active, d.both_sides_active)
+            for d in self.deals
+            if d.involves(unit)
+        ]
 
     def add(self, deal: Deal) -> Deal:
         """Register a deal (apis-main: a deal agreed by the Mediator).
@@ -166,15 +176,17 @@ class GridMaster:
                     before_loop()
                 self.loop_once()
                 if self.deals:
-                    time.sleep(self.policy.main_loop_period_s)       # the main loop's timer: a schedule
+                    time.sleep(self.policy.main_loop_period_s)  # the main loop's timer: a schedule
         except (ApisMainError, TimeoutError):
             self.stop_all()
             raise
 
     def describe(self) -> str:
         """One line per deal: units, state, energy."""
-        return "; ".join("%s->%s %s %.2f/%g Wh" % (d.discharge_unit, d.charge_unit, _state(d), d.cumulated_wh,
-                                                   d.amount_wh) for d in self.deals)
+        return "; ".join(
+            "%s->%s %s %.2f/%g Wh" % (d.discharge_unit, d.charge_unit, _state(d), d.cumulated_wh, d.amount_wh)
+            for d in self.deals
+        )
 
     def stop_all(self) -> None:
         """WAIT every unit of the deals (best effort: failures are logged)."""
@@ -196,16 +208,22 @@ class GridMaster:
         for deal in list(self.deals):
             self._execute(deal)
         findings = self.global_safety.check(
-            self.unit_data, [DealCurrents(d.discharge_unit, d.charge_unit, d.both_sides_active) for d in self.deals],
-            self.policy.member_unit_ids)
+            self.unit_data,
+            [DealCurrents(d.discharge_unit, d.charge_unit, d.both_sides_active) for d in self.deals],
+            self.policy.member_unit_ids,
+        )
         errors = [f for f in findings if f.level == "ERROR"]
         self.global_findings += findings
         for f in findings:
             log.warning("global safety %s: expected %s; got %s (%s)", f.level, f.expected, f.got, f.source)
         self.loops += 1
         if errors:
-            raise SafetyError("global safety check", expected="; ".join(f.expected for f in errors),
-                              got="; ".join(f.got for f in errors), source=", ".join(f.source for f in errors))
+            raise SafetyError(
+                "global safety check",
+                expected="; ".join(f.expected for f in errors),
+                got="; ".join(f.got for f in errors),
+                source=", ".join(f.source for f in errors),
+            )
 
     def _execute(self, deal: Deal) -> None:
         """DealExecution.java:513-552 (AbstractDealExecution.execute first fetches both units, :380-393)."""
@@ -236,8 +254,10 @@ class GridMaster:
 
     def _refresh(self, unit: str) -> None:
         """updateUnitDcdcStatus_ (AbstractDealExecution.java:290-306): ``/dcdc/get/status``."""
-        merge(self.unit_data.setdefault(unit, {}).setdefault("dcdc", {}),
-              copy.deepcopy(self.nodes[unit].get_device_status()))
+        merge(
+            self.unit_data.setdefault(unit, {}).setdefault("dcdc", {}),
+            copy.deepcopy(self.nodes[unit].get_device_status()),
+        )
 
     def _control(self, unit: str, command: str, params: Optional[Dict[str, Any]] = None) -> None:
         """controlDcdc_ (AbstractDealExecution.java:255-277) and mergeUnitDcdc_ (:317-338)."""
@@ -247,7 +267,12 @@ class GridMaster:
 
     def _mode(self, unit: str) -> Optional[str]:
         code = self.unit_data.get(unit, {}).get("dcdc", {}).get("status", {}).get("status")
-        return {"0x0000": "WAIT", "0x0014": "VOLTAGE_REFERENCE", "0x0041": "CHARGE", "0x0002": "DISCHARGE"}.get(code)
+        return {
+            "0x0000": "WAIT",
+            "0x0014": "VOLTAGE_REFERENCE",
+            "0x0041": "CHARGE",
+            "0x0002": "DISCHARGE",
+        }.get(code)
 
     def _value(self, unit: str, *path: str) -> Optional[float]:
         return get_float(self.unit_data.get(unit), *path)
@@ -291,68 +316,93 @@ class GridMaster:
     def _activate(self, deal: Deal, others: List[Deal]) -> None:
         """DealActivation.doExecute (DealActivation.java:75-134)."""
         side = self._master_side()
-        master, slave = deal.master_unit(side), deal.slave_unit(side)
-        for o in others:                                          # checkDealDirection_ (:196-220)
-            if o.master_side_active and (o.charge_unit == deal.discharge_unit or o.discharge_unit == deal.charge_unit):
-                raise self._fail("DealActivation", "no deal in the other direction on its units", o,
-                                 "DealActivation.java:196-220")
+        master = deal.master_unit(side)
+        for o in others:  # checkDealDirection_ (:196-220)
+            if o.master_side_active and (
+                o.charge_unit == deal.discharge_unit or o.discharge_unit == deal.charge_unit
+            ):
+                raise self._fail(
+                    "DealActivation",
+                    "no deal in the other direction on its units",
+                    o,
+                    "DealActivation.java:196-220",
+                )
         total = f32(sum(o.grid_current_a for o in others if o.master_side_active) + deal.grid_current_a)
         if f32(self.policy.sum_of_deal_grid_current_max_a) < total:  # GridBranchCurrentCapacity.java:247-272
-            raise self._fail("DealActivation", "sum of dealGridCurrentA <= %s A" % self.policy.sum_of_deal_grid_current_max_a,
-                             fs(total), "../../evaluation/safety/GridBranchCurrentCapacity.java:247-272")
-        first = not any(o.master_side_active for o in others)    # :242-251
+            raise self._fail(
+                "DealActivation",
+                "sum of dealGridCurrentA <= %s A" % self.policy.sum_of_deal_grid_current_max_a,
+                fs(total),
+                "../../evaluation/safety/GridBranchCurrentCapacity.java:247-272",
+            )
+        first = not any(o.master_side_active for o in others)  # :242-251
         if first and not self._can_activate_first(master):
             return
-        if not first and not any(o.started is not None and o.deactivated is None for o in others):   # :301-313
+        if not first and not any(o.started is not None and o.deactivated is None for o in others):  # :301-313
             log.info("can not start master side unit yet ( other deal should be ramping up ) ...")
             return
-        vr = self.voltage_reference_unit()                       # prepareVoltageReference_ (:425-456)
+        vr = self.voltage_reference_unit()  # prepareVoltageReference_ (:425-456)
         if vr is not None and not deal.involves(vr):
             self._refresh(vr)
         will_move, side = self._flip_and_move(deal, others, first, vr, side)
-        master, slave = deal.master_unit(side), deal.slave_unit(side)
-        old_mode = self._mode(master)                            # prepareMode_ (:566-588)
-        new_mode = ("VOLTAGE_REFERENCE" if first or will_move else
-                    ("DISCHARGE" if side == "dischargeUnit" else "CHARGE") if old_mode == "WAIT" else old_mode)
+        master = deal.master_unit(side)
+        old_mode = self._mode(master)  # prepareMode_ (:566-588)
+        new_mode = (
+            "VOLTAGE_REFERENCE"
+            if first or will_move
+            else ("DISCHARGE" if side == "dischargeUnit" else "CHARGE")
+            if old_mode == "WAIT"
+            else old_mode
+        )
         take_over_dvg = None
         old_vr_mode, old_vr_ig, current_master = None, f32(0.0), None
         if will_move:
             current_master = next((d for d in self.deals if d.is_master), None)
-            for o in self._others_of(others, vr):                # :529-547
+            for o in self._others_of(others, vr):  # :529-547
                 if old_vr_mode is None or o.both_sides_active:
                     old_vr_mode = "DISCHARGE" if o.discharge_unit == vr else "CHARGE"
             ig = self._value(vr, "dcdc", "meter", "ig")
             if old_vr_mode is None or ig is None:
-                raise self._fail("DealActivation", "the old voltage reference's deal and ig", (old_vr_mode, ig),
-                                 "DealActivation.java:548-556")
+                raise self._fail(
+                    "DealActivation",
+                    "the old voltage reference's deal and ig",
+                    (old_vr_mode, ig),
+                    "DealActivation.java:548-556",
+                )
             old_vr_ig = ig
-            if self.policy.voltage_reference_take_over_dvg == "theoretical":     # :338-346
+            if self.policy.voltage_reference_take_over_dvg == "theoretical":  # :338-346
                 take_over_dvg = self._value(vr, "dcdc", "vdis", "dvg")
         current = f32(deal.grid_current_a)
-        if first or (will_move and old_mode == "WAIT"):            # :353-366
+        if first or (will_move and old_mode == "WAIT"):  # :353-366
             deal.compensation_target_a = f32(-current) if side == "dischargeUnit" else current
         else:
-            target_vr = master if will_move else vr               # :370-405
+            target_vr = master if will_move else vr  # :370-405
             ig = self._value(target_vr, "dcdc", "meter", "ig") if target_vr else None
             if ig is None:
-                raise self._fail("DealActivation", "dcdc.meter.ig of the voltage reference", None,
-                                 "DealActivation.java:375-404")
+                raise self._fail(
+                    "DealActivation",
+                    "dcdc.meter.ig of the voltage reference",
+                    None,
+                    "DealActivation.java:375-404",
+                )
             if target_vr == master:
                 ig = f32(ig - current) if side == "dischargeUnit" else f32(ig + current)
             deal.compensation_target_a = ig
-        if will_move:                                             # activateDcdc_ (:597-640)
+        if will_move:  # activateDcdc_ (:597-640)
             self._control(vr, "voltageReferenceWillHandOver")
             self._control(master, "voltageReferenceWillTakeOver", {"gridVoltageV": take_over_dvg})
-            self._control(vr, "voltageReferenceDidHandOver", {"mode": old_vr_mode, "gridCurrentA": f32(abs(old_vr_ig))})
+            self._control(
+                vr, "voltageReferenceDidHandOver", {"mode": old_vr_mode, "gridCurrentA": f32(abs(old_vr_ig))}
+            )
             self._control(master, "voltageReferenceDidTakeOver")
-        elif old_mode == "WAIT":                                  # :654-665
+        elif old_mode == "WAIT":  # :654-665
             self._control(master, new_mode, {"gridCurrentA": current})
-        elif old_mode != "VOLTAGE_REFERENCE":                     # :666-681
+        elif old_mode != "VOLTAGE_REFERENCE":  # :666-681
             dig = f32(abs(self._sum_other_compensated(others, master)) + current)
             self._control(master, "current", {"gridCurrentA": dig})
-        deal.activated = self._time(deal)                         # activateDeal_ (:711-723)
+        deal.activated = self._time(deal)  # activateDeal_ (:711-723)
         deal.is_master = first or will_move
-        if will_move and current_master is not None:              # moveMasterDeal_ (:692-702)
+        if will_move and current_master is not None:  # moveMasterDeal_ (:692-702)
             current_master.is_master = False
         if first:
             self._ramp_up(deal, others)
@@ -369,20 +419,33 @@ class GridMaster:
         """
         vg = self._value(master, "dcdc", "meter", "vg")
         p = self.policy
-        low, sep, mask = f32(p.operation_grid_voltage_v_range[0]), f32(p.grid_voltage_separation_v), f32(p.grid_uvlo_mask_v)
+        low, sep, mask = (
+            f32(p.operation_grid_voltage_v_range[0]),
+            f32(p.grid_voltage_separation_v),
+            f32(p.grid_uvlo_mask_v),
+        )
         maximum = f32(low + f32(sep * 2))
         if vg is None or vg > maximum:
-            raise self._fail("DealActivation (first deal)", "grid voltage <= %s V before a voltage reference starts"
-                             % fs(maximum), vg if vg is None else fs(vg), "DealActivation.java:260-285")
+            raise self._fail(
+                "DealActivation (first deal)",
+                "grid voltage <= %s V before a voltage reference starts" % fs(maximum),
+                vg if vg is None else fs(vg),
+                "DealActivation.java:260-285",
+            )
         if f32(low - mask) <= vg <= f32(low + mask):
             log.info("can not start voltage reference yet ( grid voltage : %s )", fs(vg))
             return False
         return True
 
-    def _flip_and_move(self, deal: Deal, others: List[Deal], first: bool, vr: Optional[str], side: str) -> tuple:
-        """prepareFlipAndMove_ (DealActivation.java:462-560): (will move the voltage reference, master side)."""
+    def _flip_and_move(
+        self, deal: Deal, others: List[Deal], first: bool, vr: Optional[str], side: str
+    ) -> tuple:
+        """prepareFlipAndMove_ (DealActivation.java:462-560):
+        (will the voltage reference move, the master side)."""
         large = self.policy.large_capacity_unit_ids
-        can_flip = not any(o.transitional for o in others)       # canFlipMasterSide_ (AbstractDealExecution.java:213-223)
+        can_flip = not any(
+            o.transitional for o in others
+        )  # canFlipMasterSide_ (AbstractDealExecution.java:213-223)
         flipped = "chargeUnit" if side == "dischargeUnit" else "dischargeUnit"
         if not large:
             return False, side
@@ -408,29 +471,43 @@ class GridMaster:
         self._expect_modes(deal, master, "VOLTAGE_REFERENCE", slave, "WAIT", "DealRampingUp.java:65-66")
         vg, dvg = self._value(master, "dcdc", "meter", "vg"), self._value(master, "dcdc", "vdis", "dvg")
         if vg is None or dvg is None:
-            raise self._fail("DealRampingUp", "dcdc.meter.vg and dcdc.vdis.dvg", (vg, dvg), "DealRampingUp.java:70, 115")
-        if f32(dvg - f32(self.policy.grid_voltage_allowance_v)) <= vg:           # :73-74
+            raise self._fail(
+                "DealRampingUp", "dcdc.meter.vg and dcdc.vdis.dvg", (vg, dvg), "DealRampingUp.java:70, 115"
+            )
+        if f32(dvg - f32(self.policy.grid_voltage_allowance_v)) <= vg:  # :73-74
             deal.ramped_up = self._time(deal)
             self._authorize(deal, others)
-        elif (self._time(deal) - deal.activated) * self.speed >= self.policy.ramp_up_timeout_s:   # :89-106
-            raise self._fail("DealRampingUp", "vg >= dvg - gridVoltageAllowanceV within %g s"
-                             % self.policy.ramp_up_timeout_s, fs(vg), "DealRampingUp.java:95-105")
+        elif (self._time(deal) - deal.activated) * self.speed >= self.policy.ramp_up_timeout_s:  # :89-106
+            raise self._fail(
+                "DealRampingUp",
+                "vg >= dvg - gridVoltageAllowanceV within %g s" % self.policy.ramp_up_timeout_s,
+                fs(vg),
+                "DealRampingUp.java:95-105",
+            )
 
     def _authorize(self, deal: Deal, others: List[Deal]) -> None:
         """DealMasterAuthorization.doExecute (DealMasterAuthorization.java:57-104)."""
         side = self._master_side()
         master, slave = deal.master_unit(side), deal.slave_unit(side)
-        self._expect_modes(deal, master, "VOLTAGE_REFERENCE", slave, "WAIT", "DealMasterAuthorization.java:58-59")
+        self._expect_modes(
+            deal, master, "VOLTAGE_REFERENCE", slave, "WAIT", "DealMasterAuthorization.java:58-59"
+        )
         log.info("%s <- voltageReferenceAuthorization", master)
         dcdc = commands.voltage_reference_authorization(self.nodes[master], self.rng)
         merge(self.unit_data[master].setdefault("dcdc", {}), copy.deepcopy(dcdc))
         self._compensate(deal, others)
 
-    def _expect_modes(self, deal: Deal, master: str, master_mode: str, slave: str, slave_mode: str, source: str) -> None:
+    def _expect_modes(
+        self, deal: Deal, master: str, master_mode: str, slave: str, slave_mode: str, source: str
+    ) -> None:
         got = (self._mode(master), self._mode(slave))
         if got != (master_mode, slave_mode):
-            raise self._fail("deal %s" % deal.deal_id, "master side %s %s, slave side %s %s"
-                             % (master, master_mode, slave, slave_mode), got, source)
+            raise self._fail(
+                "deal %s" % deal.deal_id,
+                "master side %s %s, slave side %s %s" % (master, master_mode, slave, slave_mode),
+                got,
+                source,
+            )
 
     # --- DealCompensation ------------------------------------------------------------
 
@@ -439,25 +516,33 @@ class GridMaster:
         side = self._master_side()
         master, slave = deal.master_unit(side), deal.slave_unit(side)
         if self._mode(master) in (None, "WAIT"):
-            raise self._fail("DealCompensation", "the master side %s running" % master, self._mode(master),
-                             "DealCompensation.java:64, 101-103")
+            raise self._fail(
+                "DealCompensation",
+                "the master side %s running" % master,
+                self._mode(master),
+                "DealCompensation.java:64, 101-103",
+            )
         current = f32(deal.grid_current_a)
-        if deal.warmed_up is None:                                # warmUpDcdc_ (:113-160)
+        if deal.warmed_up is None:  # warmUpDcdc_ (:113-160)
             if self._mode(slave) == "WAIT":
-                self._control(slave, "CHARGE" if side == "dischargeUnit" else "DISCHARGE", {"gridCurrentA": current})
+                self._control(
+                    slave, "CHARGE" if side == "dischargeUnit" else "DISCHARGE", {"gridCurrentA": current}
+                )
             else:
                 dig = f32(abs(self._sum_other_compensated(others, slave)) + current)
                 self._control(slave, "current", {"gridCurrentA": dig})
-            deal.warmed_up = self._time(deal)                     # warmUpDeal_ (:169-175)
+            deal.warmed_up = self._time(deal)  # warmUpDeal_ (:169-175)
         self._current_compensation(deal, side, master)
-        for unit in (deal.discharge_unit, deal.charge_unit):      # saveCompensatedGridCurrentA_ (:184-220)
+        for unit in (deal.discharge_unit, deal.charge_unit):  # saveCompensatedGridCurrentA_ (:184-220)
             self._refresh(unit)
         for unit in (deal.discharge_unit, deal.charge_unit):
             ig = self._value(unit, "dcdc", "meter", "ig")
             if ig is None:
-                raise self._fail("DealCompensation", "dcdc.meter.ig of %s" % unit, None, "DealCompensation.java:197-215")
+                raise self._fail(
+                    "DealCompensation", "dcdc.meter.ig of %s" % unit, None, "DealCompensation.java:197-215"
+                )
             deal.compensated_a[unit] = f32(ig - self._sum_other_compensated(others, unit))
-        deal.started = deal.cumulate_time = self._time(deal)      # DealUtil.start (DealUtil.java:515-521)
+        deal.started = deal.cumulate_time = self._time(deal)  # DealUtil.start (DealUtil.java:515-521)
         deal.cumulated_wh = 0.0
         log.info("deal %s started: compensated ig %s", deal.deal_id, deal.compensated_a)
 
@@ -466,7 +551,7 @@ class GridMaster:
         reference = self.policy.reference_side
         if self._mode(master) == "VOLTAGE_REFERENCE":
             if side != reference:
-                return                                            # :264-275
+                return  # :264-275
             vr = master
         else:
             master_deal = next((d for d in self.deals if d.is_master), None)
@@ -481,18 +566,31 @@ class GridMaster:
             self._refresh(vr)
             ig = self._value(vr, "dcdc", "meter", "ig")
             if ig is None:
-                raise self._fail("DealCompensation", "dcdc.meter.ig of the voltage reference", None,
-                                 "DealCompensation.java:379-434")
-            if f32(abs(f32(ig - target))) <= drift:               # :384-390
+                raise self._fail(
+                    "DealCompensation",
+                    "dcdc.meter.ig of the voltage reference",
+                    None,
+                    "DealCompensation.java:379-434",
+                )
+            if f32(abs(f32(ig - target))) <= drift:  # :384-390
                 return
-            if trials <= 0:                                       # :395, 429
-                raise self._fail("current compensation", "|ig of %s - %s| <= %s A" % (vr, fs(target), fs(drift)),
-                                 fs(ig), "DealCompensation.java:384-430")
+            if trials <= 0:  # :395, 429
+                raise self._fail(
+                    "current compensation",
+                    "|ig of %s - %s| <= %s A" % (vr, fs(target), fs(drift)),
+                    fs(ig),
+                    "DealCompensation.java:384-430",
+                )
             trials -= 1
             dig = self._value(adjuster, "dcdc", "param", "dig")
             if dig is None:
-                raise self._fail("DealCompensation", "dcdc.param.dig of %s" % adjuster, None, "DealCompensation.java:398-425")
-            dig = f32(dig - f32(ig - target)) if minus else f32(dig + f32(ig - target))   # :403-407
+                raise self._fail(
+                    "DealCompensation",
+                    "dcdc.param.dig of %s" % adjuster,
+                    None,
+                    "DealCompensation.java:398-425",
+                )
+            dig = f32(dig - f32(ig - target)) if minus else f32(dig + f32(ig - target))  # :403-407
             self._control(adjuster, "current", {"gridCurrentA": dig})
 
     # --- DealCumulation ----------------------------------------------------------------
@@ -501,42 +599,72 @@ class GridMaster:
         """DealCumulation.doExecute (DealCumulation.java:62-133)."""
         side = self._master_side()
         master, slave = deal.master_unit(side), deal.slave_unit(side)
-        if "WAIT" in (self._mode(master), self._mode(slave)) or None in (self._mode(master), self._mode(slave)):
-            raise self._fail("DealCumulation", "both units running", (self._mode(master), self._mode(slave)),
-                             "DealCumulation.java:63-64, 127-131")
+        if "WAIT" in (self._mode(master), self._mode(slave)) or None in (
+            self._mode(master),
+            self._mode(slave),
+        ):
+            raise self._fail(
+                "DealCumulation",
+                "both units running",
+                (self._mode(master), self._mode(slave)),
+                "DealCumulation.java:63-64, 127-131",
+            )
         ref = self._reference_unit(deal)
-        wb = self._value(ref, "dcdc", "meter", "wb")              # referenceUnitWb_ (AbstractDealExecution.java:140-142)
+        wb = self._value(ref, "dcdc", "meter", "wb")  # referenceUnitWb_ (AbstractDealExecution.java:140-142)
         if wb is None:
-            raise self._fail("DealCumulation", "dcdc.meter.wb of the reference unit %s" % ref, None,
-                             "DealCumulation.java:145-173")
+            raise self._fail(
+                "DealCumulation",
+                "dcdc.meter.wb of the reference unit %s" % ref,
+                None,
+                "DealCumulation.java:145-173",
+            )
         if ref == deal.discharge_unit:
             wb = f32(-wb)
-        active_others = [d for d in self._others_of(others, ref)  # existOtherActiveDealsOnReferenceUnit_ (:183-196)
-                         if (d.master_side_active if d.master_unit(side) == ref else d.both_sides_active)]
-        if active_others:                                         # :148-164
+        active_others = [
+            d
+            for d in self._others_of(others, ref)  # existOtherActiveDealsOnReferenceUnit_ (:183-196)
+            if (d.master_side_active if d.master_unit(side) == ref else d.both_sides_active)
+        ]
+        if active_others:  # :148-164
             mine, rest = deal.compensated_a.get(ref), self._sum_other_compensated(others, ref)
             if mine is None or f32(rest + mine) == 0:
-                raise self._fail("DealCumulation", "compensated ig of the reference unit", (mine, rest),
-                                 "DealCumulation.java:152-164")
+                raise self._fail(
+                    "DealCumulation",
+                    "compensated ig of the reference unit",
+                    (mine, rest),
+                    "DealCumulation.java:152-164",
+                )
             wb = f32(f32(wb * mine) / f32(rest + mine))
         now = self._time(deal)
-        milliseconds = int((now - deal.cumulate_time) * self.speed * 1000)    # Duration.toMillis (DealUtil.java:553-554)
-        deal.cumulated_wh = f32(f32(f32(wb * milliseconds) / 3600000) + f32(deal.cumulated_wh))   # DealUtil.java:555
+        milliseconds = int(
+            (now - deal.cumulate_time) * self.speed * 1000
+        )  # Duration.toMillis (DealUtil.java:553-554)
+        deal.cumulated_wh = f32(
+            f32(f32(wb * milliseconds) / 3600000) + f32(deal.cumulated_wh)
+        )  # DealUtil.java:555
         deal.cumulate_time = now
         log.info("deal %s cumulated : %s / %g", deal.deal_id, fs(deal.cumulated_wh), deal.amount_wh)
-        if deal.amount_wh < deal.cumulated_wh:                    # :71
+        if deal.amount_wh < deal.cumulated_wh:  # :71
             self._stop_slave(deal, others, side)
-            deal.stopped = self._time(deal)                       # stopDeal_ (AbstractStoppableDealExecution.java:119-121)
+            deal.stopped = self._time(deal)  # stopDeal_ (AbstractStoppableDealExecution.java:119-121)
             self._deactivate(deal, others)
             return
         p = self.policy
         d_rsoc = _rsoc(self.unit_data.get(deal.discharge_unit))
         c_rsoc = _rsoc(self.unit_data.get(deal.charge_unit))
-        if d_rsoc is not None and d_rsoc < p.discharge_unit_lower_limit_rsoc or \
-                c_rsoc is not None and p.charge_unit_upper_limit_rsoc < c_rsoc:      # :96-111
-            raise self._fail("DealCumulation", "discharge unit RSOC >= %g %%, charge unit RSOC <= %g %%"
-                             % (p.discharge_unit_lower_limit_rsoc, p.charge_unit_upper_limit_rsoc),
-                             (d_rsoc, c_rsoc), "DealCumulation.java:96-111")
+        if (
+            d_rsoc is not None
+            and d_rsoc < p.discharge_unit_lower_limit_rsoc
+            or c_rsoc is not None
+            and p.charge_unit_upper_limit_rsoc < c_rsoc
+        ):  # :96-111
+            raise self._fail(
+                "DealCumulation",
+                "discharge unit RSOC >= %g %%, charge unit RSOC <= %g %%"
+                % (p.discharge_unit_lower_limit_rsoc, p.charge_unit_upper_limit_rsoc),
+                (d_rsoc, c_rsoc),
+                "DealCumulation.java:96-111",
+            )
 
     def _stop_slave(self, deal: Deal, others: List[Deal], side: str) -> None:
         """stopDcdc_ (AbstractStoppableDealExecution.java:68-108)."""
@@ -544,7 +672,9 @@ class GridMaster:
         if not any(d.both_sides_active for d in self._others_of(others, slave)):
             self._control(slave, "WAIT")
         else:
-            self._control(slave, "current", {"gridCurrentA": f32(abs(self._sum_other_compensated(others, slave)))})
+            self._control(
+                slave, "current", {"gridCurrentA": f32(abs(self._sum_other_compensated(others, slave)))}
+            )
 
     # --- DealDeactivation ----------------------------------------------------------------
 
@@ -554,36 +684,46 @@ class GridMaster:
         master = deal.master_unit(side)
         if self._mode(master) != "WAIT":
             new_master, new_vr, flip, take_over_dvg = None, None, False, None
-            if deal.is_master:                                    # prepareDeactivate_ (:122-149)
+            if deal.is_master:  # prepareDeactivate_ (:122-149)
                 new_master, new_vr, flip = self._new_master_deal(others, side)
                 if new_master is not None and self.policy.voltage_reference_take_over_dvg == "theoretical":
                     take_over_dvg = self._value(master, "dcdc", "vdis", "dvg")
-            can_stop = not any(d.master_side_active for d in self._others_of(others, master))   # :422-431
-            if deal.is_master:                                    # deactivateDcdc_ (:276-414)
+            can_stop = not any(d.master_side_active for d in self._others_of(others, master))  # :422-431
+            if deal.is_master:  # deactivateDcdc_ (:276-414)
                 if new_master is None:
                     self._control(master, "WAIT")
                 elif new_vr == master:
                     self._refresh(master)
-                elif can_stop:                                    # :299-335
+                elif can_stop:  # :299-335
                     self._control(master, "voltageReferenceWillHandOver")
                     self._control(new_vr, "voltageReferenceWillTakeOver", {"gridVoltageV": take_over_dvg})
                     self._control(master, "voltageReferenceDidHandOver")
                     self._control(new_vr, "voltageReferenceDidTakeOver")
                 else:
-                    raise self._fail("DealDeactivation", "the old voltage reference free to stop", deal,
-                                     "DealDeactivation.java:336-346")
+                    raise self._fail(
+                        "DealDeactivation",
+                        "the old voltage reference free to stop",
+                        deal,
+                        "DealDeactivation.java:336-346",
+                    )
             elif self._mode(master) == "VOLTAGE_REFERENCE":
                 if can_stop:
-                    raise self._fail("DealDeactivation", "a non-master deal's voltage reference serving other deals",
-                                     deal, "DealDeactivation.java:361-373")
+                    raise self._fail(
+                        "DealDeactivation",
+                        "a non-master deal's voltage reference serving other deals",
+                        deal,
+                        "DealDeactivation.java:361-373",
+                    )
                 self._refresh(master)
             elif can_stop:
                 self._control(master, "WAIT")
             else:
-                self._control(master, "current", {"gridCurrentA": f32(abs(self._sum_other_compensated(others, master)))})
-            if new_master is not None:                            # moveMasterDeal_ (:440-452)
+                self._control(
+                    master, "current", {"gridCurrentA": f32(abs(self._sum_other_compensated(others, master)))}
+                )
+            if new_master is not None:  # moveMasterDeal_ (:440-452)
                 new_master.is_master = True
-        deal.deactivated = self._time(deal)                       # deactivateDeal_ (:461-470)
+        deal.deactivated = self._time(deal)  # deactivateDeal_ (:461-470)
         self._dispose(deal)
 
     def _new_master_deal(self, others: List[Deal], side: str) -> tuple:
@@ -593,7 +733,7 @@ class GridMaster:
         if not active:
             return None, None, False
         running_vr = [d for d in active if self._mode(d.master_unit(side)) == "VOLTAGE_REFERENCE"]
-        newest = lambda ds: max(ds, key=lambda d: d.activated)         # noqa: E731
+        newest = lambda ds: max(ds, key=lambda d: d.activated)  # noqa: E731
         if running_vr:
             d = newest(running_vr)
             return d, d.master_unit(side), False

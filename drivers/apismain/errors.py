@@ -5,6 +5,7 @@ apis-main's own reaction to these is to report an error and (for ERROR
 level) stop the unit or the deal (ErrorCollection.java:160: WARN is only
 logged); this client raises instead, so a test or an operator sees it at once.
 """
+
 from typing import Any, Optional
 
 __all__ = ["ApisMainError", "CommunicationError", "CheckFailed", "SafetyError"]
@@ -22,8 +23,16 @@ class ApisMainError(Exception):
         source: apis-main's file and line ("DcdcDeviceControlling.java:334-340").
     """
 
-    def __init__(self, what: str, *, expected: str, got: Any, source: str,
-                 route: Optional[str] = None, params: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        expected: str,
+        got: Any,
+        source: str,
+        route: Optional[str] = None,
+        params: Optional[str] = None,
+    ) -> None:
         self.what, self.route, self.params = what, route, params
         self.expected, self.got, self.source = expected, got, source
         where = ""

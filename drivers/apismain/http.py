@@ -20,6 +20,7 @@ DataAcquisition.java:75, DeviceControlling.java:50; ``setTimeout`` at :759 /
 attempts have failed (``0 < --retryLimit_``, DataAcquisition.java:718,
 DeviceControlling.java:507); then the request fails.
 """
+
 import collections
 import http.client
 import json
@@ -78,8 +79,15 @@ class DriverConnection:
         ValueError: ``url`` is not http://HOST[:PORT].
     """
 
-    def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S, attempts: int = ATTEMPTS,
-                 source: str = "DeviceControlling.java:499-551", name: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        attempts: int = ATTEMPTS,
+        source: str = "DeviceControlling.java:499-551",
+        name: str = "",
+    ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
             raise ValueError("url=%r: expected http://HOST[:PORT]" % (url,))
@@ -87,7 +95,7 @@ class DriverConnection:
         self.timeout_s, self.max_attempts, self.source = float(timeout_s), max(1, int(attempts)), source
         self.name = name or url
         self.attempts: Deque[Attempt] = collections.deque(maxlen=KEPT)
-        self.connections = 0        #: TCP connections opened so far
+        self.connections = 0  #: TCP connections opened so far
         self._conn: Optional[http.client.HTTPConnection] = None
         self._lock = threading.Lock()
 
@@ -114,17 +122,25 @@ class DriverConnection:
                 return body
         route, _, query = path.partition("?")
         raise CommunicationError(
-            "request", route=route, params=query or None, source=self.source,
-            expected="200 with a JSON object within %g s, in %d attempts" % (self.timeout_s, self.max_attempts),
-            got="; ".join("attempt %d: %s" % (i + 1, o) for i, o in enumerate(outcomes)))
+            "request",
+            route=route,
+            params=query or None,
+            source=self.source,
+            expected="200 with a JSON object within %g s, in %d attempts"
+            % (self.timeout_s, self.max_attempts),
+            got="; ".join("attempt %d: %s" % (i + 1, o) for i, o in enumerate(outcomes)),
+        )
 
     def _attempt(self, path: str, deadline: float) -> Dict[str, Any]:
         try:
             status, raw = self._exchange(path, deadline, retry_stale=True)
         except (OSError, http.client.HTTPException) as e:
             late = time.monotonic() >= deadline
-            raise _Failed("timeout after %g s" % self.timeout_s if late or _is_timeout(e)
-                          else "%s: %s" % (type(e).__name__, e)) from e
+            raise _Failed(
+                "timeout after %g s" % self.timeout_s
+                if late or _is_timeout(e)
+                else "%s: %s" % (type(e).__name__, e)
+            ) from e
         if time.monotonic() > deadline:
             raise _Failed("timeout: the answer took longer than %g s" % self.timeout_s)
         text = raw.decode("utf-8", "replace")

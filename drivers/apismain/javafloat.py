@@ -13,6 +13,7 @@ read from JSON with ``JsonObject.getFloat`` (a ``Double`` narrowed to
 ``f32`` rounds a Python float the same way, and ``f32`` of a sum of two
 ``f32`` values is Java's ``float`` sum.
 """
+
 import math
 import struct
 from typing import Union
@@ -38,7 +39,7 @@ def _shortest_digits(v: float) -> tuple:
         try:
             if f32(float(text)) == v:
                 break
-        except OverflowError:       # rounded up past the largest float
+        except OverflowError:  # rounded up past the largest float
             continue
     mantissa, exponent = text.split("e")
     digits = mantissa.replace(".", "").rstrip("0") or "0"
@@ -65,8 +66,8 @@ def float_to_string(x: float) -> str:
     digits, exp = _shortest_digits(abs(v))
     if 1e-3 <= abs(v) < 1e7:
         if exp >= 0:
-            whole = digits[:exp + 1].ljust(exp + 1, "0")
-            return sign + whole + "." + (digits[exp + 1:] or "0")
+            whole = digits[: exp + 1].ljust(exp + 1, "0")
+            return sign + whole + "." + (digits[exp + 1 :] or "0")
         return sign + "0." + "0" * (-exp - 1) + digits
     return sign + digits[0] + "." + (digits[1:] or "0") + "E" + str(exp)
 

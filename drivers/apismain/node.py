@@ -13,6 +13,7 @@ Each answer is merged into the cached unit data (DeviceControlling.java:504,
 DcdcDeviceControlling.java:159-162), which the next command reads
 (``dcdc.param.dig``, ``dcdc.vdis.dvg``, ``dcdc.status.status``).
 """
+
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -28,8 +29,12 @@ __all__ = ["Node", "MODE_CODES", "OPERATION_MODES", "INTERFACE_VERSIONS"]
 #: DDCon.Mode -> the code apis-main sends as ``mode`` (DDCon.java:125-149).
 MODE_CODES = {"WAIT": "0x0000", "VOLTAGE_REFERENCE": "0x0014", "CHARGE": "0x0041", "DISCHARGE": "0x0002"}
 #: DDCon.Mode -> the ``status.operationMode`` it requires after the set (DDCon.java:351-359).
-OPERATION_MODES = {"WAIT": "Waiting", "VOLTAGE_REFERENCE": "Grid Autonomy",
-                   "CHARGE": "Heteronomy CV", "DISCHARGE": "Heteronomy CV"}
+OPERATION_MODES = {
+    "WAIT": "Waiting",
+    "VOLTAGE_REFERENCE": "Grid Autonomy",
+    "CHARGE": "Heteronomy CV",
+    "DISCHARGE": "Heteronomy CV",
+}
 #: Major interface versions apis-main accepts (DcdcV2DataAcquisition.java:39).
 INTERFACE_VERSIONS = ("2",)
 
@@ -83,16 +88,31 @@ class Node:
         ValueError: a bad URL.
     """
 
-    def __init__(self, url: str, *, unit_id: Optional[str] = None, policy: Policy = Policy(),
-                 hw: HwConfig = HwConfig(), clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        unit_id: Optional[str] = None,
+        policy: Policy = Policy(),
+        hw: HwConfig = HwConfig(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url, self.unit_id = url.rstrip("/"), unit_id or url.rstrip("/")
         self.policy, self.hw, self.clock = policy, hw, clock
-        self.data_link = DriverConnection(self.url, timeout_s=policy.request_timeout_s,
-                                          attempts=policy.retry_limit, name=self.unit_id + " data",
-                                          source="DataAcquisition.java:713-762")
-        self.control_link = DriverConnection(self.url, timeout_s=policy.request_timeout_s,
-                                             attempts=policy.retry_limit, name=self.unit_id + " control",
-                                             source="DeviceControlling.java:499-551")
+        self.data_link = DriverConnection(
+            self.url,
+            timeout_s=policy.request_timeout_s,
+            attempts=policy.retry_limit,
+            name=self.unit_id + " data",
+            source="DataAcquisition.java:713-762",
+        )
+        self.control_link = DriverConnection(
+            self.url,
+            timeout_s=policy.request_timeout_s,
+            attempts=policy.retry_limit,
+            name=self.unit_id + " control",
+            source="DeviceControlling.java:499-551",
+        )
         self.cache: Dict[str, Any] = {}
         self.lock = threading.RLock()
         self.ignore_dynamic_safety_check = False
@@ -117,13 +137,23 @@ class Node:
         version = body.get("comm_interface_version")
         source = "DcdcV2DataAcquisition.java:83-99"
         if not isinstance(version, str):
-            raise CheckFailed("version", route="/version/get", expected="a comm_interface_version string",
-                              got=body, source=source)
+            raise CheckFailed(
+                "version",
+                route="/version/get",
+                expected="a comm_interface_version string",
+                got=body,
+                source=source,
+            )
         pos = version.find(".")
         if pos <= 0 or version[:pos] not in INTERFACE_VERSIONS:
-            raise CheckFailed("version", route="/version/get", source=source,
-                              expected="comm_interface_version 'MAJOR.MINOR' with MAJOR in %s"
-                              % (list(INTERFACE_VERSIONS),), got=version)
+            raise CheckFailed(
+                "version",
+                route="/version/get",
+                source=source,
+                expected="comm_interface_version 'MAJOR.MINOR' with MAJOR in %s"
+                % (list(INTERFACE_VERSIONS),),
+                got=version,
+            )
         self.interface_version = version[:pos]
         return self.interface_version
 
@@ -137,8 +167,10 @@ class Node:
         """
         with self.lock:
             dcdc = self.data_link.get("/all/get")
-            battery = {"rsoc": dcdc.pop("rsoc", None),
-                       "battery_operation_status": dcdc.pop("battery_operation_status", None)}
+            battery = {
+                "rsoc": dcdc.pop("rsoc", None),
+                "battery_operation_status": dcdc.pop("battery_operation_status", None),
+            }
             self.cache = {"dcdc": dcdc, "battery": battery, "time": self.clock()}
             return self.cache
 
@@ -154,15 +186,22 @@ class Node:
         with self.lock:
             data = self.get_data()
             roles = self.deal_roles() if callable(self.deal_roles) else self.deal_roles
-            findings = self.safety.check(data, roles, operation_mode=self.operation_mode,
-                                         ignore_dynamic=self.ignore_dynamic_safety_check)
+            findings = self.safety.check(
+                data,
+                roles,
+                operation_mode=self.operation_mode,
+                ignore_dynamic=self.ignore_dynamic_safety_check,
+            )
         self.warnings.extend(f for f in findings if f.level == "WARN")
         errors = [f for f in findings if f.level == "ERROR"]
         if errors:
-            raise SafetyError("local safety check of %s" % self.unit_id, route="/all/get",
-                              expected="; ".join(f.expected for f in errors),
-                              got="; ".join(f.got for f in errors),
-                              source=", ".join(f.source for f in errors))
+            raise SafetyError(
+                "local safety check of %s" % self.unit_id,
+                route="/all/get",
+                expected="; ".join(f.expected for f in errors),
+                got="; ".join(f.got for f in errors),
+                source=", ".join(f.source for f in errors),
+            )
         return data
 
     def get_device_status(self) -> Dict[str, Any]:
@@ -181,14 +220,17 @@ class Node:
 
     @property
     def dcdc(self) -> Dict[str, Any]:
-        """``cache['dcdc']`` (what every command answers, AbstractDcdcDeviceControllingCommand.java:118-120)."""
+        """``cache['dcdc']``: what every command answers
+        (AbstractDcdcDeviceControllingCommand.java:118-120)."""
         return self.cache.setdefault("dcdc", {})
 
     @property
     def mode(self) -> Optional[str]:
         """``DDCon.modeFromCode(dcdc.status.status)``: "WAIT", "VOLTAGE_REFERENCE",
         "CHARGE", "DISCHARGE" or None (DDCon.java:210-216)."""
-        code = self.dcdc.get("status", {}).get("status") if isinstance(self.dcdc.get("status"), dict) else None
+        code = (
+            self.dcdc.get("status", {}).get("status") if isinstance(self.dcdc.get("status"), dict) else None
+        )
         return next((m for m, c in MODE_CODES.items() if c == code), None)
 
     def value(self, *path: str) -> Optional[float]:
@@ -213,15 +255,23 @@ class Node:
         """
         self._check_current("set " + mode, dig)
         query = "mode=%s&dvg=%s&dig=%s&drg=%s" % (
-            MODE_CODES[mode], javafloat.number_to_string(dvg), javafloat.number_to_string(dig),
-            javafloat.number_to_string(drg))
+            MODE_CODES[mode],
+            javafloat.number_to_string(dvg),
+            javafloat.number_to_string(dig),
+            javafloat.number_to_string(drg),
+        )
         with self.lock:
             self._merge(self.control_link.get("/dcdc/set?" + query))
             got = self.dcdc.get("status", {}).get("operationMode")
         if got != OPERATION_MODES[mode]:
-            raise CheckFailed("set " + mode, route="/dcdc/set", params=query,
-                              expected="status.operationMode %r" % OPERATION_MODES[mode],
-                              got=repr(got), source="DcdcDeviceControlling.java:334-340")
+            raise CheckFailed(
+                "set " + mode,
+                route="/dcdc/set",
+                params=query,
+                expected="status.operationMode %r" % OPERATION_MODES[mode],
+                got=repr(got),
+                source="DcdcDeviceControlling.java:334-340",
+            )
         return self.dcdc
 
     def set_voltage(self, dvg: Number, drg: Number = 0) -> Dict[str, Any]:
@@ -253,10 +303,13 @@ class Node:
         """checkCurrentValueRange_ (DcdcDeviceControlling.java:177-213)."""
         value = javafloat.f32(dig)
         if value != 0 and (value < 0 or javafloat.f32(self.hw.grid_current_capacity_a) < value):
-            raise CheckFailed(what, expected="0 <= dig <= gridCurrentCapacityA %s A"
-                              % javafloat.float_to_string(self.hw.grid_current_capacity_a),
-                              got="dig %s" % javafloat.float_to_string(value),
-                              source="DcdcDeviceControlling.java:185-211")
+            raise CheckFailed(
+                what,
+                expected="0 <= dig <= gridCurrentCapacityA %s A"
+                % javafloat.float_to_string(self.hw.grid_current_capacity_a),
+                got="dig %s" % javafloat.float_to_string(value),
+                source="DcdcDeviceControlling.java:185-211",
+            )
 
     def close(self) -> None:
         """Close both connections."""

@@ -6,6 +6,7 @@ sample-policy.json and sample-hwConfig.json (line numbers below), except
 where a value is absent from the sample and apis-main's code has a default.
 Times are seconds here (the files say milliseconds).
 """
+
 import dataclasses
 from typing import Dict, Optional, Tuple
 
@@ -14,7 +15,12 @@ __all__ = ["Policy", "HwConfig", "SAFETY_RANGES"]
 #: HWCONFIG.safety.range.dcdc.meter: (min, max) per meter, V / A / degC
 #: (sample-hwConfig.json:52-70), checked on every poll (LocalSafetyEvaluation.java:83-97).
 SAFETY_RANGES: Dict[str, Tuple[float, float]] = {
-    "tmp": (0.0, 45.0), "vg": (-4.0, 380.0), "vb": (32.0, 58.4), "ig": (-2.35, 2.35), "ib": (-20.0, 20.0)}
+    "tmp": (0.0, 45.0),
+    "vg": (-4.0, 380.0),
+    "vb": (32.0, 58.4),
+    "ig": (-2.35, 2.35),
+    "ib": (-20.0, 20.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,4 +94,5 @@ class HwConfig:
     grid_current_allowance_a: float = 0.125
     droop_ratio: float = 0.039
     safety_ranges: Dict[str, Tuple[float, float]] = dataclasses.field(
-        default_factory=lambda: dict(SAFETY_RANGES))
+        default_factory=lambda: dict(SAFETY_RANGES)
+    )

@@ -8,6 +8,7 @@ command also takes, and checks local safety on each (:475). A ``Poller``
 is that timer in a thread; what went wrong is kept, not raised in the
 thread, and ``raise_if_failed`` raises it in the caller.
 """
+
 import threading
 from typing import List, Optional
 
@@ -44,7 +45,7 @@ class Poller:
                 self.polls += 1
             except ApisMainError as e:
                 self.failures.append(e)
-            self._stop.wait(self.period_s)       # the timer's period: a schedule
+            self._stop.wait(self.period_s)  # the timer's period: a schedule
 
     def raise_if_failed(self) -> None:
         """Raise the first failure of a poll, if any.
