@@ -109,7 +109,7 @@ def test_wait_without_operation_grid_voltage_sends_dvg_0(make_node):
     node = make_node(dataclasses.replace(FAST, operation_grid_voltage_v=None))
     node.poll()
     step(node, WAITING, lambda: commands.wait(node))
-    assert sets(node) == ["/dcdc/set?mode=0x0000&dvg=0.0&dig=0.0&drg=0"]  # waits for (a)
+    assert sets(node) == ["/dcdc/set?mode=0x0000&dvg=0.0&dig=0.0&drg=0"]  # answered 200: the stop stops
     assert node.mode == "WAIT" and node.cache["dcdc"]["status"]["operationMode"] == "Waiting"
 
 
@@ -151,7 +151,7 @@ def test_charged_battery_power_is_positive(node):
     """apis-main counts a deal's energy from the charge unit's wb (AbstractDealExecution.java:140-142)."""
     node.poll()
     data = step(node, CHARGER, lambda: commands.charge(node, 1.5))
-    assert data["dcdc"]["meter"]["wb"] > 0 and data["dcdc"]["meter"]["ib"] > 0  # waits for (b)
+    assert data["dcdc"]["meter"]["wb"] > 0 and data["dcdc"]["meter"]["ib"] > 0  # charging: wb, ib > 0
     data = step(node, WAITING, lambda: commands.wait(node))
     data = step(node, DISCHARGER, lambda: commands.discharge(node, 1.5))
     assert data["dcdc"]["meter"]["wb"] < 0 and data["dcdc"]["meter"]["ib"] < 0
