@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .errors import ApisMainError, CheckFailed
 from .javafloat import f32, float_to_string as fs
@@ -207,20 +207,9 @@ def grid_current_stepping(node: Node, grid_current_a: float) -> Dcdc:
             gridCurrentStepA=node.policy.grid_current_step_a,
         )
         target, step = f32(grid_current_a), f32(node.policy.grid_current_step_a)
-        while True:
-            old = node.value("param", "dig")
-            if old is None:
-                raise CheckFailed(
-                    "GridCurrentStepping",
-                    expected="dcdc.param.dig in unit data",
-                    got=node.dcdc,
-                    source=_DC + "GridCurrentStepping.java:84, 116",
-                )
-            if step < abs(f32(target - old)):
-                node.set_current(f32(old + step) if old < target else f32(old - step))
-                continue
-            node.set_current(target)
-            return checkpoint(node, None, target)
+        _step_to(node, "GridCurrentStepping", ("param", "dig"), target, step, node.set_current,
+                 _DC + "GridCurrentStepping.java:84, 116")
+        return checkpoint(node, None, target)
 
 
 def grid_voltage_stepping(node: Node, grid_voltage_v: float) -> Dcdc:
@@ -235,20 +224,25 @@ def grid_voltage_stepping(node: Node, grid_voltage_v: float) -> Dcdc:
     with _command(node, start_ignore=False, stop_ignore=False):
         target = f32(grid_voltage_v)
         step = f32(node.policy.grid_voltage_step_v if node.policy.grid_voltage_step_v is not None else 350.0)
-        while True:
-            old = node.value("vdis", "dvg")
-            if old is None:
-                raise CheckFailed(
-                    "GridVoltageStepping",
-                    expected="dcdc.vdis.dvg in unit data",
-                    got=node.dcdc,
-                    source=_DC + "GridVoltageStepping.java:86, 118",
-                )
-            if step < abs(f32(target - old)):
-                node.set_voltage(f32(old + step) if old < target else f32(old - step))
-                continue
-            node.set_voltage(target)
-            return checkpoint(node, target, None)
+        _step_to(node, "GridVoltageStepping", ("vdis", "dvg"), target, step, node.set_voltage,
+                 _DC + "GridVoltageStepping.java:86, 118")
+        return checkpoint(node, target, None)
+
+
+def _step_to(node: Node, command: str, key: Tuple[str, str], target: float, step: float,
+             send: Callable[[float], Any], source: str) -> None:
+    """The stepping loop both steppings share: from the cached ``dcdc.<key>`` value,
+    ``send(old ± step)`` (float arithmetic) while the difference exceeds a step, then
+    ``send(target)``. CheckFailed: no cached value (V or A, as *key*)."""
+    while True:
+        old = node.value(*key)
+        if old is None:
+            raise CheckFailed(command, expected="dcdc.%s.%s in unit data" % key, got=node.dcdc, source=source)
+        if step < abs(f32(target - old)):
+            send(f32(old + step) if old < target else f32(old - step))
+            continue
+        send(target)
+        return
 
 
 def checkpoint(
