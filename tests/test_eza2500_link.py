@@ -281,7 +281,8 @@ def test_absent_port_is_opened_when_it_appears(tmp_path, no_leaks, caplog):
             assert link.transact("1-1") == {"mode": 0} and link.is_open
             assert link.transact("2-1")["cst"] == 0
         logged = [(r.levelname, r.getMessage()) for r in caplog.records]
-        assert logged == [("WARNING", "converter port %s unavailable: No such file or directory" % path),
+        unavailable = "converter port %s unavailable: No such file or directory; tried again at every command"
+        assert logged == [("WARNING", unavailable % path),
                           ("INFO", "converter port %s opened" % path)]
     finally:
         port.close()

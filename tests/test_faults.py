@@ -484,7 +484,8 @@ def test_converter_absent_at_start_then_plugged(tmp_path, no_leaks, caplog):
             assert commands(sim) == STATUS_COMMANDS
         logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "eza2500.eza2500_device"]
         assert logged == [
-            ("WARNING", "converter port %s unavailable: No such file or directory" % path),
+            ("WARNING", "converter port %s unavailable: No such file or directory; tried again at every "
+                        "command" % path),
             ("INFO", "converter port %s opened" % path)]
     finally:
         server.stop()

@@ -157,13 +157,8 @@ def open_ports(system: System) -> None:
     Raises:
         StartupError: a port is in use, not accessible or unusable.
     """
-    try:
-        open_port(system)
-    except PortAbsent:
-        log.warning("converter port %s is absent; the server starts and opens it when it "
-                    "appears (routes that need it answer 400 until then)", system.dcdc_port)
-    if system.modbus is not None:
+    for battery in (False, True) if system.modbus is not None else (False,):
         try:
-            open_port(system, battery=True)
+            open_port(system, battery)
         except PortAbsent:
-            pass        # essx_modbus logs the absent port itself, once per change
+            pass        # the port's owner logged it (once per change) and opens it when it appears

@@ -78,7 +78,8 @@ class EZA2500Device:
             logger.info("converter port %s opened", self.port)
         else:
             lost = "unavailable" if self.available is None else "lost"
-            logger.warning("converter port %s %s: %s", self.port, lost, port_error(exc))
+            logger.warning("converter port %s %s: %s; tried again at every command", self.port, lost,
+                           port_error(exc))
         self.available = available
 
     def _io(self, what):
