@@ -66,3 +66,26 @@ def test_starts_in_a_row(devices, battery_state):
                 assert wait_for_mode(dcdc, 0x0000, FIRST_CHECK) == 0x0000, (n, battery_state)
         finally:
             system.close()
+
+
+def test_process_starts_with_no_battery(tmp_path, devices, process):
+    """The original report, as an operator meets it: essx-server with
+    ``class: 'None'`` and ``force_dcdc_waiting: Yes`` started 8 times; each
+    serves and puts the converter in Waiting (7 of 8 failed before)."""
+    from test_startup import write_config
+
+    dcdc, battery = devices
+
+    def no_battery(doc):
+        doc["ess_system"]["battery_dev"][0]["class"] = "None"
+        doc["battery"]["battery_emulator"]["config"]["force_dcdc_waiting"] = True
+
+    config = write_config(tmp_path, dcdc.port, battery.port, mutate=no_battery)
+    for n in range(8):
+        dcdc.set(mode=0x0014)
+        p = process("--config", config, "--host", "127.0.0.1")
+        p.wait_ready()
+        assert wait_for_mode(dcdc, 0x0000, FIRST_CHECK) == 0x0000, n
+        assert p.client.get("/version/get")[0] == 200
+        p.stop()
+        assert p.proc.returncode is not None
