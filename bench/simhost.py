@@ -18,6 +18,14 @@ Protocol on stdin/stdout, one JSON object a line:
 * a line ``stats`` on stdin prints the counters
   ``{"dcdc_collisions", "dcdc_requests", "battery_collisions",
   "battery_requests"}``;
+* ``fault dcdc KIND every|once [key=value ...]`` arms
+  ``EZA2500Simulator.inject(KIND, None or 1, key=value ...)``;
+  ``fault battery KIND`` arms ``BatterySimulator.inject(KIND)`` for every
+  request (EVERY of them), ``fault battery silent`` sets ``silent``,
+  ``fault battery rsoc_raw N`` makes the RSOC register read N (e.g. 65535,
+  through ``StuckGauge``); ``clear`` removes every fault and the stuck
+  gauge.  Each prints ``{"ok": true}`` or ``{"error": "..."}`` once applied
+  (``apply_fault``, usable in-process too);
 * ``quit``, end of input, SIGTERM or SIGINT stop both simulators, print the
   counters a last time and exit 0.
 """
@@ -31,6 +39,47 @@ import sys
 DRIVERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drivers")
 if DRIVERS not in sys.path:
     sys.path.insert(0, DRIVERS)
+
+
+#: Requests a battery fault is armed for by ``fault battery KIND`` ("every request").
+EVERY = 10000
+
+
+def stuck_gauge(raw, original):
+    """A ``BatteryModel`` whose RSOC register always reads ``raw`` (0.1 % units;
+    65535 = 0xffff, a broken gauge: the simulator's ``rsoc`` setter refuses
+    such values); ``.original`` keeps the model it stands in for."""
+    from battery_emulator.physics import BatteryModel
+
+    class StuckGauge(BatteryModel):
+        rsoc = property(lambda self: raw / 10.0)
+    gauge = StuckGauge()
+    gauge.original = original
+    return gauge
+
+
+def apply_fault(dcdc, battery, words):
+    """Apply one ``fault ...``/``clear`` command (split into ``words``, see the
+    module doc) to the simulators; ValueError/KeyError/IndexError when malformed."""
+    if words == ["clear"]:
+        dcdc.clear_faults()
+        battery.clear_faults()
+        battery.model = getattr(battery.model, "original", battery.model)
+        return
+    if words[0] != "fault":
+        raise ValueError("unknown command %r" % " ".join(words))
+    device, kind = words[1], words[2]
+    if device == "dcdc":
+        kw = {k: float(v) if "." in v else int(v, 0) for k, v in (w.split("=", 1) for w in words[4:])}
+        dcdc.inject(kind, {"every": None, "once": 1}[words[3]], **kw)
+    elif device != "battery":
+        raise ValueError("unknown device %r" % device)
+    elif kind == "silent":
+        battery.silent = True
+    elif kind == "rsoc_raw":
+        battery.model = stuck_gauge(int(words[3]), getattr(battery.model, "original", battery.model))
+    else:
+        battery.inject(kind, EVERY)
 
 
 def _emit(obj):
@@ -78,6 +127,12 @@ def main(argv=None):
                         _emit(stats())
                     elif cmd == "quit":
                         break
+                    elif cmd:
+                        try:
+                            apply_fault(dcdc, battery, cmd.split())
+                            _emit({"ok": True})
+                        except (ValueError, KeyError, IndexError) as e:
+                            _emit({"error": "%s: %s" % (type(e).__name__, e)})
             except KeyboardInterrupt:
                 pass
         finally:
