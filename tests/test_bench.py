@@ -89,3 +89,24 @@ def test_short_run_reports_every_route(tmp_path):
             assert r["bound"] is None
     for name in run["routes"]:
         assert name in proc.stdout
+
+
+def test_fault_times_smoke_run_prints_the_table(tmp_path):
+    """bench/fault_times.py, one round of two fault classes: the markdown table, structure only."""
+    out = tmp_path / "faults.md"
+    proc = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "fault_times.py"), "--calls", "1",
+                           "--faults", "none,dcdc:silent:every", "--out", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = out.read_text()
+    assert text in proc.stdout
+    assert "request_deadline 4.0 s" in text
+    header = next(line for line in text.splitlines() if line.startswith("| fault class"))
+    for route in ("/all/get", "/1/log/data", "/battery/get", "/dcdc/get", "/dcdc/get/status",
+                  "/dcdc/set full", "/dcdc/set?dig=1.0", "/dcdc/set stop", "/version/get", "2× /all/get"):
+        assert "| %s |" % route in header
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"fault class", "none", "dcdc:silent:every"}
+    assert rows["none"].count("(200)") == 10
+    assert "(400)" in rows["dcdc:silent:every"]
+    assert "At or over the deadline:" in text
