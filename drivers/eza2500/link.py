@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
+from essx import deadline
 from essx.essx_exception import (ESSXChecksumException, ESSXDeviceException, ESSXException, ESSXIOException,
                                  ESSXTimeoutException, ESSXValueException)
-from essx import deadline
 from essx.exchange import Exchange, Listeners
 
 from . import codec, table
