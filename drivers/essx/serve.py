@@ -97,14 +97,16 @@ def bind(host: str, port: int) -> List[socket.socket]:
     addresses = list(dict.fromkeys((family, address[0]) for family, _, _, _, address in infos))
     sockets: List[socket.socket] = []
     for family, address in addresses:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
+        sock = None
+        try:        # an IPv6 socket cannot even be made where IPv6 is switched off
+            sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address, port))
         except OSError as e:
-            sock.close()
+            if sock is not None:
+                sock.close()
             if e.errno in _ABSENT_FAMILY and (sockets or (family, address) != addresses[-1]):
                 log.warning("--host %s: cannot listen on %s (%s); skipped", host, address, e.strerror)
                 continue
