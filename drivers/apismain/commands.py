@@ -229,15 +229,22 @@ def grid_voltage_stepping(node: Node, grid_voltage_v: float) -> Dcdc:
         return checkpoint(node, target, None)
 
 
+def _cached(node: Node, command: str, key: Tuple[str, str], source: str) -> float:
+    """The unit data's ``dcdc.<block>.<name>`` (*key*; V or A) a command starts from.
+    CheckFailed naming *command* and apis-main's *source* when there is none."""
+    value = node.value(*key)
+    if value is None:
+        raise CheckFailed(command, expected="dcdc.%s.%s in unit data" % key, got=node.dcdc, source=source)
+    return value
+
+
 def _step_to(node: Node, command: str, key: Tuple[str, str], target: float, step: float,
              send: Callable[[float], Any], source: str) -> None:
     """The stepping loop both steppings share: from the cached ``dcdc.<key>`` value,
     ``send(old ± step)`` (float arithmetic) while the difference exceeds a step, then
     ``send(target)``. CheckFailed: no cached value (V or A, as *key*)."""
     while True:
-        old = node.value(*key)
-        if old is None:
-            raise CheckFailed(command, expected="dcdc.%s.%s in unit data" % key, got=node.dcdc, source=source)
+        old = _cached(node, command, key, source)
         if step < abs(f32(target - old)):
             send(f32(old + step) if old < target else f32(old - step))
             continue
@@ -303,14 +310,8 @@ def voltage_reference_authorization(node: Node, rng: Callable[[], float] = rando
         CommunicationError: 3 attempts failed.
     """
     with _command(node, start_ignore=True, stop_ignore=True):
-        dvg = node.value("vdis", "dvg")
-        if dvg is None:
-            raise CheckFailed(
-                "VoltageReferenceAuthorization",
-                expected="dcdc.vdis.dvg in unit data",
-                got=node.dcdc,
-                source=_DC + "VoltageReferenceAuthorization.java:67-100",
-            )
+        dvg = _cached(node, "VoltageReferenceAuthorization", ("vdis", "dvg"),
+                      _DC + "VoltageReferenceAuthorization.java:67-100")
         p = node.policy
         separation = f32(p.grid_voltage_separation_v)
         low = f32(f32(p.operation_grid_voltage_v_range[0]) + f32(separation * 3))
@@ -338,14 +339,8 @@ def voltage_reference_will_hand_over(node: Node) -> Dcdc:
         CheckFailed: no cached dvg. CommunicationError: 3 attempts failed.
     """
     with _command(node, start_ignore=True, stop_ignore=False):
-        dvg = node.value("vdis", "dvg")
-        if dvg is None:
-            raise CheckFailed(
-                "voltageReferenceWillHandOver",
-                expected="dcdc.vdis.dvg in unit data",
-                got=node.dcdc,
-                source=_DC + "VoltageReferenceWillHandOver.java:64-74",
-            )
+        dvg = _cached(node, "voltageReferenceWillHandOver", ("vdis", "dvg"),
+                      _DC + "VoltageReferenceWillHandOver.java:64-74")
         return node.set_voltage(dvg, f32(node.hw.droop_ratio))
 
 
@@ -409,14 +404,8 @@ def voltage_reference_did_take_over(node: Node) -> Dcdc:
         CheckFailed: no cached dvg. CommunicationError: 3 attempts failed.
     """
     with _command(node, start_ignore=False, stop_ignore=True):
-        dvg = node.value("vdis", "dvg")
-        if dvg is None:
-            raise CheckFailed(
-                "voltageReferenceDidTakeOver",
-                expected="dcdc.vdis.dvg in unit data",
-                got=node.dcdc,
-                source=_DC + "VoltageReferenceDidTakeOver.java:62-67",
-            )
+        dvg = _cached(node, "voltageReferenceDidTakeOver", ("vdis", "dvg"),
+                      _DC + "VoltageReferenceDidTakeOver.java:62-67")
         return node.set_voltage(dvg)
 
 

@@ -99,20 +99,12 @@ class Node:
     ) -> None:
         self.url, self.unit_id = url.rstrip("/"), unit_id or url.rstrip("/")
         self.policy, self.hw, self.clock = policy, hw, clock
-        self.data_link = DriverConnection(
-            self.url,
-            timeout_s=policy.request_timeout_s,
-            attempts=policy.retry_limit,
-            name=self.unit_id + " data",
-            source="DataAcquisition.java:713-762",
-        )
-        self.control_link = DriverConnection(
-            self.url,
-            timeout_s=policy.request_timeout_s,
-            attempts=policy.retry_limit,
-            name=self.unit_id + " control",
-            source="DeviceControlling.java:499-551",
-        )
+        # two clients, one for data acquisition and one for control, as apis-main has
+        self.data_link, self.control_link = (
+            DriverConnection(self.url, timeout_s=policy.request_timeout_s, attempts=policy.retry_limit,
+                             name="%s %s" % (self.unit_id, role), source=source)
+            for role, source in (("data", "DataAcquisition.java:713-762"),
+                                 ("control", "DeviceControlling.java:499-551")))
         self.cache: Dict[str, Any] = {}
         self.lock = threading.RLock()
         self.ignore_dynamic_safety_check = False
