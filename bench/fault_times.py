@@ -32,9 +32,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (also puts drivers/ on sys.path)
-from battery_emulator.simulator import FAULTS as BATTERY_FAULTS  # noqa: E402
+from essx_sim.battery import FAULTS as BATTERY_FAULTS  # noqa: E402
 from essx.deadline import DEFAULT_S  # noqa: E402
-from eza2500.simulator import FAULTS as DCDC_FAULTS  # noqa: E402
+from essx_sim.converter import FAULTS as DCDC_FAULTS  # noqa: E402
 
 APIS_MAIN_ATTEMPT_S = 5.0
 CLIENT_TIMEOUT_S = 15.0

@@ -29,7 +29,7 @@ if DRIVERS not in sys.path:
 import serial  # noqa: E402
 
 from essx.essx_exception import ESSXTimeoutException  # noqa: E402
-from essx.essx_pty import PtyPort  # noqa: E402
+from essx_sim.ptyport import PtyPort  # noqa: E402
 from eza2500 import EZA2500Device, table  # noqa: E402
 from eza2500.reader import read_reply  # noqa: E402
 

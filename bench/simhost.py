@@ -49,7 +49,7 @@ def stuck_gauge(raw, original):
     """A ``BatteryModel`` whose RSOC register always reads ``raw`` (0.1 % units;
     65535 = 0xffff, a broken gauge: the simulator's ``rsoc`` setter refuses
     such values); ``.original`` keeps the model it stands in for."""
-    from battery_emulator.physics import BatteryModel
+    from essx_sim.physics import BatteryModel
 
     class StuckGauge(BatteryModel):
         rsoc = property(lambda self: raw / 10.0)
@@ -88,8 +88,8 @@ def _emit(obj):
 
 
 def main(argv=None):
-    from battery_emulator.simulator import BatterySimulator
-    from eza2500.simulator import EZA2500Simulator
+    from essx_sim.battery import BatterySimulator
+    from essx_sim.converter import EZA2500Simulator
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dcdc-baud", type=int, default=19200)

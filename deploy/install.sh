@@ -114,7 +114,7 @@ install_config() {
         say "kept $config"
         return 0
     fi
-    "$VENV/bin/python" -c 'import sys; from essx import resources
+    "$VENV/bin/python" -c 'import sys; from essx_service import resources
 sys.stdout.buffer.write(resources.read_data("dcdc_batt_comm.yml"))' > "$config.new"
     chmod 0640 "$config.new"
     if [ "$MAKE_USER" = yes ]; then chgrp "$SERVICE_USER" "$config.new"; fi

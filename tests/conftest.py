@@ -103,7 +103,7 @@ def with_settings(config, dcdc=None, battery=None, dcdc_dev=None, battery_dev=No
 def no_etc_config(monkeypatch, tmp_path):
     """In-process, the default configuration is never the machine's
     /etc/dcdc_batt_comm/dcdc_batt_comm.yml (a commissioned node has one)."""
-    from essx import resources
+    from essx_service import resources
 
     monkeypatch.setattr(resources, "ETC_CONFIG", str(tmp_path / "no-etc" / "dcdc_batt_comm.yml"))
 
@@ -168,7 +168,7 @@ def no_leaks():
 @pytest.fixture
 def battery_sim(tmp_path, no_leaks):
     """A running BatterySimulator reached through a symlink in tmp_path."""
-    from battery_emulator.simulator import BatterySimulator
+    from essx_sim.battery import BatterySimulator
 
     with BatterySimulator(link=str(tmp_path / "ttyBAT")) as simulator:
         yield simulator
@@ -277,8 +277,8 @@ def process():
 @pytest.fixture
 def devices(tmp_path, no_leaks):
     """A simulated converter and battery reached through links in tmp_path."""
-    from battery_emulator.simulator import BatterySimulator
-    from eza2500.simulator import EZA2500Simulator
+    from essx_sim.battery import BatterySimulator
+    from essx_sim.converter import EZA2500Simulator
 
     with EZA2500Simulator(link=str(tmp_path / "ttyDCDC")) as dcdc, \
             BatterySimulator(link=str(tmp_path / "ttyBAT")) as battery:
@@ -293,7 +293,8 @@ class RunningGrid:
     """A started ``Grid`` served on free ports: ``node(i)`` and ``control`` are HTTPClients."""
 
     def __init__(self, specs, config, speed=SPEED):
-        from essx_grid import Grid, GridServer, GridSpec, control_app
+        from essx_service.grid import Grid, GridServer, control_app
+        from essx_sim.grid import GridSpec
 
         self.grid = Grid(GridSpec(tuple(specs)), config, speed=speed).start()
         urls = {}

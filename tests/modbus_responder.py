@@ -1,6 +1,6 @@
 """A scripted Modbus RTU slave on a pty, for faults the battery simulator lacks.
 
-``Responder(link, answer)`` opens a pty (``essx.essx_pty.PtyPort``, the
+``Responder(link, answer)`` opens a pty (``essx_sim.ptyport.PtyPort``, the
 symlink ``link`` pointing at its slave) and answers every 8-byte request frame read on the master with
 ``answer(n, frame)`` (n = 1, 2, ... counts requests): a list of ``(delay_s,
 reply_bytes)``, each written ``delay_s`` after the request arrived (a deadline,
@@ -13,7 +13,7 @@ import time
 
 from pymodbus.framer import FramerRTU
 
-from essx.essx_pty import PtyPort
+from essx_sim.ptyport import PtyPort
 
 
 def reply(registers, unit=1, function=4):

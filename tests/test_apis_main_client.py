@@ -16,14 +16,14 @@ import time
 import pytest
 from conftest import DRIVERS, SPEED, free_port
 
-import battery_emulator.simulator as battery_simulator
-import eza2500.simulator as eza2500_simulator
+import essx_sim.battery as battery_simulator
+import essx_sim.converter as eza2500_simulator
 from apismain import CheckFailed, CommunicationError, Node, Policy, commands
 from apismain.deal import Deal, GridMaster
 from apismain.poller import Poller
 from apismain.safety import DealCurrents, DealRole, GlobalSafety, LocalSafety
 from apismain.policy import HwConfig
-from essx_grid import NodeSpec
+from essx_sim.grid import NodeSpec
 
 #: apis-main's POLICY with a shorter data acquisition and main loop period (s).
 FAST = Policy(data_acquisition_period_s=0.2, main_loop_period_s=0.2)

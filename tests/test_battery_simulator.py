@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.framer.rtu import FramerRTU
 
-from battery_emulator import rtu
-from battery_emulator.simulator import BatterySimulator
+from essx_sim import rtu
+from essx_sim.battery import BatterySimulator
 from essx.essx_modbus import ESSXModbusClient
 
 DRIVERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drivers")
@@ -245,7 +245,7 @@ def test_runs_as_a_script_until_sigterm(tmp_path):
     link = tmp_path / "ttyBAT"
     env = dict(os.environ, PYTHONPATH=DRIVERS)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "battery_emulator.simulator", "--link", str(link),
+        [sys.executable, "-m", "essx_sim.battery", "--link", str(link),
          "--rsoc", "42.0", "--not-permitted", "--baud", "19200"],
         stderr=subprocess.PIPE, env=env)
     try:

@@ -24,9 +24,9 @@ UNIT = os.path.join(ROOT, "deploy", "essx-server.service")
 ANALYZE = shutil.which("systemd-analyze")
 #: What a wheel must carry besides the modules, and the repository file it comes from.
 PACKAGE_DATA = {
-    "essx/data/dcdc_batt_comm.yml": os.path.join(DRIVERS, "dcdc_batt_comm.yml"),
-    "essx/data/openapi.json": os.path.join(DRIVERS, "openapi.json"),
-    "essx/static/index.html": os.path.join(DRIVERS, "essx", "static", "index.html"),
+    "essx_service/data/dcdc_batt_comm.yml": os.path.join(DRIVERS, "dcdc_batt_comm.yml"),
+    "essx_service/data/openapi.json": os.path.join(DRIVERS, "openapi.json"),
+    "essx_service/static/index.html": os.path.join(DRIVERS, "essx", "static", "index.html"),
 }
 
 
@@ -91,12 +91,12 @@ def test_install_script_builds_a_working_venv(wheel, tmp_path):
     assert r.returncode == 0, r.stdout
     assert "essx-server 1.4.0" in r.stdout
     config = etc / "dcdc_batt_comm.yml"
-    assert _read(config) == _read(PACKAGE_DATA["essx/data/dcdc_batt_comm.yml"])
+    assert _read(config) == _read(PACKAGE_DATA["essx_service/data/dcdc_batt_comm.yml"])
     unit = (units / "essx-server.service").read_text()
     assert "ExecStart=%s/bin/essx-server --config %s " % (venv, config) in unit
     assert "/usr/local/bin" not in unit
     found = _run([str(venv / "bin" / "python"), "-c",
-                  "from essx import resources; print(resources.data_path('openapi.json'))"])
+                  "from essx_service import resources; print(resources.data_path('openapi.json'))"])
     assert found.stdout.strip().startswith(purelib), found.stdout     # the venv's copy, not the repository's
     check = _run([str(venv / "bin" / "essx-server"), "--config", str(config), "--simulate", "--check"],
                  cwd=str(tmp_path))
@@ -123,16 +123,16 @@ def test_user_install_finds_the_package_data(wheel, tmp_path):
     r = _run([python, "-m", "pip", "install", "--user", "--no-deps", "--quiet", wheel], env=env,
              cwd=str(tmp_path))
     assert r.returncode == 0, r.stdout
-    found = _run([python, "-c", "from essx import resources; import sys;"
+    found = _run([python, "-c", "from essx_service import resources; import sys;"
                   "sys.stdout.write(str(resources.data_path('dcdc_batt_comm.yml')))"],
                  env=env, cwd=str(tmp_path))
     assert found.stdout.startswith(str(tmp_path / "user")), found.stdout
-    assert _read(found.stdout) == _read(PACKAGE_DATA["essx/data/dcdc_batt_comm.yml"])
+    assert _read(found.stdout) == _read(PACKAGE_DATA["essx_service/data/dcdc_batt_comm.yml"])
 
 
 def test_source_tree_finds_the_package_data():
     """Editable installs and a checkout on sys.path read the repository's files."""
-    from essx import resources
+    from essx_service import resources
 
     for name in ("dcdc_batt_comm.yml", "openapi.json"):
         assert resources.read_data(name) == _read(os.path.join(DRIVERS, name))

@@ -12,7 +12,7 @@ import serial
 import eza2500
 from eza2500 import codec
 from eza2500.link import EZA2500Link, describe, link_settings
-from eza2500.simulator import EZA2500Simulator
+from essx_sim.converter import EZA2500Simulator
 from essx.essx_exception import (
     ESSXDeviceException,
     ESSXIOException,

@@ -10,7 +10,7 @@ import serial
 import eza2500
 from eza2500 import codec, table
 from eza2500.reader import read_reply
-from eza2500.simulator import EZA2500Simulator, state_key, wire_time
+from essx_sim.converter import EZA2500Simulator, state_key, wire_time
 from essx.essx_exception import (
     ESSXChecksumException,
     ESSXDeviceException,
@@ -377,14 +377,14 @@ def test_reply_is_paced_at_wire_speed(rig):
 
 
 def test_simulator_runs_as_a_script(tmp_path):
-    """``python -m eza2500.simulator --link PATH`` serves until SIGTERM."""
+    """``python -m essx_sim.converter --link PATH`` serves until SIGTERM."""
     import signal
     import subprocess
     import sys
 
     link = tmp_path / "ttyEZA"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen([sys.executable, "-m", "eza2500.simulator", "--link", str(link),
+    proc = subprocess.Popen([sys.executable, "-m", "essx_sim.converter", "--link", str(link),
                              "--ad2", "17", "--turnaround", "0.001"],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:

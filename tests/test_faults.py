@@ -357,9 +357,9 @@ def linked(tmp_path, no_leaks):
     """A server whose converter and battery ports are symlinks to the simulators' ptys,
     as /dev/serial/by-id links are to a USB-RS485 adapter; everything it opened is
     closed after the test, also when its first requests fail."""
-    from battery_emulator.simulator import BatterySimulator
+    from essx_sim.battery import BatterySimulator
     from essx_server import System, create_app
-    from eza2500.simulator import EZA2500Simulator
+    from essx_sim.converter import EZA2500Simulator
 
     config = faults_config()
     dev = config.dcdc_dev
@@ -460,7 +460,7 @@ def test_converter_absent_at_start_then_plugged(tmp_path, no_leaks, caplog):
     from essx.essx_type_oes import ESSXTypeOES
     from essx_server import create_app
     from eza2500 import EZA2500Device
-    from eza2500.simulator import EZA2500Simulator
+    from essx_sim.converter import EZA2500Simulator
 
     config = faults_config()
     path = str(tmp_path / "ttyUSB0")

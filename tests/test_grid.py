@@ -12,7 +12,8 @@ import time
 import pytest
 from conftest import DEFAULT_CONFIG, DRIVERS, SPEED, HTTPClient, fast_config, grid_config, read_until, set_node
 
-from essx_grid import Grid, GridConfigError, NodeSpec, grid_spec
+from essx_service.grid import Grid
+from essx_sim.grid import GridConfigError, NodeSpec, grid_spec
 
 
 def scripted_exchange(g):

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from conftest import render, set_node
 
-from essx_grid import NodeSpec
+from essx_sim.grid import NodeSpec
 
 #: HTML elements without an end tag (SVG elements always have one in Chromium's DOM dump).
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}

@@ -1,11 +1,11 @@
-"""essx.observe.Recorder fed with Exchange records directly, and its JSON views (essx.status)."""
+"""essx_service.observe.Recorder fed with Exchange records directly, and its JSON views (essx_service.status)."""
 import threading
 
 import pytest
 
 from essx.exchange import Exchange, Listeners
-from essx.observe import HISTORY_SECONDS, LATENCY_BUCKETS, Recorder
-from essx.status import history_body, status_body
+from essx_service.observe import HISTORY_SECONDS, LATENCY_BUCKETS, Recorder
+from essx_service.status import history_body, status_body
 
 
 class Clock:

@@ -144,7 +144,7 @@ def test_served_document_is_the_file(http, doc):
 
 def test_installed_copy_is_found(tmp_path):
     """Outside a source tree the shipped copy is found through importlib.resources
-    (essx/data/, package data in pyproject.toml); tests/test_deploy.py checks the
+    (essx_service/data/, package data in pyproject.toml); tests/test_deploy.py checks the
     install forms."""
     import essx_server
 

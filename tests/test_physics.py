@@ -1,8 +1,8 @@
 """Battery physics and the DC-bus model, without ptys (exact arithmetic)."""
 import pytest
 
-from battery_emulator.physics import OCV_CURVE, BatteryModel, ocv
-from essx.dcbus import DCBus, Setting, battery_power, solve
+from essx_sim.physics import OCV_CURVE, BatteryModel, ocv
+from essx_sim.dcbus import DCBus, Setting, battery_power, solve
 from eza2500 import table
 
 GA, CHARGE, DISCHARGE, WAITING = (table.MODE_GRID_AUTONOMY, table.MODE_HETERONOMY_CHARGE,

@@ -1,4 +1,4 @@
-"""essx.serve.bind: every address --host resolves to, on one port (Debian's
+"""essx_service.serve.bind: every address --host resolves to, on one port (Debian's
 localhost is 127.0.0.1 and ::1); an address this machine cannot have is
 skipped while another binds; otherwise one line naming the problem."""
 import logging
@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from essx.serve import bind
-from essx.startup import StartupError
+from essx_service.serve import bind
+from essx_service.startup import StartupError
 
 
 def resolving_to(monkeypatch, *addresses):

@@ -12,8 +12,8 @@ import time
 import pytest
 from conftest import set_node
 
-from battery_emulator.physics import BatteryModel
-from essx_grid import NodeSpec
+from essx_sim.physics import BatteryModel
+from essx_sim.grid import NodeSpec
 
 #: apis-main's tolerance on ig around ±dig (LocalSafetyEvaluation), A.
 IG_TOLERANCE = 0.125

@@ -95,8 +95,8 @@ def test_unreadable_configuration_is_one_line_exit_2(tmp_path):
 def test_absent_ports_are_not_fatal(tmp_path, process):
     """The server starts without its devices, names them in 400 answers, and
     uses them once they appear."""
-    from battery_emulator.simulator import BatterySimulator
-    from eza2500.simulator import EZA2500Simulator
+    from essx_sim.battery import BatterySimulator
+    from essx_sim.converter import EZA2500Simulator
 
     dcdc_port, battery_port = str(tmp_path / "ttyDCDC"), str(tmp_path / "ttyBAT")
     p = process("--config", write_config(tmp_path, dcdc_port, battery_port))
@@ -241,7 +241,7 @@ def test_ready_watchdog_and_stopping(tmp_path, devices, notify_socket):
 
 
 def test_heartbeat_stops_when_the_loop_stalls(notify_socket):
-    from essx.sdnotify import Heartbeat
+    from essx_service.sdnotify import Heartbeat
 
     beat = Heartbeat(0.4, {"NOTIFY_SOCKET": notify_socket.path}, stall_after=0.2).start()
     def turn(seconds):

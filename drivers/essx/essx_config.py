@@ -19,6 +19,7 @@ import yaml
 
 from essx.deadline import DEFAULT_S as DEFAULT_DEADLINE_S
 from essx.essx_exception import ESSXConfigException, ESSXException
+from eza2500 import Command0304, Command0604, Command0704
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +314,7 @@ def _setup_values(r, raw, where):
             r.fail("%s.%s" % (where, key), None, "expected a number")
         config[key] = (r.integer(config[key], where + ".bcf", 0, 0xFFFF) if key == "bcf"
                        else r.number(config[key], "%s.%s" % (where, key), exact=True))
-    from eza2500 import Command0304, Command0604, Command0704  # the command table is the authority
-    for cls in (Command0604, Command0704, Command0304):
+    for cls in (Command0604, Command0704, Command0304):   # the command table is the authority
         try:
             cls(None).pack_senddata(0, 0, dict(config, dig=0))
         except ESSXException as e:

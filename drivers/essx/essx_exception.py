@@ -1,12 +1,9 @@
-"""The driver's exceptions, as in the reference (spec 5.2.1.2, design.md); the web server
-turns any of them into ``400 {"err": str(exc)}``."""
+"""The driver's exceptions, as in the reference (spec 5.2.1.2); the web server
+turns any of them into ``400 {"err": str(exc)}`` (docs/web-api.md).
+
+This module imports nothing of the project: every other module may import it.
+"""
 from typing import Any, Optional
-
-
-def _table():
-    """``eza2500.table``, imported late: eza2500's codec imports this module."""
-    from eza2500 import table
-    return table
 
 
 class ESSXException(Exception):
@@ -41,27 +38,38 @@ class ESSXParameterException(ESSXException):
 
 
 class ESSXDeviceException(ESSXException):
-    """The converter answered with a NAK: ``ESSXDeviceException(ercd, "1-1")`` reads
-    "NAK 0x<ercd> (<meaning>) to command 1-1"; ``ESSXDeviceException("text")`` (the
-    reference's form) keeps "text".  Attributes: ``ercd`` (u16, a key of
-    ``eza2500.table.NAKS``), ``meaning`` (its text there), ``command`` ("1-1", "6-4"...),
-    each None when not given."""
+    """The converter answered with a NAK.
 
-    def __init__(self, ercd: Any, command: Optional[str] = None) -> None:
+    ``ESSXDeviceException(ercd, "1-1", meaning, retry)`` reads "NAK 0x<ercd>
+    (<meaning>) to command 1-1" (``eza2500.codec.nak_error`` builds it from
+    the NAK table, docs/eza2500-protocol.md); ``ESSXDeviceException("text")``
+    (the reference's form) keeps "text".
+
+    Attributes:
+        ercd: the error code (u16), None in the reference's form.
+        command: "1-1", "6-4"... or None.
+        meaning: the code's meaning, or None when not given.
+    """
+
+    def __init__(self, ercd: Any, command: Optional[str] = None, meaning: Optional[str] = None,
+                 retry: bool = False) -> None:
         code = ercd if isinstance(ercd, int) and not isinstance(ercd, bool) else None
         self.ercd: Optional[int] = code
         self.command = command
-        self.meaning: Optional[str] = None if code is None else _table().nak_meaning(code)
+        self.meaning: Optional[str] = None if code is None else meaning
+        self._retry = code is not None and bool(retry)
         where = " to command %s" % command if command else ""
-        super().__init__(ercd if code is None else "NAK 0x%04x (%s)%s" % (code, self.meaning, where))
+        what = "" if self.meaning is None else " (%s)" % self.meaning
+        super().__init__(ercd if code is None else "NAK 0x%04x%s%s" % (code, what, where))
 
     def __reduce__(self):
-        return (type(self), (self.reason if self.ercd is None else self.ercd, self.command))
+        return (type(self), (self.reason if self.ercd is None else self.ercd, self.command, self.meaning,
+                             self._retry))
 
     @property
     def retryable(self) -> bool:
-        """True for the codes ``eza2500.table.NAKS`` marks for retry."""
-        return self.ercd is not None and _table().nak_retryable(self.ercd)
+        """True for the codes the NAK table marks for retry (given as ``retry``)."""
+        return self._retry
 
 
 class ESSXFatalException(ESSXException):
@@ -71,11 +79,3 @@ class ESSXFatalException(ESSXException):
 class ESSXConfigException(ESSXException):
     """The configuration file is missing, malformed, or has a wrong key."""
 
-
-def __getattr__(name: str) -> Any:
-    """Former names from the table: ERCD_MEANINGS {ercd: meaning}, RETRYABLE_ERCD frozenset."""
-    if name == "ERCD_MEANINGS":
-        return {n.ercd: n.meaning for n in _table().NAKS.values()}
-    if name == "RETRYABLE_ERCD":
-        return frozenset(n.ercd for n in _table().NAKS.values() if n.retry)
-    raise AttributeError("module %r has no attribute %r" % (__name__, name))

@@ -289,6 +289,13 @@ def check_reply(frame: bytes, group: GroupLike, write: bool,
                              % (frame[4], frame[1], name, g.cmd))
 
 
+def nak_error(ercd: int, command: Optional[str] = None) -> ESSXDeviceException:
+    """The ``ESSXDeviceException`` of a NAK with code *ercd* (u16) to *command*
+    ("1-1"...), its meaning and retry class from ``table.NAKS``
+    (docs/eza2500-protocol.md, NAK codes)."""
+    return ESSXDeviceException(ercd, command, table.nak_meaning(ercd), table.nak_retryable(ercd))
+
+
 def parse_reply(frame: bytes, group: GroupLike, write: bool,
                 ad1: Optional[int] = None, ad2: Optional[int] = None) -> Dict[str, Union[QValue, int]]:
     """Decode a reply frame: name -> physical value of the ACK fields (see
@@ -296,7 +303,7 @@ def parse_reply(frame: bytes, group: GroupLike, write: bool,
     ``check_reply``."""
     g = _group(group)
     if not check_reply(frame, g, write, ad1, ad2):
-        raise ESSXDeviceException(struct.unpack_from("<H", frame, 5)[0], g.name(write))
+        raise nak_error(struct.unpack_from("<H", frame, 5)[0], g.name(write))
     fields = g.ack_fields(write)
     return _unpack(fields, bytes(frame[5:-2]))
 

@@ -254,7 +254,7 @@ class EZA2500Link:
         if late:
             tries += "; the request's deadline leaves no time for another"
         if isinstance(exc, ESSXDeviceException):
-            return ESSXDeviceException(exc.ercd, "%s after %s%s" % (req.name, tries, applied))
+            return codec.nak_error(exc.ercd, "%s after %s%s" % (req.name, tries, applied))
         return type(exc)("command %s: %s (after %s)%s" % (req.name, exc, tries, applied))
 
     def _try(self, req: RequestFrame, attempt: int) -> Dict[str, Any]:

@@ -18,7 +18,7 @@ Times are Unix s, ages s before the answer, None when never seen.
 """
 from typing import Any, Dict, Optional
 
-from essx.observe import HISTORY_SECONDS, Recorder, known
+from essx_service.observe import HISTORY_SECONDS, Recorder, known
 from eza2500 import table
 
 

@@ -1,8 +1,8 @@
 """The files shipped with the package, found through importlib.resources in
 every install form (venv, ``--user``, system pip, editable, a checkout).
 
-``essx/data/`` holds the default configuration and ``openapi.json`` (in the
-source tree links to ``drivers/``), ``essx/static/`` the web pages.  Standard
+``essx_service/data/`` holds the default configuration and ``openapi.json`` (in the
+source tree links to ``drivers/``), ``essx_service/static/`` the web pages.  Standard
 library only: ``--version`` and ``--help`` need no third-party module.
 """
 import importlib.resources
@@ -15,26 +15,26 @@ ETC_CONFIG = "/etc/dcdc_batt_comm/dcdc_batt_comm.yml"
 
 
 def _shipped(*parts: str):
-    return importlib.resources.files("essx").joinpath(*parts)
+    return importlib.resources.files("essx_service").joinpath(*parts)
 
 
 def data_path(name: str) -> Path:
-    """The path of ``essx/data/<name>`` (packages are installed unzipped; it
+    """The path of ``essx_service/data/<name>`` (packages are installed unzipped; it
     may not exist on a broken install, which the caller reports)."""
     return Path(str(_shipped("data", name)))
 
 
 def read_data(name: str) -> bytes:
-    """The content of ``essx/data/<name>``; raises OSError when it is missing."""
+    """The content of ``essx_service/data/<name>``; raises OSError when it is missing."""
     return _shipped("data", name).read_bytes()
 
 
-#: Where a page takes the stylesheet both pages share (``essx/static/page.css``).
+#: Where a page takes the stylesheet both pages share (``essx_service/static/page.css``).
 SHARED_CSS_MARKER = "  /* page.css */\n"
 
 
 def read_page(name: str) -> str:
-    """The text of the web page ``essx/static/<name>``, with ``page.css`` put in at
+    """The text of the web page ``essx_service/static/<name>``, with ``page.css`` put in at
     its marker (the page stays one self-contained file); OSError when a file is missing."""
     page = _shipped("static", name).read_text(encoding="utf-8")
     return page.replace(SHARED_CSS_MARKER, _shipped("static", "page.css").read_text(encoding="utf-8"))

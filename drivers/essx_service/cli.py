@@ -10,12 +10,15 @@ import os
 import re
 import signal
 from importlib import metadata
-from typing import Any, Callable, List, Optional
+from typing import Any, List, Optional
 
-from essx import logsetup, resources
+from essx import essx_config
 from essx.essx_exception import ESSXException
-from essx.serve import THREADS, max_waiting, serve
-from essx.startup import System
+from essx_service import logsetup, resources
+from essx_service.app import create_app
+from essx_service.check import run_check
+from essx_service.serve import THREADS, max_waiting, serve
+from essx_service.startup import System
 
 log = logging.getLogger("essx_server")
 
@@ -97,12 +100,10 @@ def startup_line(system: System) -> str:
                                    battery, "simulated devices" if system.simulate else "real devices")
 
 
-def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., Any]) -> None:
+def _serve(args: argparse.Namespace, system: System) -> None:
     """Serve until SIGINT/SIGTERM.  The ``/remote/ioctl/set`` reload validates
     as at start (same strictness); a changed device section is logged as
     needing a restart, the open ports stay as they are."""
-    from essx import essx_config
-
     def reload() -> Any:
         config = essx_config.load_config(args.config, strict=args.strict_config)
         for where in essx_config.restart_needed(system.config, config):
@@ -120,30 +121,25 @@ def _serve(args: argparse.Namespace, system: System, create_app: Callable[..., A
     serve(app, args.host, args.port, threads=THREADS)
 
 
-def main(argv: Optional[List[str]], create_app: Callable[..., Any]) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     """Run essx-server; returns the exit status (see the module docstring).
 
     Args:
         argv: the arguments (None: ``sys.argv[1:]``).
-        create_app: ``essx_server.create_app``.
     """
     args = parse_args(argv)
     logsetup.setup_logging(args.log_level, args.debug)
     args.config = args.config or resources.default_config_path()
-    from essx import essx_config       # after --version/--help: they need no third-party module
-
     system = None
     try:
         config = essx_config.load_config(args.config, strict=args.strict_config)
         essx_config.log_warnings(config)
         if args.check:
-            from essx.check import run_check
-
             return run_check(config, simulate=args.simulate)
         system = System(config, simulate=args.simulate)
         log.info("%s", startup_line(system))
         system.start()
-        _serve(args, system, create_app)
+        _serve(args, system)
     except ESSXException as e:      # a bad file, StartupError, a dir_pin the port refuses
         log.error("%s", e)
         return EXIT_USAGE

@@ -5,7 +5,7 @@ from typing import Iterator
 from prometheus_client import CollectorRegistry, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from essx.observe import Recorder, known
+from essx_service.observe import Recorder, known
 
 #: Content type of ``generate_latest``'s classic text format (prometheus_client's
 #: CONTENT_TYPE_PLAIN_0_0_4, named CONTENT_TYPE_LATEST before 0.22).

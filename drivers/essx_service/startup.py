@@ -9,7 +9,13 @@ import errno
 import logging
 from typing import Any, Optional
 
+from battery_emulator import BatteryEmulator
 from essx.essx_exception import ESSXException, ESSXIOException
+from essx.essx_modbus import ESSXModbusClient
+from essx.essx_rs485 import ESSXRS485
+from essx.essx_type_oes import ESSXTypeOES
+from eza2500 import EZA2500Device
+from essx_sim.node import start_simulated_node
 
 log = logging.getLogger("essx_server")
 
@@ -27,7 +33,7 @@ class System:
 
     The converter's ``ESSXRS485`` is built unopened and exclusive; its owner,
     the link, opens it (on demand, or at :meth:`start`).  ``simulate=True``
-    serves a simulated EZA2500 and battery on ptys (``essx.simnode``) in place
+    serves a simulated EZA2500 and battery on ptys (``essx_sim.node``) in place
     of the configured ports.  Nothing runs until :meth:`start`.
 
     Attributes:
@@ -54,8 +60,6 @@ class System:
 
     def _simulate(self, dev: Any, bat: Any) -> tuple:
         """Start the simulators; returns *dev* and *bat* on their ptys."""
-        from essx.simnode import start_simulated_node
-
         self.dcdc_sim, self.battery_sim = start_simulated_node(
             dev.address1, dev.address2, dev.baudrate, bat.unit if bat else None,
             bat.kwparams.baudrate if bat else 9600)
@@ -66,17 +70,10 @@ class System:
         return dev, bat
 
     def _build(self, dev: Any, bat: Any) -> None:
-        from battery_emulator import BatteryEmulator
-        from essx.essx_rs485 import ESSXRS485
-        from essx.essx_type_oes import ESSXTypeOES
-        from eza2500 import EZA2500Device
-
         self.serial = ESSXRS485(None, dev.baudrate, exclusive=True, dir_pin=dev.dir_pin, **dev.rs485)
         self.serial.port = dev.port       # set while closed: nothing is opened yet
         battery = None
         if bat:
-            from essx.essx_modbus import ESSXModbusClient
-
             self.modbus = ESSXModbusClient(**dataclasses.asdict(bat.kwparams))
             battery = BatteryEmulator(dev=self.modbus, modbus_adr_rsoc=bat.modbus_adr_rsoc,
                                       modbus_adr_status=bat.modbus_adr_status, unit=bat.unit)

@@ -2,23 +2,21 @@
 one battery model, the converter a node of a DC bus.
 
 ``essx-server --simulate`` starts one such node alone on its bus (the
-converter's private bus, see ``eza2500.simulator``); ``essx-grid`` starts N
+converter's private bus, see ``essx_sim.converter``); ``essx-grid`` starts N
 of them on one shared ``DCBus``.
 """
-from typing import TYPE_CHECKING, Hashable, Optional, Tuple
+from typing import Hashable, Optional, Tuple
 
-from battery_emulator.physics import BatteryModel
-from essx.dcbus import DCBus
-
-if TYPE_CHECKING:
-    from battery_emulator.simulator import BatterySimulator
-    from eza2500.simulator import EZA2500Simulator
+from .battery import BatterySimulator
+from .converter import EZA2500Simulator
+from .dcbus import DCBus
+from .physics import BatteryModel
 
 
 def start_simulated_node(ad1: int, ad2: int, baud: int, unit: Optional[int],
                          battery_baud: int = 9600, *, bus: Optional[DCBus] = None,
                          model: Optional[BatteryModel] = None, name: Optional[Hashable] = None,
-                         speed: float = 1.0) -> Tuple["EZA2500Simulator", Optional["BatterySimulator"]]:
+                         speed: float = 1.0) -> Tuple[EZA2500Simulator, Optional[BatterySimulator]]:
     """Start a simulated converter (and battery) on pseudo-terminals.
 
     Args:
@@ -37,9 +35,6 @@ def start_simulated_node(ad1: int, ad2: int, baud: int, unit: Optional[int],
         ValueError: a bad value (unit, speed, a taken ``name``); OSError or
             RuntimeError: a pty or the Modbus server could not start.
     """
-    from battery_emulator.simulator import BatterySimulator
-    from eza2500.simulator import EZA2500Simulator
-
     battery_sim = None
     if unit is not None:
         model = model if model is not None else BatteryModel(speed=speed)

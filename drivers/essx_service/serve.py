@@ -9,8 +9,8 @@ import resource
 import socket
 from typing import Any, Callable, List, Tuple
 
-from essx import sdnotify
-from essx.startup import StartupError
+from essx_service import sdnotify
+from essx_service.startup import StartupError
 
 log = logging.getLogger("essx_server")
 

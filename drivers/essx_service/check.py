@@ -7,13 +7,12 @@ import sys
 from typing import Any, Callable, Optional, TextIO
 
 from essx.essx_exception import ESSXException
-from essx.startup import StartupError, System, open_port
+from eza2500 import table
+from essx_service.startup import StartupError, System, open_port
 
 
 def check_converter(system: System, say: Callable[[str], None]) -> Optional[str]:
     """Open the converter's port, read 1-1 and 10-1; None or what failed."""
-    from eza2500 import table
-
     dev = system.config.dcdc_dev
     try:
         open_port(system)

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional
 
-from essx.essx_pty import PtyPort
+from essx_sim.ptyport import PtyPort
 
 log = logging.getLogger(__name__)
 

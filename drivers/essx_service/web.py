@@ -1,7 +1,7 @@
 """The Web API's Bottle application: the routes of web-api.md, each a GET answering
 200 + JSON or 400 + ``{"err": "..."}`` (spec 4.1, 5.1), and the observation routes
 ``/``, ``/essx/status``, ``/essx/history``, ``/metrics``, which read only the
-``Recorder`` (essx.observe), never a device (docs/observability.md)."""
+``Recorder`` (essx_service.observe), never a device (docs/observability.md)."""
 import dataclasses
 import functools
 import json
@@ -13,10 +13,11 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import bottle
 from prometheus_client import generate_latest
 
-from essx import deadline, metrics, resources, status
+from essx import deadline
+from essx_service import metrics, resources, status
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
-from essx.essx_params import parse_mode, parse_number
-from essx.observe import Recorder
+from essx_service.params import parse_mode, parse_number
+from essx_service.observe import Recorder
 from eza2500.table import MODE_WAITING
 
 log = logging.getLogger("essx_server")
@@ -221,7 +222,7 @@ class ApiRoutes:
 
 @functools.lru_cache(maxsize=1)
 def page() -> str:
-    """The live page (package data essx/static/index.html); OSError when the install left it out."""
+    """The live page (package data essx_service/static/index.html); OSError when the install left it out."""
     return resources.read_page("index.html")
 
 

@@ -22,7 +22,7 @@ Layout: two ptys and one line engine between their masters::
     pymodbus ModbusSerialServer -- slave B = master B
 
 A pty master has no path, and pymodbus's serial server opens its port by
-path, so the server opens slave B. The line (``essx.paced_pty.PacedPty``,
+path, so the server opens slave B. The line (``essx_sim.paced_pty.PacedPty``,
 shared with the converter simulator) frames requests; this module filters
 the unit, checks the CRC, counts requests, applies the faults and has every
 reply paced at the configured baud (10 bits a byte) after ``turnaround``
@@ -51,7 +51,7 @@ Needs pymodbus 3.16 (``SimDevice`` with ``action``; the older datastore
 contexts are deep-copied into the server in 3.16, so values written to them at
 run time would not be seen).
 
-Run as a script: ``python -m battery_emulator.simulator --link /tmp/ttyBAT
+Run as a script: ``python -m essx_sim.battery --link /tmp/ttyBAT
 [--rsoc 55.5] [--not-permitted] [--baud 9600] [--unit 1]``; serves until
 SIGINT/SIGTERM.
 """
@@ -69,10 +69,10 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from battery_emulator import rtu
-from battery_emulator.physics import BatteryModel
-from essx.essx_pty import PtyPort
-from essx.paced_pty import OnLine, PacedPty, wire_time
+from . import rtu
+from essx_sim.physics import BatteryModel
+from essx_sim.ptyport import PtyPort
+from essx_sim.paced_pty import OnLine, PacedPty, wire_time
 
 logger = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ class BatterySimulator(OnLine):
 def main(argv=None):
     """Command line: serve a simulated battery until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog="python -m battery_emulator.simulator",
+        prog="python -m essx_sim.battery",
         description="Simulated battery (Modbus RTU, battery-modbus.md) on a pty.")
     parser.add_argument("--link", required=True, help="symlink to create, e.g. /tmp/ttyBAT")
     parser.add_argument("--rsoc", type=float, default=55.5, help="RSOC, %% (default 55.5)")

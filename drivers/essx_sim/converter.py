@@ -2,16 +2,16 @@
 
 Importable (``EZA2500Simulator``) and runnable::
 
-    python -m eza2500.simulator --link /tmp/ttyEZA [--baud 19200]
+    python -m essx_sim.converter --link /tmp/ttyEZA [--baud 19200]
         [--turnaround 0.005] [--ad1 0 --ad2 16]
 
 It answers every command of ``table`` with frames built by ``codec``; the
 line (framing, pacing at the baud rate after the request's wire time and a
-turnaround, collisions) is ``essx.paced_pty.PacedPty``.
+turnaround, collisions) is ``essx_sim.paced_pty.PacedPty``.
 
 Model of the converter (choices of this simulator, not facts of EZA2500.md):
 
-* The converter is a node of a DC bus (``essx.dcbus``, whose docstring gives
+* The converter is a node of a DC bus (``essx_sim.dcbus``, whose docstring gives
   the physics): its mode, ``dvg``, ``drg``, ``dig`` and ``efficiency`` are
   its setting; the bus gives ``vg``, ``ig``, ``wg`` and ``wb``.  Sign
   convention (the 10-1 meters' as apis-main reads them, docs/grid.md):
@@ -24,7 +24,7 @@ Model of the converter (choices of this simulator, not facts of EZA2500.md):
   (default 1 A): alone, Waiting shows ``vg = grid_v`` and no current,
   Heteronomy CV charge/discharge ``ig = ±dig`` at ``grid_v``, Grid Autonomy
   ``vg = dvg`` (less the droop) feeding the load, limited to ``dig``.
-* Given a ``battery`` (``battery_emulator.physics.BatteryModel``), the bus
+* Given a ``battery`` (``essx_sim.physics.BatteryModel``), the bus
   hands it ``wb`` and ``vb`` is its voltage; else ``vb`` is state (52 V).
 * ``cst``: bits 0-1 running state from the sign of ``wg`` (0 off, 1 charge
   when ``wg`` > 0, 2 discharge when ``wg`` < 0); bits 2-3 alarm state 1 ("Light") when any of alm1..alm3 is
@@ -46,10 +46,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Hashable, List, Optional, Tuple
 
-from essx.dcbus import DCBus, Setting, battery_power
-from essx.paced_pty import OnLine, PacedPty, wire_time
+from essx_sim.dcbus import DCBus, Setting, battery_power
+from essx_sim.paced_pty import OnLine, PacedPty, wire_time
 
-from . import codec, table
+from eza2500 import codec, table
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,10 @@
+"""The service: what makes the driver a program an operator runs.
+
+``app`` (``create_app``), ``web`` (the Web API's routes) and ``params`` (its
+parameters), ``startup`` (devices and ports), ``cli`` (the command line),
+``check`` (``--check``), ``serve`` (waitress), ``sdnotify`` (systemd),
+``logsetup``, ``resources`` (package data: the default configuration, the
+OpenAPI document, the pages in ``static/``), observation (``observe``,
+``metrics``, ``status``) and ``grid`` (the ``essx-grid`` program).
+``essx_server.py`` is its entry point.
+"""
