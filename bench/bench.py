@@ -19,7 +19,7 @@ measured numbers):
   server answers; at the end -- also on an error or Ctrl-C -- stops it with
   SIGTERM and checks that it exited 0.
 * Latency table (``--calls N``, default 20; 0 skips it): every route of
-  web-api.md except ``/essx/goodbye``, N calls each (after one warm-up call)
+  docs/web-api.md except ``/essx/goodbye``, N calls each (after one warm-up call)
   over one persistent HTTP/1.1 connection, waiting ``command_interval``
   between calls so the previous request's gap does not leak into the next
   measurement.  Set routes alternate their values so every call writes;
@@ -82,7 +82,7 @@ SERVER = os.path.join(DRIVERS, "essx_server.py")
 SIMHOST = os.path.join(HERE, "simhost.py")
 SHIPPED_CONFIG = os.path.join(DRIVERS, "dcdc_batt_comm.yml")
 
-#: Converter command sequences (web-api.md, "Routes"); /remote/set as run in
+#: Converter command sequences (docs/web-api.md, "Routes"); /remote/set as run in
 #: steady state with the converter in Waiting (4-4, 6-4, 1-4; the controller
 #: reads 1-1 first only when it does not know the mode).
 REMOTE_GET = ("1-1", "2-1", "4-1", "9-1", "10-1", "6-1")

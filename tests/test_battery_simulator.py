@@ -36,7 +36,7 @@ def _request(unit, function, address, count):
     return body + rtu.crc16(body)
 
 
-# -- register map (battery-modbus.md) ------------------------------------------
+# -- register map (docs/battery-registers.md) ------------------------------------------
 def test_register_map(client):
     assert client.read_input_registers(0, count=3, device_id=1).registers == [0x3031, 0x3030, 0x3030]
     assert client.read_input_registers(9, count=1, device_id=1).registers == [int.from_bytes(b"SM", "big")]

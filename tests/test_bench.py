@@ -15,7 +15,7 @@ if BENCH_DIR not in sys.path:
 
 import bench  # noqa: E402
 
-# EZA2500.md: a read request is 7 bytes (LEN 0); an ACK is 7 bytes + payload.
+# docs/eza2500-protocol.md: a read request is 7 bytes (LEN 0); an ACK is 7 bytes + payload.
 # /remote/get reads 1-1 (mode: 2), 2-1 (cst, ext: 4), 4-1 (dvg, drg: 4),
 # 9-1 (alm1..3: 6), 10-1 (8 meters: 16), 6-1 (6 protection fields: 12).
 REMOTE_GET_REQUESTS = 6 * 7

@@ -1,4 +1,4 @@
-"""EZA2500 table and codec: golden vectors (EZA2500.md), Q-format, validation."""
+"""EZA2500 table and codec: golden vectors (docs/eza2500-protocol.md), Q-format, validation."""
 import struct
 
 import pytest
@@ -15,7 +15,7 @@ from essx.essx_exception import (
 
 H = bytes.fromhex
 
-# --- golden vectors (EZA2500.md, "Golden vectors", AD1 = 0, AD2 = 16) ------
+# --- golden vectors (docs/eza2500-protocol.md, "Golden vectors", AD1 = 0, AD2 = 16) ------
 
 
 def test_golden_1_1_request():

@@ -1,4 +1,4 @@
-"""Faults on both buses, seen through HTTP (web-api.md, reference-defects.md).
+"""Faults on both buses, seen through HTTP (docs/web-api.md, docs/reference-defects.md).
 
 Each test injects a fault into a pty simulator and checks four things:
 
@@ -195,7 +195,7 @@ def wait_until_quiet(sim, quiet=0.3, limit=5.0):
 
 
 def test_noise_longer_than_the_timeout_is_bounded(http, sim):
-    """reference-defects.md: a line full of noise must not hold a request past its timeout.
+    """docs/reference-defects.md: a line full of noise must not hold a request past its timeout.
 
     The noise before each reply lasts twice the timeout on the wire, so each
     try ends at its deadline; a late reply may still be taken by the next try
@@ -307,7 +307,7 @@ def test_silent_battery_fails_battery_routes_only(http, sim, bsim):
 
 
 def test_battery_exception_response_is_400_with_its_meaning(http, bsim):
-    """reference-defects.md: an exception response crashed the reference's read."""
+    """docs/reference-defects.md: an exception response crashed the reference's read."""
     before = bsim.requests
     bsim.inject("exception", TRIES, code=4)
     status, body, elapsed = timed_get(http, "/1/log/data")
@@ -329,7 +329,7 @@ def test_one_battery_exception_is_retried(http, bsim):
 
 
 def test_one_bad_battery_crc_is_retried(http, bsim):
-    """reference-defects.md: one bad CRC failed the reference's read at once."""
+    """docs/reference-defects.md: one bad CRC failed the reference's read at once."""
     before = bsim.requests
     bsim.inject("bad_crc", 1)
     status, body, elapsed = timed_get(http, "/1/log/data")

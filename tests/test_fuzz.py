@@ -13,7 +13,7 @@ Properties checked for every request:
 
 * never a 5xx: the answer is 200, or 400 with exactly ``{"err": str}``, and
   never the server's "internal error" (a crash in disguise);
-* a model of web-api.md (ranges of EZA2500.md, the previous-value rule, the
+* a model of docs/web-api.md (ranges of docs/eza2500-protocol.md, the previous-value rule, the
   ``/dcdc/set`` dispatch, a stop that always stops) predicts 200 or 400, and
   the server agrees;
 * a refused request put nothing at all on the converter's line (its
@@ -41,9 +41,9 @@ EXAMPLES = 360          # sessions; ~3.5 fuzzed requests each, besides hello and
 #: The whole fuzz run must stay well inside the suite's time (seconds).
 TIME_LIMIT = 45
 
-#: EZA2500.md allowed physical ranges.
+#: docs/eza2500-protocol.md allowed physical ranges.
 RANGES = {"dvg": (260.0, 390.0), "drg": (0.0, 3.999), "dig": (0.0, 8.5162)}
-#: One Q step of each (EZA2500.md command table).
+#: One Q step of each (docs/eza2500-protocol.md command table).
 STEP = {"dvg": 380 / 2**14, "drg": 1 / 2**13, "dig": 7.8125 / 2**13}
 MODES = {0x0000: "Waiting", 0x0002: "Heteronomy CV", 0x0014: "Grid Autonomy", 0x0041: "Heteronomy CV"}
 SET_NAMES = ("mode", "dvg", "dig", "drg")
@@ -92,7 +92,7 @@ def model_mode(text):
 
 
 class Model:
-    """What web-api.md says the server does with a request: (route kind, values) or None (400)."""
+    """What docs/web-api.md says the server does with a request: (route kind, values) or None (400)."""
 
     def __init__(self):
         self.cache = {}

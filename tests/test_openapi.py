@@ -1,5 +1,5 @@
 """drivers/openapi.json: it describes exactly the Bottle app's routes, its query
-parameters carry EZA2500.md's ranges, and real 200/400 bodies validate
+parameters carry docs/eza2500-protocol.md's ranges, and real 200/400 bodies validate
 against its schemas (jsonschema; those tests skip when it is not installed,
 as does the check with openapi-spec-validator).
 """
@@ -66,7 +66,7 @@ def test_every_route_is_documented_and_nothing_else():
         documented = set(operations(json.load(f)))
     assert routes - documented == set(), "routes missing from openapi.json"
     assert documented - routes == set(), "openapi.json documents routes the app does not have"
-    # the aliases of web-api.md are there
+    # the aliases of docs/web-api.md are there
     for path in ("/dcdc/get", "/dcdc/get/status", "/dcdc/set", "/all/get", "/battery/get",
                  "/essx/goodbye", "/openapi.json"):
         assert (path, "GET") in routes

@@ -22,7 +22,7 @@ from eza2500 import codec, table
 
 H = bytes.fromhex
 
-#: Ratings as the reference writes them (EZA2500.md, "Command table").
+#: Ratings as the reference writes them (docs/eza2500-protocol.md, "Command table").
 RATINGS = {
     "cvb": "48", "drb": "1", "dvg": "380", "drg": "1", "pdz": "380", "mdz": "380",
     "cib": "52.08", "dig": "7.8125", "ubv": "48", "ugv": "380", "obv": "48", "ogv": "380",

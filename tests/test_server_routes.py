@@ -13,7 +13,7 @@ BATTERY_KEYS = {"system_time", "rsoc", "battery_rsoc", "dischargeable_time", "ba
                 "ups_operation_mode"}
 REMOTE_GET_KEYS = {"status", "powermeter", "meter", "vdis", "param"}
 
-# One Q step of each field the tests compare (EZA2500.md command table).
+# One Q step of each field the tests compare (docs/eza2500-protocol.md command table).
 STEP = {"dvg": 380 / 2**14, "drg": 1 / 2**13, "dig": 7.8125 / 2**13, "vg": 380 / 2**14}
 
 

@@ -98,7 +98,7 @@ def test_dcdc_set_dispatch(http, sim, query, expected):
 
 
 def _apis_main_sequence(http, sim, set_path, status_path, poll_path):
-    """WAIT, VOLTAGE_REFERENCE, voltage step, current step, CHARGE, DISCHARGE, WAIT (web-api.md)."""
+    """WAIT, VOLTAGE_REFERENCE, voltage step, current step, CHARGE, DISCHARGE, WAIT (docs/web-api.md)."""
     steps = [
         ({"mode": "0x0000", "dvg": "350.0", "dig": "0", "drg": "0"}, "Waiting"),
         ({"mode": "0x0014", "dvg": "350.0", "dig": "2.5", "drg": "0.0"}, "Grid Autonomy"),

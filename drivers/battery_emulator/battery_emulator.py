@@ -1,6 +1,6 @@
 """RSOC and interchange permission of the battery over Modbus RTU (spec 5.3.2).
 
-Facts from battery-modbus.md: input registers (function code 4), PDU address
+Facts from docs/battery-registers.md: input registers (function code 4), PDU address
 = register number - 30001, RSOC in 0.1 %, status bit 0 = 1: interchange NOT
 permitted; adjacent registers in one request; two tries, 0.5 s apart. The
 methods keep the meanings of the reference's ``battery_emulator/__init__.py``.
@@ -33,8 +33,8 @@ from essx.exchange import Exchange, Listeners
 
 logger = logging.getLogger(__name__)
 
-RETRY_WAIT_S = 0.5  #: s between the tries of a read (battery-modbus.md)
-TRIES = 2  #: tries per read (battery-modbus.md)
+RETRY_WAIT_S = 0.5  #: s between the tries of a read (docs/battery-registers.md)
+TRIES = 2  #: tries per read (docs/battery-registers.md)
 INPUT_REGISTER_BASE = 30001  #: register number of input register PDU address 0
 REGISTER_NUMBERS = range(30001, 40000)  #: taken as register numbers; other 0..65535: PDU addresses
 RSOC_FULL = 1000  #: RSOC register value of 100 % (0.1 % units)

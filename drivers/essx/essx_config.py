@@ -77,7 +77,7 @@ class ModbusParams:
 
 @dataclass(frozen=True, kw_only=True)
 class BatteryDev:
-    """``ess_system.battery_dev``: Modbus unit and input registers 30001..39999 (battery-modbus.md)."""
+    """``ess_system.battery_dev``: Modbus unit and input registers 30001..39999 (docs/battery-registers.md)."""
 
     name: str = _key("text", "battery")
     config: str = _key("text")

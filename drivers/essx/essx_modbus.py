@@ -3,7 +3,7 @@
 ``ESSXModbusClient(**kwparams)`` takes ``battery_dev.kwparams`` as the
 reference did (spec 5.1.3), checked by ``essx_config.modbus_params``; only
 pymodbus's public API is used (tested with 3.14, 3.15 and 3.16). The line
-(battery-modbus.md; Modbus over Serial Line 1.02, 2.5.1.1):
+(docs/battery-registers.md; Modbus over Serial Line 1.02, 2.5.1.1):
 
 - The first request opens the port (exclusively); after an I/O error it is
   closed and the next request reopens it. Port changes are logged once each.

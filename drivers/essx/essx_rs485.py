@@ -1,7 +1,7 @@
 """RS485 serial port with a transceiver direction pin (spec 5.4.1).
 
 ``ESSXRS485`` raises the transceiver's DE line for a write and drops it once
-the output has drained (battery-modbus.md, "Physical layer"; design.md). ``dir_pin``:
+the output has drained (docs/battery-registers.md, "Physical layer"; README.md, "How it is built"). ``dir_pin``:
 
 - ``"P8_9"`` (default, spec 5.4.1: /dev/ttyO5), ``"P8_7"`` (/dev/ttyO2), any
   ``P8_n``/``P9_n``/``GPIOx_y``: a BeagleBone pin through Adafruit_BBIO (extra ``[bbb]``);

@@ -12,7 +12,7 @@ from eza2500.link import EZA2500Link, RequestFrame, describe, link_settings
 
 log = logging.getLogger(__name__)
 
-#: Configuration values 6-4 sends besides ``dig`` (web-api.md, ``param``).
+#: Configuration values 6-4 sends besides ``dig`` (docs/web-api.md, ``param``).
 PARAM_KEYS = ("cib", "ubv", "ogv", "obv", "ugv")
 #: The ``meter`` block's keys (10-1 fields; V, A, W, °C).
 METER_KEYS = ("wg", "tmp", "vb", "wb", "vg", "ib", "ig")
@@ -27,7 +27,7 @@ Body = Dict[str, Any]
 def status_block(mode: int, cst: int, alm1: int) -> Body:
     """The ``status`` block from a mode, the 2-1 ``cst`` and the 9-1 ``alm1``:
     status ("0x%04x"), alarmState, statusName, alarm, runningState,
-    operationMode (EZA2500.md "Status word decoding"; web-api.md)."""
+    operationMode (docs/eza2500-protocol.md "Status word decoding"; docs/web-api.md)."""
     running, alarm_state = table.decode_cst(cst)
     running_name, alarm_name = table.cst_names(cst)
     return {
@@ -58,7 +58,7 @@ class ESSXTypeOES:
         link: the ``EZA2500Link`` owning the converter's line.
 
     Route methods take parameters parsed by ``essx_params`` (mode int, dvg V,
-    dig A, drg float), send web-api.md's commands in order on one
+    dig A, drg float), send docs/web-api.md's commands in order on one
     ``link.sequence()`` (the battery's bus in parallel) and return the JSON
     body (V, A, W, °C, %); they raise as ``EZA2500Link.request`` (bad value,
     nothing sent) and ``.transact`` (failure after the retries, naming the
@@ -133,7 +133,7 @@ class ESSXTypeOES:
         return {name: made[name]() for name in blocks}
 
     def log_data(self, params: Optional[Mapping[str, Any]] = None) -> Body:
-        """Battery block of ``/1/log/data`` (web-api.md; spec 5.2.1.3): {rsoc %,
+        """Battery block of ``/1/log/data`` (docs/web-api.md; spec 5.2.1.3): {rsoc %,
         battery_voltage V, battery_current A, charge_discharge_power W,
         battery_operation_status 0|3, battery_comm_err 0, ...}.
 

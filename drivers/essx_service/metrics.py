@@ -12,7 +12,7 @@ from essx_service.observe import Recorder, known
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: Last-known values: (block, key) -> (metric, help); block "battery" is the battery's.
-#: Converter fields: EZA2500.md command table.
+#: Converter fields: docs/eza2500-protocol.md command table.
 GAUGES = {
     ("mode", "mode"): ("essx_converter_mode", "Operation mode last reported by 1-1/1-4 (0x0014 = 20)"),
     ("status", "cst"): ("essx_converter_cst", "Status word cst last read by 2-1"),

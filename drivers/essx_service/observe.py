@@ -14,7 +14,7 @@ from essx.exchange import Exchange
 LATENCY_BUCKETS: Tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 #: The histogram's "le" labels, as Prometheus writes them.
 LE = tuple(repr(b) for b in LATENCY_BUCKETS) + ("+Inf",)
-#: Converter command group -> the reply block it gives (web-api.md "Blocks").
+#: Converter command group -> the reply block it gives (docs/web-api.md "Blocks").
 BLOCKS = {"1": "mode", "2": "status", "4": "vdis", "6": "param", "9": "alarm", "10": "meter"}
 #: Series of the ring buffer: name -> (bus, key in the exchange's values).
 HISTORY_SERIES: Dict[str, Tuple[str, str]] = {

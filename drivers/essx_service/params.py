@@ -1,5 +1,5 @@
 """Web-API set parameters: query-string text -> the typed values (float V/A, int mode)
-the controller takes as they are (web-api.md)."""
+the controller takes as they are (docs/web-api.md)."""
 import math
 import re
 from typing import Any

@@ -1,4 +1,4 @@
-"""The Web API's Bottle application: the routes of web-api.md, each a GET answering
+"""The Web API's Bottle application: the routes of docs/web-api.md, each a GET answering
 200 + JSON or 400 + ``{"err": "..."}`` (spec 4.1, 5.1), and the observation routes
 ``/``, ``/essx/status``, ``/essx/history``, ``/metrics``, which read only the
 ``Recorder`` (essx_service.observe), never a device (docs/observability.md)."""
@@ -104,7 +104,7 @@ def _raw_route(app, recorder, rule, content_type, fn):
 
 @dataclasses.dataclass
 class ApiRoutes:
-    """The apis-main routes (web-api.md): each takes the request's parameters
+    """The apis-main routes (docs/web-api.md): each takes the request's parameters
     (dict of str) and returns the JSON body, raising ``ESSXException`` for a 400.
     ``cache`` holds the last applied ``mode`` (int), ``dvg`` (V), ``dig`` (A), ``drg``."""
 

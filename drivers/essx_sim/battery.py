@@ -1,6 +1,6 @@
 """A simulated battery: a pymodbus RTU server behind a pty, with faults.
 
-Register map (battery-modbus.md), input registers, PDU addresses:
+Register map (docs/battery-registers.md), input registers, PDU addresses:
 
 ====  ===========  ==========================================================
  0-2  30001-30003  protocol version "1","0","0" -> 0x3031, 0x3030, 0x3030
@@ -425,7 +425,7 @@ def main(argv=None):
     """Command line: serve a simulated battery until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(
         prog="python -m essx_sim.battery",
-        description="Simulated battery (Modbus RTU, battery-modbus.md) on a pty.")
+        description="Simulated battery (Modbus RTU, docs/battery-registers.md) on a pty.")
     parser.add_argument("--link", required=True, help="symlink to create, e.g. /tmp/ttyBAT")
     parser.add_argument("--rsoc", type=float, default=55.5, help="RSOC, %% (default 55.5)")
     parser.add_argument("--not-permitted", action="store_true",

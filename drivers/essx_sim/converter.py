@@ -9,7 +9,7 @@ It answers every command of ``table`` with frames built by ``codec``; the
 line (framing, pacing at the baud rate after the request's wire time and a
 turnaround, collisions) is ``essx_sim.paced_pty.PacedPty``.
 
-Model of the converter (choices of this simulator, not facts of EZA2500.md):
+Model of the converter (choices of this simulator, not facts of docs/eza2500-protocol.md):
 
 * The converter is a node of a DC bus (``essx_sim.dcbus``, whose docstring gives
   the physics): its mode, ``dvg``, ``drg``, ``dig`` and ``efficiency`` are

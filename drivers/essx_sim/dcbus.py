@@ -1,11 +1,11 @@
 """A DC bus shared by simulated converters (the simulated grid's physics).
 
-Model (choices of this simulator; EZA2500.md gives the modes, not the
+Model (choices of this simulator; docs/eza2500-protocol.md gives the modes, not the
 physics):
 
 * A converter in Grid Autonomy (``table.MODE_GRID_AUTONOMY``) is a voltage
   source at ``dvg`` (V) with droop ``drg`` taken as volts per ampere
-  delivered (EZA2500.md gives only its range, 0..3.999; a source with drg 0
+  delivered (docs/eza2500-protocol.md gives only its range, 0..3.999; a source with drg 0
   holds ``dvg`` exactly while within its limit, and counts as ``DROOP_MIN``
   in the share): it delivers ``I = clamp((dvg - V) / drg, -dig, +dig)`` at
   bus voltage ``V``.

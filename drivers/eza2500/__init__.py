@@ -1,5 +1,5 @@
 """EZA2500 DC/DC converter protocol: table, codec, commands (``eza2500.Command0404(dev)``
-for every command of EZA2500.md, ``COMMANDS`` by name), device, link; ``essx_sim.converter``
+for every command of docs/eza2500-protocol.md, ``COMMANDS`` by name), device, link; ``essx_sim.converter``
 is imported on demand."""
 from .codec import (build_ack, build_nak, build_request, checksum, checksum_ok, decode_value, encode_value,
                     hexdump, parse_reply, parse_request, validate, with_checksum)

@@ -1,4 +1,4 @@
-"""Frames and Q-format of the EZA2500 protocol, driven by ``table`` (EZA2500.md),
+"""Frames and Q-format of the EZA2500 protocol, driven by ``table`` (docs/eza2500-protocol.md),
 for the driver and the simulator alike.  Q-format ("Q-format scaling") uses the
 reference's arithmetic (``eza_util.py`` ``q_normalize``/``q_denormalize``), so
 every value the reference can send goes out as the same bytes:
@@ -44,7 +44,7 @@ def hexdump(data: bytes) -> str:
 
 
 def checksum(data: bytes) -> int:
-    """Sum of ``data`` modulo 65536 (EZA2500.md, "Frames": AD1..payload)."""
+    """Sum of ``data`` modulo 65536 (docs/eza2500-protocol.md, "Frames": AD1..payload)."""
     return sum(data) % 65536
 
 

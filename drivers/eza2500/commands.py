@@ -67,7 +67,7 @@ def _command_class(name: str) -> type:
     g, write = table.parse_name(name)
     return type("Command%02d%02d" % (g.number, 4 if write else 1), (Command,), {
         "group": g, "write": write, "name": name, "__module__": __name__,
-        "__doc__": "EZA2500 command %s (%s %s; EZA2500.md, group %d)."
+        "__doc__": "EZA2500 command %s (%s %s; docs/eza2500-protocol.md, group %d)."
                    % (name, "write" if write else "read", g.title, g.number),
     })
 

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 #: Errors of the port itself (serial.SerialException is an OSError).
 IO_ERRORS = (OSError, _TermiosError)
 
-#: Default whole-read timeout, s (EZA2500.md, "Timing facts": 100 ms).
+#: Default whole-read timeout, s (docs/eza2500-protocol.md, "Timing": 100 ms).
 DEFAULT_TIMEOUT = 0.1
 #: Low-level read timeout set on the port, s (spec 5.3.1.1: 10 ms).
 LOW_LEVEL_TIMEOUT = 0.01

@@ -1,4 +1,4 @@
-"""EZA2500Link, the one owner of the converter's line (spec 5.2.1.2; design.md): its lock,
+"""EZA2500Link, the one owner of the converter's line (spec 5.2.1.2; README.md, "How it is built"): its lock,
 the gap between commands, the retries, one ``Exchange`` per try (essx/exchange.py)."""
 import itertools
 import logging
@@ -290,6 +290,6 @@ class EZA2500Link:
 
 def link_settings(section: Any) -> Dict[str, Any]:
     """The link's keyword arguments from a converter section (``DcdcSection``,
-    contracts.md section 4); attributes it lacks keep the link's defaults."""
+    docs/web-api.md); attributes it lacks keep the link's defaults."""
     values = {k: getattr(section, attr, None) for k, (_, _, attr) in SETTINGS.items() if attr}
     return {k: v for k, v in values.items() if v is not None}

@@ -1,4 +1,4 @@
-"""The EZA2500 command protocol as data (EZA2500.md, "Command table"); every
+"""The EZA2500 command protocol as data (docs/eza2500-protocol.md, "Command table"); every
 protocol fact of the converter lives here once: frame constants, NAK codes,
 operation modes and their names, the 2-1 ``cst`` decoding, and one ``Field``
 per wire field (Q-format, rating, settable range, the simulator's initial
@@ -13,7 +13,7 @@ from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 #: A physical value as the table writes it (int or float).
 Number = Union[int, float]
 
-#: Start of frame of a request (host -> converter) and of a reply (EZA2500.md, "Frames").
+#: Start of frame of a request (host -> converter) and of a reply (docs/eza2500-protocol.md, "Frames").
 SFD_REQUEST = 0x05
 SFD_REPLY = 0x02
 #: Bit set in CMD of a NAK reply.
@@ -31,7 +31,7 @@ ADDRESS_MAX = 0xFF
 WIRE_TYPES: Dict[str, Tuple[int, int]] = {"H": (0, 0xFFFF), "h": (-0x8000, 0x7FFF), "B": (0, 0xFF)}
 
 
-#: NAK error codes (EZA2500.md, "NAK error codes").
+#: NAK codes (docs/eza2500-protocol.md, "NAK codes").
 ERCD_NOT_SUPPORTED = 0xFFFF
 ERCD_PARAMETER_INVALID = 0xFFFE
 ERCD_CANNOT_ACCEPT = 0xFFFD
@@ -66,7 +66,7 @@ def nak_retryable(ercd: int) -> bool:
     return ercd in NAKS and NAKS[ercd].retry
 
 
-#: Operation modes accepted by 1-4 (EZA2500.md, "Operation modes accepted by 1-4").
+#: Operation modes accepted by 1-4 (docs/eza2500-protocol.md, "Operation modes accepted by 1-4").
 MODE_WAITING = 0x0000
 MODE_HETERONOMY_DISCHARGE = 0x0002
 MODE_GRID_AUTONOMY = 0x0014
@@ -78,7 +78,7 @@ MODES: FrozenSet[int] = frozenset(SETTABLE_MODES)
 #: Name given to a code a mapping below does not have.
 UNKNOWN_NAME = "Unknown"
 
-#: mode reported by 1-1 -> ``operationMode`` string (spec 5.1.4.1; web-api.md "Blocks").
+#: mode reported by 1-1 -> ``operationMode`` string (spec 5.1.4.1; docs/web-api.md "Blocks").
 #:   code                          operationMode
 MODE_NAMES: Dict[int, str] = {
     MODE_WAITING:               "Waiting",
@@ -92,7 +92,7 @@ MODE_NAMES: Dict[int, str] = {
 }
 
 #: 2-1 ``cst`` bits 0-1 -> ``runningState``, bits 2-3 -> ``alarmState``
-#: (EZA2500.md, "Status word decoding").
+#: (docs/eza2500-protocol.md, "Status word decoding").
 RUNNING_STATES: Dict[int, str] = {0: "off", 1: "charge", 2: "discharge"}
 ALARM_STATES: Dict[int, str] = {0: "No alarm", 1: "Light alarm", 2: "Heavy alarm"}
 
@@ -104,7 +104,7 @@ def decode_cst(cst: int) -> Tuple[int, int]:
 
 def cst_names(cst: int) -> Tuple[str, str]:
     """2-1 ``cst`` -> (``runningState``, ``alarmState``) strings, UNKNOWN_NAME for a
-    code the tables lack (EZA2500.md, "Status word decoding")."""
+    code the tables lack (docs/eza2500-protocol.md, "Status word decoding")."""
     running, alarm_state = decode_cst(cst)
     return RUNNING_STATES.get(running, UNKNOWN_NAME), ALARM_STATES.get(alarm_state, UNKNOWN_NAME)
 
@@ -191,7 +191,7 @@ class Group:
 
     @property
     def write_ack(self) -> Optional[Tuple[Field, ...]]:
-        """Fields of the "N-4" ACK: those of the request (EZA2500.md)."""
+        """Fields of the "N-4" ACK: those of the request (docs/eza2500-protocol.md)."""
         return self.write
 
     def name(self, write: bool) -> str:
@@ -218,11 +218,11 @@ class Group:
         return FRAME_OVERHEAD + payload_size(self.ack_fields(write))
 
 
-# --- the table (EZA2500.md, "Command table"); one row per field -----------
+# --- the table (docs/eza2500-protocol.md, "Command table"); one row per field -----------
 #
 # Legend (one row per field, in wire order within each group):
 #   group    command group number (15,16: the same field in both groups)
-#   name     field name (EZA2500.md)
+#   name     field name (docs/eza2500-protocol.md)
 #   wire     H u16, h i16, B u8
 #   Q        Q-format exponent; "-" = raw field (value travels unscaled)
 #   rating   the Q-format is relative to it: value = raw * rating / 2**Q
@@ -340,7 +340,7 @@ def _parse_rows() -> Dict[Tuple[int, str], Tuple[Field, ...]]:
 
 _PARTS = _parse_rows()
 
-#: Legend:  number, CMD, title  (EZA2500.md, "Command table").
+#: Legend:  number, CMD, title  (docs/eza2500-protocol.md, "Command table").
 GROUPS: Tuple[Group, ...] = tuple(Group(n, cmd, title, _PARTS[n, "r"], _PARTS.get((n, "w")))
                                   for n, cmd, title in (
     (1,  0x00, "operation mode"),
