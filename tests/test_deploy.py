@@ -26,7 +26,7 @@ ANALYZE = shutil.which("systemd-analyze")
 PACKAGE_DATA = {
     "essx_service/data/dcdc_batt_comm.yml": os.path.join(DRIVERS, "dcdc_batt_comm.yml"),
     "essx_service/data/openapi.json": os.path.join(DRIVERS, "openapi.json"),
-    "essx_service/static/index.html": os.path.join(DRIVERS, "essx", "static", "index.html"),
+    "essx_service/static/index.html": os.path.join(DRIVERS, "essx_service", "static", "index.html"),
 }
 
 
