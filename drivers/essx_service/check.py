@@ -7,8 +7,8 @@ import sys
 from typing import Any, Callable, Optional, TextIO
 
 from essx.essx_exception import ESSXException
-from eza2500 import table
 from essx_service.startup import StartupError, System, open_port
+from eza2500 import table
 
 
 def check_converter(system: System, say: Callable[[str], None]) -> Optional[str]:

@@ -14,8 +14,8 @@ from essx.essx_exception import ESSXException, ESSXIOException
 from essx.essx_modbus import ESSXModbusClient
 from essx.essx_rs485 import ESSXRS485
 from essx.essx_type_oes import ESSXTypeOES
-from eza2500 import EZA2500Device
 from essx_sim.node import start_simulated_node
+from eza2500 import EZA2500Device
 
 log = logging.getLogger("essx_server")
 

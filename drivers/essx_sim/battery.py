@@ -69,10 +69,11 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusBaseServer, ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from . import rtu
+from essx_sim.paced_pty import OnLine, PacedPty, wire_time
 from essx_sim.physics import BatteryModel
 from essx_sim.ptyport import PtyPort
-from essx_sim.paced_pty import OnLine, PacedPty, wire_time
+
+from . import rtu
 
 logger = logging.getLogger(__name__)
 

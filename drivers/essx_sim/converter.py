@@ -48,7 +48,6 @@ from typing import Any, Dict, Hashable, List, Optional, Tuple
 
 from essx_sim.dcbus import DCBus, Setting, battery_power
 from essx_sim.paced_pty import OnLine, PacedPty, wire_time
-
 from eza2500 import codec, table
 
 logger = logging.getLogger(__name__)
