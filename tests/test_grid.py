@@ -12,7 +12,8 @@ import time
 import pytest
 from conftest import DEFAULT_CONFIG, DRIVERS, SPEED, HTTPClient, fast_config, grid_config, read_until, set_node
 
-from essx_service.grid import Grid
+from essx_service import resources
+from essx_service.grid import Grid, base_config_path, parse_args
 from essx_sim.grid import GridConfigError, NodeSpec, grid_spec
 
 
@@ -132,6 +133,19 @@ def test_grid_file():
         grid_spec({"defaults": {"rsoc": "x"}}, 1, "grid.yml")
     with pytest.raises(GridConfigError, match="node 0: rsoc=120"):
         Grid(grid_spec({"defaults": {"rsoc": 120}}, 1), fast_config()).start()
+
+
+def test_nodes_take_the_shipped_configuration_never_the_machines(tmp_path, monkeypatch):
+    """A node's /etc file names its real ports: the grid's simulated nodes never take it."""
+    etc = tmp_path / "dcdc_batt_comm.yml"
+    etc.write_text("poison: true\n")
+    monkeypatch.setattr(resources, "ETC_CONFIG", str(etc))
+    assert resources.default_config_path() == str(etc)        # essx-server would take it
+    shipped = str(resources.data_path(resources.DEFAULT_CONFIG_NAME))
+    assert base_config_path(parse_args(["--nodes", "1", "--port", "0"]), grid_spec(None, 1)) == shipped
+    mine = str(tmp_path / "mine.yml")
+    assert base_config_path(parse_args(["--nodes", "1", "--port", "0", "--driver-config", mine]),
+                            grid_spec(None, 1)) == mine
 
 
 def test_command_line_serves_and_stops_on_sigterm(tmp_path):

@@ -255,9 +255,11 @@ def listen_ports(nodes: int, port: int, control_port: Optional[int]) -> Tuple[in
     return control, [port + i for i in range(nodes)]
 
 
-def _base_config(args: argparse.Namespace, spec: GridSpec) -> Any:
-    path = args.driver_config or spec.driver_config or resources.default_config_path()
-    return load_config(path)
+def base_config_path(args: argparse.Namespace, spec: GridSpec) -> str:
+    """The nodes' configuration: ``--driver-config``, else the grid file's
+    ``driver_config``, else the shipped example -- never this machine's
+    /etc/dcdc_batt_comm/ file, which names real ports."""
+    return str(args.driver_config or spec.driver_config or resources.data_path(resources.DEFAULT_CONFIG_NAME))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -266,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         control, ports = listen_ports(args.nodes, args.port, args.control_port)
         spec = load_grid_spec(args.config, args.nodes)
-        grid = Grid(spec, _base_config(args, spec), speed=args.speed).start()
+        grid = Grid(spec, load_config(base_config_path(args, spec)), speed=args.speed).start()
         urls: Dict[int, str] = {}
         apps = [(control, control_app(grid, urls))] + [(p, n.app) for p, n in zip(ports, grid.nodes)]
         server = GridServer(apps, args.host, threads=THREADS_PER_NODE * args.nodes + THREADS_EXTRA)
