@@ -1,4 +1,5 @@
 """EZA2500Link, the converter's bus owner, against the pty simulator."""
+import dataclasses
 import logging
 import os
 import threading
@@ -11,7 +12,8 @@ import serial
 
 import eza2500
 from eza2500 import codec
-from eza2500.link import EZA2500Link, describe, link_settings
+from eza2500.link import EZA2500Link, LinkSettings, describe, link_settings
+from essx.essx_config import DcdcSection
 from essx_sim.converter import EZA2500Simulator
 from essx.essx_exception import (
     ESSXDeviceException,
@@ -32,8 +34,8 @@ def rig(tmp_path, no_leaks) -> Iterator[Tuple[EZA2500Simulator, EZA2500Link, Lis
     sim = EZA2500Simulator(AD1, AD2, 19200, 0.005, link=str(tmp_path / "ttyEZA"))
     sim.start()
     ser = serial.Serial(sim.port, 19200, timeout=0.01)
-    link = EZA2500Link(eza2500.EZA2500Device(ser), AD1, AD2, timeout_retries=2, error_retries=2,
-                       retry_wait=0.01, command_interval=0.0)
+    link = EZA2500Link(eza2500.EZA2500Device(ser), AD1, AD2, number_of_timeout_retry=2,
+                       number_of_dcdc_error_retry=2, wait_for_retry=0.01, command_interval=0.0)
     seen: List[Exchange] = []
     link.listeners.add(seen.append)
     try:
@@ -75,16 +77,16 @@ def test_one_encode_per_command_the_same_bytes_on_every_try(rig, monkeypatch):
 
 
 @pytest.mark.parametrize("fault,kw,budget,outcome", [
-    ("silent", {}, "timeout_retries", "timeout"),
-    ("bad_checksum", {}, "error_retries", "checksum"),
-    ("nak", {"ercd": 0xFFFC}, "error_retries", "nak_0xfffc"),
-    ("nak", {"ercd": 0xFFFD}, "error_retries", "nak_0xfffd"),
+    ("silent", {}, "number_of_timeout_retry", "timeout"),
+    ("bad_checksum", {}, "number_of_dcdc_error_retry", "checksum"),
+    ("nak", {"ercd": 0xFFFC}, "number_of_dcdc_error_retry", "nak_0xfffc"),
+    ("nak", {"ercd": 0xFFFD}, "number_of_dcdc_error_retry", "nak_0xfffd"),
 ])
 def test_each_failure_draws_on_its_budget(rig, fault, kw, budget, outcome):
     sim, link, seen = rig
-    link.configure(timeout_retries=1 if budget == "error_retries" else 3,
-                   error_retries=1 if budget == "timeout_retries" else 3)
-    tries = getattr(link, budget) + 1
+    link.configure(number_of_timeout_retry=1 if budget == "number_of_dcdc_error_retry" else 3,
+                   number_of_dcdc_error_retry=1 if budget == "number_of_timeout_retry" else 3)
+    tries = getattr(link.settings, budget) + 1
     sim.inject(fault, None, **kw)
     with pytest.raises(Exception) as err:
         link.transact("2-1")
@@ -151,7 +153,7 @@ def test_failure_in_a_sequence_names_the_writes_already_applied(rig):
 
 
 def test_describe_shows_values_as_written():
-    link = EZA2500Link(eza2500.EZA2500Device(None), AD1, AD2)
+    link = EZA2500Link(eza2500.EZA2500Device(serial.Serial()), AD1, AD2)
     assert describe(link.request("6-4", SIX_FOUR)) == "6-4 cib=52 dig=2.5 ubv=40 ugv=300 obv=59 ogv=400"
     assert describe(link.request("4-4", {"dvg": 360.0, "drg": 0.1})) == "4-4 dvg=360 drg=0.1"
 
@@ -244,19 +246,53 @@ def test_debug_log_names_each_frame(rig, caplog):
 
 def test_configure_applies_every_setting(rig):
     _, link, _ = rig
-    link.configure(timeout_retries=4, error_retries=5, retry_wait=0.5, command_interval=0.25,
-                   line_wait=2, max_waiting=3, timeout=0.4)
-    assert (link.timeout_retries, link.error_retries, link.retry_wait, link.command_interval,
-            link.line_wait, link.max_waiting, link.device.timeout) == (4, 5, 0.5, 0.25, 2.0, 3, 0.4)
+    link.configure(number_of_timeout_retry=4, number_of_dcdc_error_retry=5, wait_for_retry=0.5,
+                   command_interval=0.25, line_wait=2, max_waiting=3, timeout=0.4)
+    assert link.settings == LinkSettings(4, 5, 0.5, 0.25, 2.0, 3) and link.device.timeout == 0.4
+    assert isinstance(link.settings.line_wait, float)
+
+
+def test_configure_keeps_what_is_none_and_refuses_unknown_names(rig):
+    _, link, _ = rig
+    before = link.settings
+    link.configure(number_of_timeout_retry=None, line_wait=None, timeout=None)
+    assert link.settings == before
+    with pytest.raises(TypeError, match="EZA2500Link has no setting 'timeout_retries'"):
+        link.configure(command_interval=0.5, timeout_retries=1)
+    with pytest.raises(ValueError):
+        link.configure(command_interval=0.5, wait_for_retry="soon")
+    assert link.settings == before                  # nothing applied by a refused call
+    with pytest.raises(TypeError, match="no setting 'retry_wait'"):
+        EZA2500Link(eza2500.EZA2500Device(serial.Serial()), AD1, AD2, retry_wait=0.1)
+
+
+def test_link_settings_defaults_and_coercion():
+    s = LinkSettings()
+    assert (s.number_of_timeout_retry, s.number_of_dcdc_error_retry, s.wait_for_retry,
+            s.command_interval, s.line_wait, s.max_waiting) == (0, 0, 0.1, 0.062, 5.0, None)
+    s = LinkSettings(number_of_timeout_retry="3", wait_for_retry=1, max_waiting=2.0)
+    assert (s.number_of_timeout_retry, s.wait_for_retry, s.max_waiting) == (3, 1.0, 2)
+    assert type(s.wait_for_retry) is float and type(s.max_waiting) is int
+    with pytest.raises(TypeError):
+        LinkSettings(line_wait=None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.line_wait = 1.0
 
 
 def test_link_settings_from_a_section():
-    class Section:
-        number_of_timeout_retry, number_of_dcdc_error_retry = 1, 2
-        wait_for_retry, command_interval, line_wait = 0.3, 0.062, 4.0
+    section = DcdcSection(type="EZA2500", number_of_timeout_retry=1, number_of_dcdc_error_retry=2,
+                          wait_for_retry=0.3, command_interval=0.062, line_wait=4.0, config={})
+    assert link_settings(section) == {"number_of_timeout_retry": 1, "number_of_dcdc_error_retry": 2,
+                                      "wait_for_retry": 0.3, "command_interval": 0.062, "line_wait": 4.0}
+    assert link_settings(None) == {}
 
-    assert link_settings(Section()) == {"timeout_retries": 1, "error_retries": 2, "retry_wait": 0.3,
-                                        "command_interval": 0.062, "line_wait": 4.0}
+
+def test_settings_are_named_as_the_configuration_keys_with_their_defaults():
+    """Every LinkSettings field but max_waiting is a DcdcSection key, with the same default."""
+    keys = {f.name: f.default for f in dataclasses.fields(DcdcSection)}
+    own = {f.name: f.default for f in dataclasses.fields(LinkSettings) if f.name != "max_waiting"}
+    assert {k: keys[k] for k in own} == own
+    assert LinkSettings(**link_settings(DcdcSection(type="EZA2500", config={}))) == LinkSettings()
 
 
 # -- a port that is absent, then appears ------------------------------------------------
@@ -267,8 +303,8 @@ def test_absent_port_is_opened_when_it_appears(tmp_path, no_leaks, caplog):
     path = str(tmp_path / "ttyUSB0")
     port = ESSXRS485(None, 19200, dir_pin="not_used")
     port.port = path                    # set, not opened: the device is absent
-    link = EZA2500Link(eza2500.EZA2500Device(port), AD1, AD2, timeout_retries=1, retry_wait=0.01,
-                       command_interval=0.0)
+    link = EZA2500Link(eza2500.EZA2500Device(port), AD1, AD2, number_of_timeout_retry=1,
+                       wait_for_retry=0.01, command_interval=0.0)
     assert not link.is_open and link.port == path
     sim = EZA2500Simulator(AD1, AD2, link=path)
     try:

@@ -6,9 +6,9 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
-from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union, get_args
 
 from essx import deadline
 from essx.essx_exception import (ESSXChecksumException, ESSXDeviceException, ESSXException, ESSXIOException,
@@ -60,15 +60,48 @@ def describe(request: RequestFrame) -> str:
     return " ".join(words)
 
 
-#: The link's settings: (type, default, ``DcdcSection`` attribute); spec 5.2.1.2, the reference.
-SETTINGS = {
-    "timeout_retries": (int, 0, "number_of_timeout_retry"),  # after a timeout or a serial I/O error
-    "error_retries": (int, 0, "number_of_dcdc_error_retry"),  # after a bad checksum/reply, a retryable NAK
-    "retry_wait": (float, 0.1, "wait_for_retry"),  # s between two tries of one command
-    "command_interval": (float, 0.062, "command_interval"),  # min s from the end of a try to the next
-    "line_wait": (float, 5.0, "line_wait"),  # at most s a caller waits for the line
-    "max_waiting": (int, None, None),  # refuse at once when this many callers wait (None: no limit)
-}
+@dataclass(frozen=True)
+class LinkSettings:
+    """The link's settings; each field is named as its configuration key of the
+    ``dcdc.<name>`` section (``DcdcSection``; docs/converter-line.md, "Gap and
+    retries"; docs/eza2500-protocol.md, "Retries" and "Timing"), with the same
+    default.  ``__post_init__`` coerces each value with its type (``int("3")``
+    -> 3, ``float(1)`` -> 1.0), as the link always did.
+
+    Attributes:
+        number_of_timeout_retry: retries after a timeout or a serial I/O error.
+        number_of_dcdc_error_retry: retries after a bad checksum, an unexpected
+            LEN or CMD, or a retryable NAK (0xfffd, 0xfffc); other NAKs fail at once.
+        wait_for_retry: s between two tries of one command.
+        command_interval: s at least from the end of one try to the start of
+            the next (docs/eza2500-protocol.md, "Timing": 0.062).
+        line_wait: s at most a caller waits for the line.
+        max_waiting: refuse at once when this many callers already wait
+            (None: no limit); not a configuration key.
+
+    Raises:
+        TypeError, ValueError: a value its type does not take (``int(None)``,
+            ``float("x")``); None only for ``max_waiting``.
+    """
+
+    number_of_timeout_retry: int = 0
+    number_of_dcdc_error_retry: int = 0
+    wait_for_retry: float = 0.1
+    command_interval: float = 0.062
+    line_wait: float = 5.0
+    max_waiting: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
+                continue
+            kind = next(t for t in get_args(f.type) if t is not type(None)) if get_args(f.type) else f.type
+            object.__setattr__(self, f.name, kind(value))
+
+
+#: The names ``EZA2500Link.configure`` takes besides ``timeout``.
+_SETTING_NAMES = frozenset(f.name for f in fields(LinkSettings))
 
 
 class EZA2500Link:
@@ -77,19 +110,24 @@ class EZA2500Link:
     Args:
         device: an ``EZA2500Device`` (``write``, ``read_some``, ``timeout``,
             ``port``, ``is_open``), opened before each command if it is not.
-        ad1, ad2: the converter's addresses (0..255; reference 0 and 16).
-        settings: ``SETTINGS`` by name; a NAK not marked retryable fails at once.
+        ad1, ad2: the converter's addresses (0..255; reference 0 and 16;
+            docs/eza2500-protocol.md, "Addresses").
+        changes: as ``configure`` (``LinkSettings`` fields by name, ``timeout``),
+            over the defaults.
 
     Attributes:
+        settings: the ``LinkSettings`` in force; ``configure`` replaces them.
         listeners: ``Listeners`` given one ``Exchange`` per try.
+
+    Raises:
+        TypeError, ValueError: as ``configure``.
     """
 
-    def __init__(self, device: Any, ad1: int, ad2: int, **settings: Any) -> None:
+    def __init__(self, device: Any, ad1: int, ad2: int, **changes: Any) -> None:
         self.device, self.ad1, self.ad2 = device, ad1, ad2
         self.listeners = Listeners()
-        for name, (_, default, _) in SETTINGS.items():
-            setattr(self, name, default)
-        self.configure(**settings)
+        self.settings = LinkSettings()
+        self.configure(**changes)
         self._turn = threading.Condition()    # guards _owner and _queue
         self._owner: Optional[int] = None     # thread ident holding the line
         self._queue: Deque[object] = deque()  # tickets of the callers waiting, in order
@@ -113,20 +151,23 @@ class EZA2500Link:
         """Callers waiting for the line now."""
         return len(self._queue)
 
-    def configure(self, *, timeout: Optional[float] = None, **settings: Any) -> None:
-        """Apply ``SETTINGS`` by name (None keeps one) from the next try
-        on; ``timeout`` (s) is the device's whole-read/write timeout.
+    def configure(self, *, timeout: Optional[float] = None, **changes: Any) -> None:
+        """Replace ``settings`` with ``changes`` (``LinkSettings`` fields by name;
+        None keeps a value) from the next try on; ``timeout`` (s) is the
+        device's whole-read/write timeout (docs/eza2500-protocol.md, "Timing").
+        Nothing changes when it raises.
 
         Raises:
-            TypeError: an unknown setting.
+            TypeError: an unknown setting ("EZA2500Link has no setting 'x'").
+            TypeError, ValueError: a value its type does not take (``LinkSettings``).
         """
-        for name, value in settings.items():
-            if name not in SETTINGS:
-                raise TypeError("EZA2500Link has no setting %r" % name)
-            if value is not None:
-                setattr(self, name, SETTINGS[name][0](value))
+        unknown = [name for name in changes if name not in _SETTING_NAMES]
+        if unknown:
+            raise TypeError("EZA2500Link has no setting %r" % unknown[0])
+        settings = replace(self.settings, **{k: v for k, v in changes.items() if v is not None})
         if timeout is not None:
             self.device.timeout = float(timeout)
+        self.settings = settings
 
     @contextmanager
     def sequence(self) -> Iterator["EZA2500Link"]:
@@ -142,18 +183,19 @@ class EZA2500Link:
         if self._owner == me:
             yield self
             return
+        line_wait, max_waiting = self.settings.line_wait, self.settings.max_waiting
         with self._turn:
-            if self.max_waiting is not None and len(self._queue) >= self.max_waiting:
+            if max_waiting is not None and len(self._queue) >= max_waiting:
                 raise ESSXTimeoutException(
                     "converter line busy: %d requests already waiting for %s; nothing sent"
                     % (len(self._queue), self.port))
             ticket = object()
             self._queue.append(ticket)
-            wait = deadline.bound(self.line_wait)
+            wait = deadline.bound(line_wait)
             if not self._turn.wait_for(lambda: self._owner is None and self._queue[0] is ticket, wait):
                 self._queue.remove(ticket)
                 self._turn.notify_all()
-                within = "%g s (line_wait)" % self.line_wait if wait == self.line_wait else \
+                within = "%g s (line_wait)" % line_wait if wait == line_wait else \
                     "the request's deadline (%.2f s)" % wait
                 raise ESSXTimeoutException("converter line busy: %s not free within %s; nothing sent"
                                            % (self.port, within))
@@ -216,20 +258,22 @@ class EZA2500Link:
                                            "less than one try (%g s timeout)%s"
                                            % (req.name, deadline.remaining(), self.device.timeout,
                                               self._applied_text()))
-            left = {"timeout": self.timeout_retries, "error": self.error_retries}
+            left = {"timeout": self.settings.number_of_timeout_retry,
+                    "error": self.settings.number_of_dcdc_error_retry}
             for attempt in itertools.count(1):
                 try:
                     reply = self._try(req, attempt)
                     break
                 except ESSXException as exc:
                     budget = _classify(exc)[1]
-                    if budget is None or left[budget] <= 0 or not self._time_for_try(self.retry_wait):
+                    wait = self.settings.wait_for_retry
+                    if budget is None or left[budget] <= 0 or not self._time_for_try(wait):
                         self.mode = None
                         late = budget is not None and left[budget] > 0
                         raise self._final(exc, req, attempt, late) from exc
                     left[budget] -= 1
-                    log.info("command %s failed (%s); retrying in %.3f s", req.name, exc, self.retry_wait)
-                    self._next_command_at = max(self._next_command_at, time.monotonic() + self.retry_wait)
+                    log.info("command %s failed (%s); retrying in %.3f s", req.name, exc, wait)
+                    self._next_command_at = max(self._next_command_at, time.monotonic() + wait)
             if req.group.number == 1:
                 self.mode = reply["mode"]
             if req.write:
@@ -282,14 +326,27 @@ class EZA2500Link:
             outcome, error = _classify(exc)[0], str(exc)
             raise
         finally:
-            self._next_command_at = time.monotonic() + self.command_interval
+            self._next_command_at = time.monotonic() + self.settings.command_interval
             self.listeners.emit(Exchange(bus="dcdc", command=req.name, outcome=outcome,
                                          seconds=time.monotonic() - start, attempt=attempt,
                                          port=self.port, values=reply, error=error))
 
 
 def link_settings(section: Any) -> Dict[str, Any]:
-    """The link's keyword arguments from a converter section (``DcdcSection``,
-    docs/web-api.md); attributes it lacks keep the link's defaults."""
-    values = {k: getattr(section, attr, None) for k, (_, _, attr) in SETTINGS.items() if attr}
-    return {k: v for k, v in values.items() if v is not None}
+    """The link's keyword arguments (``LinkSettings`` fields but ``max_waiting``)
+    from a converter section, ``essx.essx_config.DcdcSection``: its attributes of
+    the same names (docs/converter-line.md, "Gap and retries"); {} for None (no
+    section: the link keeps its settings).
+
+    Raises:
+        AttributeError: ``section`` lacks one of them.
+    """
+    if section is None:
+        return {}
+    return {
+        "number_of_timeout_retry": section.number_of_timeout_retry,
+        "number_of_dcdc_error_retry": section.number_of_dcdc_error_retry,
+        "wait_for_retry": section.wait_for_retry,
+        "command_interval": section.command_interval,
+        "line_wait": section.line_wait,
+    }
