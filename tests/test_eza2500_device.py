@@ -74,6 +74,7 @@ class NoisePort:
         self.rng = random.Random(seed)
         self.timeout = None
         self.port = "/dev/noise"
+        self.is_open = True
         self.in_waiting = 512
 
     def read(self, n):
@@ -81,6 +82,15 @@ class NoisePort:
 
     def write(self, data):
         return len(data)
+
+    def reset_input_buffer(self):
+        pass
+
+    def open(self):
+        self.is_open = True
+
+    def close(self):
+        self.is_open = False
 
 
 # --- EZA2500Device ------------------------------------------------------------------

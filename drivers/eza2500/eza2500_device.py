@@ -1,8 +1,10 @@
-"""EZA2500Device: deadline-bounded read/write over a serial-like object (spec 5.3.1)."""
+"""EZA2500Device: deadline-bounded reads and writes over a serial port
+(docs/eza2500-protocol.md, "Timing"; "Reading a reply": stale input is dropped
+before every request)."""
 import logging
 import os
 import time
-from typing import Any, Optional
+from typing import Optional, Protocol
 
 from essx.essx_exception import ESSXIOException, ESSXTimeoutException
 
@@ -21,8 +23,45 @@ IO_ERRORS = (OSError, _TermiosError)
 
 #: Default whole-read timeout, s (docs/eza2500-protocol.md, "Timing": 100 ms).
 DEFAULT_TIMEOUT = 0.1
-#: Low-level read timeout set on the port, s (spec 5.3.1.1: 10 ms).
+#: Low-level read timeout set on the port, s (docs/eza2500-protocol.md, "Timing": 10 ms).
 LOW_LEVEL_TIMEOUT = 0.01
+
+
+class SerialPort(Protocol):
+    """What ``EZA2500Device`` uses of its port, all of it: pyserial's interface
+    as ``serial.Serial`` and ``essx.essx_rs485.ESSXRS485`` have it.  A port
+    error is an ``OSError`` (``serial.SerialException`` is one) or a
+    ``termios.error`` (``IO_ERRORS``)."""
+
+    #: Low-level read timeout, s; set to LOW_LEVEL_TIMEOUT at start and at every open.
+    timeout: Optional[float]
+
+    @property
+    def port(self) -> Optional[str]:
+        """The device path ("/dev/ttyO2"), None while none is set; for messages."""
+
+    @property
+    def is_open(self) -> bool:
+        """True when the port is open."""
+
+    @property
+    def in_waiting(self) -> int:
+        """Bytes received and not read yet."""
+
+    def open(self) -> None:
+        """Open the port."""
+
+    def close(self) -> None:
+        """Close the port."""
+
+    def read(self, size: int) -> bytes:
+        """At most ``size`` bytes, within ``timeout`` (b"" when none came)."""
+
+    def write(self, data: bytes) -> Optional[int]:
+        """Write ``data``; the number of bytes written (None: all of them)."""
+
+    def reset_input_buffer(self) -> None:
+        """Drop the input received and not read."""
 
 
 def port_error(exc: BaseException) -> str:
@@ -34,40 +73,45 @@ def port_error(exc: BaseException) -> str:
 
 class EZA2500Device:
     """Reads and writes whole byte strings within ``timeout`` seconds
-    (default 0.1 s) over ``dev`` (a ``serial.Serial``, an ESSXRS485, ...): it
-    needs pyserial's ``read(n)`` and ``write(data)``, and uses ``timeout``,
-    ``is_open``/``open()``/``close()``, ``in_waiting`` and
-    ``reset_input_buffer()`` when ``dev`` has them.
+    (default 0.1 s; docs/eza2500-protocol.md, "Timing") over ``dev``, a
+    ``SerialPort`` (a ``serial.Serial``, an ``ESSXRS485``, ...).
 
-    The port's own read timeout is set to 0.01 s when it has one, so a
-    deadline is overrun by one low-level read at most (spec 5.3.1.1).  A port
-    error closes the port; the next ``write`` reopens it.
+    The port's own read timeout is set to 0.01 s, so a deadline is overrun by
+    one low-level read at most ("Timing").  A port error closes the port; the
+    next ``write`` reopens it.  It is the ``LinkDevice`` of ``EZA2500Link``.
+
+    Args:
+        dev: the port, open or not (``write`` opens it).
+        timeout: s a whole read or write may take; None: DEFAULT_TIMEOUT.
+
+    Raises:
+        ValueError, TypeError: ``timeout`` is not a number.
     """
 
-    def __init__(self, dev: Any = None, timeout: Optional[float] = None) -> None:
+    def __init__(self, dev: SerialPort, timeout: Optional[float] = None) -> None:
         self.dev = dev
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         #: True once opened, False after the port failed or could not be
         #: opened, None before the first try (for the once-per-change log).
-        self.available = True if getattr(dev, "is_open", False) else None
+        self.available = True if dev.is_open else None
         try:
             self._set_low_level_timeout()
-        except (AttributeError, TypeError, ValueError) + IO_ERRORS as exc:
+        except (TypeError, ValueError) + IO_ERRORS as exc:
             logger.debug("cannot set the low-level timeout of %s: %s", self.port, exc)
 
     @property
     def port(self) -> str:
-        """A name for the underlying port (for messages)."""
-        return getattr(self.dev, "port", None) or getattr(self.dev, "name", None) or repr(self.dev)
+        """The port's device path, for messages ("/dev/ttyO2"); the port's repr
+        while it has none."""
+        return self.dev.port or repr(self.dev)
 
     @property
     def is_open(self) -> bool:
-        """True when the port is open (a port without ``is_open`` counts as open)."""
-        return getattr(self.dev, "is_open", True) is not False
+        """True when the port is open."""
+        return bool(self.dev.is_open)
 
-    def _set_low_level_timeout(self):
-        if hasattr(self.dev, "timeout"):
-            self.dev.timeout = LOW_LEVEL_TIMEOUT
+    def _set_low_level_timeout(self) -> None:
+        self.dev.timeout = LOW_LEVEL_TIMEOUT
 
     def _set_available(self, available, exc=None):
         """Log once per change: WARNING when the port is lost or cannot be
@@ -96,9 +140,9 @@ class EZA2500Device:
         raise ESSXIOException("%s on %s failed: %s" % (what, self.port, exc)) from exc
 
     def close(self) -> None:
-        """Close the port, ignoring errors of the close itself."""
+        """Close the port, ignoring errors of the close itself (logged at DEBUG)."""
         try:
-            getattr(self.dev, "close", lambda: None)()
+            self.dev.close()
         except Exception as exc:  # noqa: BLE001 - a failing close must not hide the real error
             logger.debug("closing %s: %s", self.port, exc)
 
@@ -113,14 +157,14 @@ class EZA2500Device:
         self._set_available(True)
 
     def in_waiting(self) -> int:
-        """Bytes received and not read (0 if the port cannot tell); ESSXIOException."""
+        """Bytes received and not read; ESSXIOException."""
         with self._io("in_waiting"):
-            return int(getattr(self.dev, "in_waiting", 0) or 0)
+            return int(self.dev.in_waiting)
 
     def reset_input(self) -> None:
-        """Drop stale input, if the port can; ESSXIOException."""
+        """Drop stale input; ESSXIOException."""
         with self._io("reset_input_buffer"):
-            getattr(self.dev, "reset_input_buffer", lambda: None)()
+            self.dev.reset_input_buffer()
 
     def read_some(self, size: int, deadline: float) -> bytes:
         """One low-level read of at most ``size`` bytes (maybe b""); ESSXIOException,

@@ -8,7 +8,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
-from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple, Union, get_args
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple, Union, get_args
 
 from essx import deadline
 from essx.essx_exception import (ESSXChecksumException, ESSXDeviceException, ESSXException, ESSXIOException,
@@ -16,9 +16,27 @@ from essx.essx_exception import (ESSXChecksumException, ESSXDeviceException, ESS
 from essx.exchange import Exchange, Listeners
 
 from . import codec, table
-from .reader import read_reply
+from .reader import ReplySource, read_reply
 
 log = logging.getLogger(__name__)
+
+
+class LinkDevice(ReplySource, Protocol):
+    """What ``EZA2500Link`` needs of its device (an ``EZA2500Device``): what the
+    reply reader reads (``ReplySource``: ``timeout``, ``port``, ``in_waiting()``,
+    ``read_some``), and these.  ``timeout`` (s) is also set by ``configure``."""
+
+    @property
+    def is_open(self) -> bool:
+        """True when the port is open."""
+
+    def ensure_open(self) -> None:
+        """Open the port if it is closed.  Raises ESSXIOException (cannot be
+        opened), ESSXConfigException (the port refuses its ``dir_pin``)."""
+
+    def write(self, data: bytes) -> int:
+        """Write all of ``data`` (one request frame), opening the port first if it
+        is closed; returns ``len(data)``.  Raises ESSXTimeoutException, ESSXIOException."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +126,8 @@ class EZA2500Link:
     """The converter's line: lock (first come first served), gap, retries and reports.
 
     Args:
-        device: an ``EZA2500Device`` (``write``, ``read_some``, ``timeout``,
-            ``port``, ``is_open``), opened before each command if it is not.
+        device: an ``EZA2500Device`` (what ``LinkDevice`` states), opened before
+            each command if it is not.
         ad1, ad2: the converter's addresses (0..255; reference 0 and 16;
             docs/eza2500-protocol.md, "Addresses").
         changes: as ``configure`` (``LinkSettings`` fields by name, ``timeout``),
@@ -123,7 +141,7 @@ class EZA2500Link:
         TypeError, ValueError: as ``configure``.
     """
 
-    def __init__(self, device: Any, ad1: int, ad2: int, **changes: Any) -> None:
+    def __init__(self, device: LinkDevice, ad1: int, ad2: int, **changes: Any) -> None:
         self.device, self.ad1, self.ad2 = device, ad1, ad2
         self.listeners = Listeners()
         self.settings = LinkSettings()

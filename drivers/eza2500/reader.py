@@ -1,7 +1,8 @@
-"""Reply reader: one reply frame off the line within one deadline."""
+"""Reply reader: one reply frame off the line within one deadline
+(docs/eza2500-protocol.md, "Reading a reply")."""
 import logging
 import time
-from typing import Any, Optional
+from typing import Optional, Protocol
 
 from essx.essx_exception import ESSXChecksumException, ESSXTimeoutException, ESSXValueException
 
@@ -11,17 +12,39 @@ from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY, Group, payload_size
 logger = logging.getLogger(__name__)
 
 
-def read_reply(device: Any, group: Group, write: bool, deadline: Optional[float] = None,
-               ad1: Optional[int] = None, ad2: Optional[int] = None) -> bytes:
-    """The whole reply frame (ACK or NAK) to "N-1"/"N-4" from ``device`` (an
-    ``EZA2500Device``), for ``codec.parse_reply``.
+class ReplySource(Protocol):
+    """What ``read_reply`` needs of its device (an ``EZA2500Device``)."""
 
-    Bytes before SFD 0x02 are dropped; so is an SFD followed by a LEN that is
-    neither the ACK's nor the NAK's.  A candidate frame that fails
-    ``codec.check_reply`` is noise when more bytes wait behind it (resync),
-    else the reply, and its error is raised.  Resync and frame share one
-    ``deadline`` (``time.monotonic()``; default now + ``device.timeout``), so
-    noise ends at it plus at most one low-level read (~10 ms), never later.
+    #: Whole-read timeout, s: the default deadline is now + this.
+    timeout: float
+
+    @property
+    def port(self) -> str:
+        """The port's name, for messages ("/dev/ttyO2")."""
+
+    def in_waiting(self) -> int:
+        """Bytes received and not read yet.  Raises ESSXIOException."""
+
+    def read_some(self, size: int, deadline: float) -> bytes:
+        """One low-level read of at most ``size`` bytes (maybe b"").  Raises
+        ESSXIOException, or ESSXTimeoutException once ``deadline`` has passed."""
+
+
+def read_reply(device: ReplySource, group: Group, write: bool, deadline: Optional[float] = None,
+               ad1: Optional[int] = None, ad2: Optional[int] = None) -> bytes:
+    """The whole reply frame to "N-1" (``write`` False) or "N-4" of ``group``
+    from ``device``, for ``codec.parse_reply``: bytes SFD .. CHK, 7 + LEN long,
+    an ACK or a 9-byte NAK (docs/eza2500-protocol.md, "Frames").  ``ad1``,
+    ``ad2``: the request's addresses, only for the DEBUG log of a reply from
+    others ("Addresses").
+
+    As docs/eza2500-protocol.md, "Reading a reply": bytes before SFD 0x02 are
+    dropped; so is an SFD followed by a LEN that is neither the ACK's nor the
+    NAK's.  A candidate frame that fails ``codec.check_reply`` is noise when
+    more bytes wait behind it (resync), else the reply, and its error is
+    raised.  Resync and frame share one ``deadline`` (``time.monotonic()`` s;
+    default now + ``device.timeout``), so noise ends at it plus at most one
+    low-level read (~10 ms, "Timing"), never later.
 
     Raises:
         ESSXTimeoutException: no complete reply by the deadline.
