@@ -9,13 +9,12 @@ import time
 
 import pytest
 from pymodbus.exceptions import ConnectionException, ModbusIOException
-from pymodbus.framer import FramerRTU, FramerType
+from pymodbus.framer import FramerType
 
 from essx.essx_config import modbus_params
 from essx.essx_exception import ESSXConfigException
 from essx import deadline
-from essx.essx_modbus import (ESSXModbusClient, NoValidReply, NotSent, client_arguments, describe,
-                             find_reply)
+from essx.essx_modbus import ESSXModbusClient, NoValidReply, NotSent, client_arguments
 from essx.essx_rs485 import ESSXRS485
 from modbus_responder import Responder, reply
 
@@ -216,39 +215,6 @@ def test_retries_are_extra_tries_after_the_line_settled(tmp_path, make_client):
         client = make_client(responder.link, timeout=LATE_TIMEOUT, retries=1)
         assert client.read_input_registers(29, count=1, device_id=1).registers == [2]
         assert len(responder.requests) == 2
-
-
-# -- junk on the line (pure scan) -----------------------------------------------------------
-REQUEST = bytes.fromhex("0104001d0002e1cd")  # unit 1, fc 4, PDU address 29, count 2, CRC
-
-
-@pytest.mark.parametrize("junk, seen", [
-    (REQUEST, "echo of the request"),
-    (bytes(range(0x40, 0x60)), "32 bytes of noise"),
-    (reply([1, 2], unit=2), "reply from unit 2"),
-    (reply([1, 2], function=3), "function 3 reply"),
-    (reply([1, 2, 3]), "byte count 6 for 2 registers"),
-    (reply([1, 2])[:-1] + b"\x00", "a reply with a bad CRC"),
-    (b"", ""),
-])
-def test_junk_is_described_and_the_reply_behind_it_found(junk, seen):
-    assert describe(junk, REQUEST) == seen
-    assert find_reply(junk, REQUEST) is None
-    assert find_reply(junk + reply([555, 0]), REQUEST) == reply([555, 0])
-
-
-def test_the_request_frame_is_what_the_client_sends():
-    assert FramerRTU.compute_CRC(REQUEST[:6]).to_bytes(2, "big") == REQUEST[6:]
-
-
-def test_an_exception_reply_for_our_unit_is_a_reply():
-    body = bytes.fromhex("018402")
-    frame = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
-    assert find_reply(REQUEST + frame, REQUEST) == frame
-
-
-def test_an_incomplete_reply_is_not_taken_yet():
-    assert find_reply(REQUEST + reply([555, 0])[:-1], REQUEST) is None
 
 
 # -- the deadline -------------------------------------------------------------------------------

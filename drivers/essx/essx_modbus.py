@@ -1,24 +1,29 @@
-"""pymodbus 3.x serial client whose port is an ``ESSXRS485`` (spec 5.4.2).
+"""pymodbus 3.x serial client whose port is an ``ESSXRS485`` (spec 5.4.2): ``ESSXModbusClient``.
 
 ``ESSXModbusClient(**kwparams)`` takes ``battery_dev.kwparams`` as the
-reference did (spec 5.1.3), checked by ``essx_config.modbus_params``; only
-pymodbus's public API is used (tested with 3.14, 3.15 and 3.16). The line
-(docs/battery-registers.md; Modbus over Serial Line 1.02, 2.5.1.1):
+reference did (spec 5.1.3; docs/battery-registers.md, "Line settings"),
+checked by ``essx_config.modbus_params``; only pymodbus's public API is used
+(tested with 3.14, 3.15 and 3.16). It is what ``battery_emulator.BatteryEmulator``
+reads through. The line (docs/battery-registers.md,
+"Retries and deadlines" and "Junk on the line"; Modbus over Serial Line 1.02,
+2.5.1.1):
 
 - The first request opens the port (exclusively); after an I/O error it is
-  closed and the next request reopens it. Port changes are logged once each.
+  closed and the next request reopens it (docs/reference-defects.md, D16).
+  Port changes are logged once each.
 - Stale input is dropped before every request; after a try without a valid
   reply the next one first waits up to one more timeout for the late reply
   and drops it: RTU has no transaction id, so it would be taken as the next
   request's answer. A reply later than twice the timeout cannot be told apart.
 - Every wait is bounded by the deadline of the request in progress
-  (``essx.deadline``): the line lock, the wait for a late reply, and each
-  try's reply window, ``min(kwparams.timeout, what is left)``.
+  (``essx.deadline``; docs/reference-defects.md, D18): the line lock, the wait
+  for a late reply, and each try's reply window, ``min(kwparams.timeout, what
+  is left)``.
 - Junk on the line is skipped (RTU reads, function 1-4): the adapter's echo
   of the request, noise, frames from other units or of other function codes,
   replies whose byte count does not fit the request. The first valid reply
-  of the try is taken (the scan: :func:`find_reply`); when none comes,
-  ``NoValidReply`` says what was seen (:func:`describe`).
+  of the try is taken (the scan: ``essx.modbus_reply.find_reply``); when none
+  comes, ``NoValidReply`` says what was seen (``essx.modbus_reply.describe``).
 
 How the reply wait is bounded: pymodbus's sync client waits for a reply by
 polling the port's ``in_waiting`` every 4 characters, each poll loop bounded
@@ -30,7 +35,7 @@ request in progress has passed, its ``in_waiting`` raises ``ReplyWindowClosed``
 (an ``InterruptedError``, which pymodbus 3.14-3.16 pass on untouched), and
 ``execute`` turns that into ``NoValidReply``. What pymodbus's framer gets is
 filtered through its public ``trace_packet`` hook: only a valid reply, never
-the junk before it.
+the junk before it (docs/reference-defects.md, D6 and D13).
 """
 import logging
 import select
@@ -42,20 +47,18 @@ from typing import Any, Optional, Tuple
 import serial
 from pymodbus.client import ModbusSerialClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
-from pymodbus.framer import FramerRTU, FramerType
+from pymodbus.framer import FramerType
 
 from essx import deadline
 from essx.essx_config import ModbusParams, modbus_params
 from essx.essx_rs485 import ESSXRS485, make_pin
+from essx.modbus_reply import byte_count, describe, find_reply
 
 logger = logging.getLogger(__name__)
 
 #: Quiet time that ends a late frame, s (3.5 characters at 9600 baud is 3.6 ms;
 #: USB adapters deliver in up to 16 ms chunks; a loaded machine schedules late).
 FRAME_GAP_S = 0.05
-#: Function codes whose RTU frames the junk scan recognises (Modbus application
-#: protocol 1.1b, 6): reads with a byte count, and single/multiple writes.
-READ_FUNCTIONS, WRITE_FUNCTIONS = (1, 2, 3, 4), (5, 6, 15, 16)
 
 
 class UnexpectedReply(ModbusIOException):
@@ -65,7 +68,8 @@ class UnexpectedReply(ModbusIOException):
 
 class NoValidReply(ModbusIOException):
     """No valid reply within the try's reply window; ``reason`` (str) says what was
-    seen, e.g. "no valid reply within 1 s: echo of the request only"."""
+    seen, e.g. "no valid reply within 1 s: echo of the request only" (the names of
+    docs/battery-registers.md, "Junk on the line")."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -103,91 +107,6 @@ def _reason(exc: BaseException) -> str:
     if "exclusively lock" in text or "Resource temporarily unavailable" in text:
         text += " (the port is in use by another program, e.g. a second essx-server)"
     return text
-
-
-# -- RTU frames on a shared line --------------------------------------------------------
-def _crc_ok(frame: bytes) -> bool:
-    return len(frame) >= 4 and FramerRTU.compute_CRC(frame[:-2]).to_bytes(2, "big") == frame[-2:]
-
-
-def _byte_count(request: bytes) -> Optional[int]:
-    """The byte count a valid reply to an RTU read ``request`` carries; None: not a read."""
-    if len(request) != 8 or request[1] not in READ_FUNCTIONS:
-        return None
-    count = int.from_bytes(request[4:6], "big")
-    return 2 * count if request[1] in (3, 4) else (count + 7) // 8
-
-
-def _frame_length(buf: bytes, i: int) -> int:
-    """Length of the CRC-valid RTU reply frame at ``buf[i:]`` (a known function code
-    or its exception), 0 when there is none."""
-    if len(buf) - i < 4:
-        return 0
-    function = buf[i + 1]
-    if function & 0x80 and function & 0x7F in READ_FUNCTIONS + WRITE_FUNCTIONS:
-        length = 5
-    elif function in READ_FUNCTIONS:
-        length = 5 + buf[i + 2]
-    elif function in WRITE_FUNCTIONS:
-        length = 8
-    else:
-        return 0
-    return length if i + length <= len(buf) and _crc_ok(buf[i:i + length]) else 0
-
-
-def find_reply(buf: bytes, request: bytes) -> Optional[bytes]:
-    """The first valid reply to the RTU read ``request`` (8 bytes) anywhere in ``buf``:
-    its unit, its function code with the byte count it asked for, or its exception
-    reply, with a good CRC. None when there is none (yet)."""
-    expected = _byte_count(request)
-    unit, function = request[0], request[1]
-    for i in range(len(buf) - 4):
-        if buf[i] != unit:
-            continue
-        if buf[i + 1] == function | 0x80:
-            length = 5
-        elif buf[i + 1] == function and buf[i + 2] == expected:
-            length = 5 + expected
-        else:
-            continue
-        if i + length <= len(buf) and _crc_ok(buf[i:i + length]):
-            return bytes(buf[i:i + length])
-    return None
-
-
-def describe(buf: bytes, request: bytes) -> str:
-    """What ``buf`` (received after the RTU read ``request``) holds instead of a valid
-    reply, e.g. "echo of the request, 300 bytes of noise"; "" when empty. Recognised:
-    the echo (the request's own bytes), CRC-valid frames ("reply from unit 2",
-    "function 3 reply", "byte count 6 for 2 registers"), a reply for the request
-    with a bad CRC; anything else counts as noise (bytes)."""
-    expected = _byte_count(request)
-    unit, function = request[0], request[1]
-    counts: dict = {}  # label -> times seen, in order of first sight
-    noise, i = 0, 0
-    while i < len(buf):
-        length, label = _frame_length(buf, i), None
-        if buf[i:i + len(request)] == request:
-            length, label = len(request), "echo of the request"
-        elif length and buf[i] != unit:
-            label = "reply from unit %d" % buf[i]
-        elif length and buf[i + 1] & 0x7F != function:
-            label = "function %d reply" % (buf[i + 1] & 0x7F)
-        elif length:
-            what = "registers" if function in (3, 4) else "bits"
-            label = "byte count %d for %d %s" % (buf[i + 2], int.from_bytes(request[4:6], "big"),
-                                                  what)
-        elif buf[i:i + 3] == bytes((unit, function, expected)) and i + 5 + expected <= len(buf):
-            length, label = 5 + expected, "a reply with a bad CRC"
-        if label is None:
-            counts.setdefault("noise", 0)
-            noise, i = noise + 1, i + 1
-            continue
-        counts[label] = counts.get(label, 0) + 1
-        i += length
-    parts = ["%d bytes of noise" % noise if label == "noise" else
-             label + (" (%d times)" % times if times > 1 else "") for label, times in counts.items()]
-    return ", ".join(parts)
 
 
 class ModbusPort(ESSXRS485):
@@ -229,8 +148,8 @@ class ModbusPort(ESSXRS485):
 
 class ESSXModbusClient(ModbusSerialClient):
     """Synchronous pymodbus ``ModbusSerialClient`` over a ``ModbusPort`` (an ``ESSXRS485``);
-    kwparams as in ``essx_config.ModbusParams``. Opens nothing; a missing GPIO module is
-    reported here.
+    kwparams as in ``essx_config.ModbusParams`` (docs/battery-registers.md, "Line settings"
+    and "Physical layer"). Opens nothing; a missing GPIO module is reported here.
 
     Raises:
         ESSXConfigException: bad kwparams (the key path is named) or an
@@ -364,7 +283,7 @@ class ESSXModbusClient(ModbusSerialClient):
         """The NoValidReply of a try that ended without one, naming what was received."""
         waiting = self.socket.in_waiting  # what came after pymodbus's last look
         received = self._received + (self.socket.read(waiting) if waiting else b"")
-        if _byte_count(self._sent) is None:
+        if byte_count(self._sent) is None:
             seen = "%d bytes" % len(received) if received else ""
         else:
             seen = describe(received, self._sent)
@@ -381,7 +300,7 @@ class ESSXModbusClient(ModbusSerialClient):
             self._sent = bytes(data)
             return data
         self._received = bytes(data)
-        if self.params.method != "rtu" or _byte_count(self._sent) is None:
+        if self.params.method != "rtu" or byte_count(self._sent) is None:
             return data
         return find_reply(self._received, self._sent) or b""
 
