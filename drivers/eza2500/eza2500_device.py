@@ -65,8 +65,9 @@ class SerialPort(Protocol):
 
 
 def port_error(exc: BaseException) -> str:
-    """The reason of a port failure as an operator reads it: "No such file or
-    directory" for pyserial's "could not open port ...: [Errno 2] ..."."""
+    """The reason of a port failure (an ``IO_ERRORS`` instance) as an operator
+    reads it: "No such file or directory" for pyserial's "could not open port
+    ...: [Errno 2] ..."; the exception's text when it has no errno."""
     errno = getattr(exc, "errno", None)
     return os.strerror(errno) if isinstance(errno, int) and errno > 0 else str(exc)
 
@@ -147,8 +148,13 @@ class EZA2500Device:
             logger.debug("closing %s: %s", self.port, exc)
 
     def ensure_open(self) -> None:
-        """Open the port if it is closed; ESSXIOException "converter port
-        /dev/ttyUSB0: No such file or directory" (the next call tries again)."""
+        """Open the port if it is closed, and set its low-level read timeout.
+
+        Raises:
+            ESSXIOException: "converter port /dev/ttyUSB0: No such file or
+                directory" (the port stays closed; the next call tries again).
+            ESSXConfigException: the port refuses its ``dir_pin`` (ESSXRS485).
+        """
         if self.is_open:
             return
         with self._io(None):
@@ -167,15 +173,21 @@ class EZA2500Device:
             self.dev.reset_input_buffer()
 
     def read_some(self, size: int, deadline: float) -> bytes:
-        """One low-level read of at most ``size`` bytes (maybe b""); ESSXIOException,
-        or ESSXTimeoutException once ``deadline`` (``time.monotonic()``) has passed."""
+        """One low-level read of at most ``size`` bytes (maybe b""; it takes the
+        port's 0.01 s read timeout at most, "Timing").
+
+        Raises:
+            ESSXTimeoutException: ``deadline`` (``time.monotonic()`` s) has passed.
+            ESSXIOException: the port failed.
+        """
         if time.monotonic() >= deadline:
             raise ESSXTimeoutException("read timeout on %s" % self.port)
         with self._io("read"):
             return self.dev.read(size) or b""
 
     def read(self, size: int) -> bytes:
-        """Exactly ``size`` bytes within ``self.timeout`` seconds (spec 5.3.1.1).
+        """Exactly ``size`` bytes within ``self.timeout`` seconds
+        (docs/eza2500-protocol.md, "Timing").
 
         Raises:
             ESSXTimeoutException: fewer bytes came before the timeout.
@@ -192,9 +204,10 @@ class EZA2500Device:
         return bytes(buf)
 
     def write(self, data: bytes) -> int:
-        """Write all of ``data`` within ``self.timeout`` seconds (spec 5.3.1.2),
-        after reopening a closed port and dropping stale input (every write
-        is a new request); returns ``len(data)``.
+        """Write all of ``data`` (one request frame) within ``self.timeout``
+        seconds, after reopening a closed port and dropping stale input (every
+        write is a new request; docs/eza2500-protocol.md, "Reading a reply");
+        returns ``len(data)``.
 
         Raises:
             ESSXTimeoutException: not everything was written in time.

@@ -1,5 +1,7 @@
-"""EZA2500Link, the one owner of the converter's line (spec 5.2.1.2; README.md, "How it is built"): its lock,
-the gap between commands, the retries, one ``Exchange`` per try (essx/exchange.py)."""
+"""EZA2500Link, the one owner of the converter's line (README.md, "How it is built";
+docs/converter-line.md): its lock, the gap between commands (docs/eza2500-protocol.md,
+"Timing"), the retries ("Retries"), one ``Exchange`` per try (essx/exchange.py); its
+settings are a ``LinkSettings``, made from the configuration by ``link_settings``."""
 import itertools
 import logging
 import threading
@@ -42,8 +44,9 @@ class LinkDevice(ReplySource, Protocol):
 @dataclass(frozen=True)
 class RequestFrame:
     """One validated request: ``name`` ("6-4"), its ``table.Group``, ``write``
-    (True for "N-4"), ``params`` (physical values asked for, V, A, ...; {} for
-    a read) and ``frame``, the bytes (SFD .. CHK) sent on every try."""
+    (True for "N-4"), ``params`` (field name -> physical value asked for, V, A,
+    ...; {} for a read) and ``frame``, the bytes (SFD .. CHK;
+    docs/eza2500-protocol.md, "Frames") sent on every try."""
 
     name: str
     group: table.Group
@@ -53,7 +56,7 @@ class RequestFrame:
 
 
 #: Failure class -> (``Exchange.outcome``, retry budget), the most specific
-#: first; NAKs aside (spec 5.2.1.2).
+#: first; NAKs aside (docs/eza2500-protocol.md, "Retries").
 _FAILURES = ((ESSXIOException, "io_error", "timeout"), (ESSXTimeoutException, "timeout", "timeout"),
              (ESSXChecksumException, "checksum", "error"), (ESSXValueException, "unexpected", "error"))
 
@@ -67,7 +70,9 @@ def _classify(exc: ESSXException) -> Tuple[str, Optional[str]]:
 
 def describe(request: RequestFrame) -> str:
     """"4-4 dvg=360 drg=0", "1-4 mode=0x0041": a write request as it is named in
-    errors and logs, each value as an operator writes it."""
+    errors and logs ("already applied: ..."; docs/converter-line.md, "Errors name
+    the command, the tries and what was already applied"), each value as an
+    operator writes it (``mode`` in hex, a float by its shortest form)."""
     words = [request.name]
     for name, value in request.params.items():
         if name == "mode":
@@ -152,11 +157,12 @@ class EZA2500Link:
         self._applied: List[str] = []         # writes ACKed in the current sequence
         self._next_command_at = 0.0           # monotonic s before which no try starts
         #: the mode last reported by a 1-1 or 1-4 ACK; None at start and after any failed command
+        #: (docs/eza2500-protocol.md, "Group 1 (1-1 / 1-4): operation mode")
         self.mode: Optional[int] = None
 
     @property
     def port(self) -> str:
-        """The converter's serial device ("/dev/ttyO2")."""
+        """The converter's serial device ("/dev/ttyO2"), as errors and ``Exchange.port`` name it."""
         return str(self.device.port)
 
     @property
@@ -189,13 +195,16 @@ class EZA2500Link:
 
     @contextmanager
     def sequence(self) -> Iterator["EZA2500Link"]:
-        """Hold the line for a whole command sequence (reentrant); a command
-        that fails inside it names the writes already ACKed in it.  The wait
-        for the line ends at ``line_wait`` s or the request's deadline
-        (``essx.deadline``), whichever comes first.
+        """Hold the line for a whole command sequence (reentrant; callers are
+        served in the order they asked, docs/converter-line.md, "One request at
+        a time, first come first served"); a command that fails inside it names
+        the writes already ACKed in it.  The wait for the line ends at
+        ``settings.line_wait`` s or the request's deadline (``essx.deadline``),
+        whichever comes first.
 
         Raises:
-            ESSXTimeoutException: "converter line busy ...; nothing sent".
+            ESSXTimeoutException: "converter line busy ...; nothing sent": not
+                free in time, or ``settings.max_waiting`` callers already wait.
         """
         me = threading.get_ident()
         if self._owner == me:
@@ -239,12 +248,15 @@ class EZA2500Link:
             self.device.ensure_open()
 
     def request(self, name: str, params: Optional[Mapping[str, Any]] = None) -> RequestFrame:
-        """Validate and encode command ``name`` ("6-4") with ``params``; no I/O.
+        """Validate and encode command ``name`` ("6-4") with ``params`` (field name
+        -> physical value, V, A, ...; ignored for a read); no I/O.
 
         Raises:
             ESSXParameterException: a field is missing.
             ESSXValueException: a value is out of range (the message names the
-                field, the value and the range); or ``name`` is no command.
+                field, the value and the range; docs/eza2500-protocol.md, "Range
+                checks"); or ``name`` is no command of the "Command table"
+                ("no EZA2500 command '17-4'", "No group 17").
         """
         try:
             group, write = table.parse_name(name)
@@ -258,7 +270,9 @@ class EZA2500Link:
     def transact(self, command: Union[str, RequestFrame],
                  params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
         """One command (a name with ``params``, or a ``RequestFrame``) with its
-        retries, under the line -> the decoded ACK (dict: V, A, W, °C).
+        retries (docs/eza2500-protocol.md, "Retries"), under the line -> the
+        decoded ACK: field name -> physical value (a ``codec.QValue``, a float
+        in V, A, W, °C; "Q-format scaling"), a raw field as an int.
 
         Raises:
             ESSXParameterException / ESSXValueException: bad params, nothing sent.
@@ -266,8 +280,9 @@ class EZA2500Link:
                 deadline (``essx.deadline``) leaves less than one try: the
                 command is not sent; or, as
                 ESSXIOException, ESSXChecksumException, ESSXValueException and
-                ESSXDeviceException (NAK, ``.ercd``), the last try's failure,
-                naming the command, the tries and the writes already applied.
+                ESSXDeviceException (NAK, ``.ercd``; "NAK codes"), the last
+                try's failure, naming the command, the tries and the writes
+                already applied.
         """
         req = command if isinstance(command, RequestFrame) else self.request(command, params)
         with self.sequence():
