@@ -35,14 +35,24 @@ from eza2500.reader import read_reply  # noqa: E402
 
 
 class NoisePort:
-    """Random bytes at once on every read; never a reply."""
+    """Random bytes at once on every read; never a reply (an ``eza2500_device.SerialPort``)."""
 
     port = "memory-noise"
     timeout = None
     in_waiting = 512
+    is_open = True
 
     def __init__(self, seed=1):
         self.rng = random.Random(seed)
+
+    def open(self):
+        self.is_open = True
+
+    def close(self):
+        self.is_open = False
+
+    def reset_input_buffer(self):
+        pass
 
     def read(self, n):
         return self.rng.randbytes(n)
