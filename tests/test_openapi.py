@@ -150,7 +150,7 @@ def test_installed_copy_is_found(tmp_path):
 
     missing = str(tmp_path / "site-packages" / "openapi.json")
     found = essx_server.installed_path(missing)
-    assert found.endswith(os.path.join("essx", "data", "openapi.json"))
+    assert found.endswith(os.path.join("essx_service", "data", "openapi.json"))
     with open(found, encoding="utf-8") as f, open(OPENAPI, encoding="utf-8") as g:
         assert json.load(f) == json.load(g)
     assert essx_server.installed_path(OPENAPI) == OPENAPI
