@@ -1,10 +1,15 @@
-"""ESSXTypeOES: the controller between the Web API and the devices (spec 5.2.1)."""
+"""ESSXTypeOES: the controller between the Web API and the devices (spec 5.2.1).
+
+Its route methods send the converter commands of docs/web-api.md, "Routes" and
+shape their bodies from the blocks of ``essx.blocks`` (docs/web-api.md, "Blocks").
+"""
 import contextvars
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from essx import blocks
 from essx.essx_exception import (ESSXDeviceException, ESSXException, ESSXParameterException,
                                  ESSXTimeoutException)
 from eza2500 import table
@@ -12,32 +17,9 @@ from eza2500.link import EZA2500Link, RequestFrame, describe, link_settings
 
 log = logging.getLogger(__name__)
 
-#: Configuration values 6-4 sends besides ``dig`` (docs/web-api.md, ``param``).
-PARAM_KEYS = ("cib", "ubv", "ogv", "obv", "ugv")
-#: The ``meter`` block's keys (10-1 fields; V, A, W, °C).
-METER_KEYS = ("wg", "tmp", "vb", "wb", "vg", "ib", "ig")
-#: ``dcdc_setup_parameter`` of ``/remote/ioctl/set`` (besides ``bcf``).
-SETUP_BODY_KEYS = ("ubv", "ugv", "obv", "ogv", "cvb", "dlb", "cdb", "ddb", "drb", "cib")
-
 NO_BATTERY = "no battery configured"
 
 Body = Dict[str, Any]
-
-
-def status_block(mode: int, cst: int, alm1: int) -> Body:
-    """The ``status`` block from a mode, the 2-1 ``cst`` and the 9-1 ``alm1``:
-    status ("0x%04x"), alarmState, statusName, alarm, runningState,
-    operationMode (docs/eza2500-protocol.md "Status word decoding"; docs/web-api.md)."""
-    running, alarm_state = table.decode_cst(cst)
-    running_name, alarm_name = table.cst_names(cst)
-    return {
-        "status": "0x%04x" % mode,
-        "alarmState": alarm_name,
-        "statusName": "Ignore",
-        "alarm": "%04x %04x %04x" % (alm1, alarm_state, running),
-        "runningState": running_name,
-        "operationMode": table.mode_name(mode),
-    }
 
 
 class ESSXTypeOES:
@@ -57,12 +39,13 @@ class ESSXTypeOES:
     Attributes:
         link: the ``EZA2500Link`` owning the converter's line.
 
-    Route methods take parameters parsed by ``essx_params`` (mode int, dvg V,
-    dig A, drg float), send docs/web-api.md's commands in order on one
-    ``link.sequence()`` (the battery's bus in parallel) and return the JSON
-    body (V, A, W, °C, %); they raise as ``EZA2500Link.request`` (bad value,
-    nothing sent) and ``.transact`` (failure after the retries, naming the
-    writes already applied).
+    Route methods take parsed parameters (mode int, dvg V, dig A, drg float;
+    docs/web-api.md, "Set parameters and the previous-value rule"), send the
+    commands of docs/web-api.md, "Routes" in order on one ``link.sequence()``
+    (the battery's bus in parallel) and return the JSON body (``essx.blocks``:
+    V, A, W, °C, %); they raise as ``EZA2500Link.request`` (bad value, nothing
+    sent) and ``.transact`` (failure after the retries, naming the writes
+    already applied).
     """
 
     def __init__(self, dcdc_dev: Any = None, bat_dev: Any = None, dcdc_config: Any = None,
@@ -109,8 +92,14 @@ class ESSXTypeOES:
             raise
         return obj.response
 
+    def _readings(self, reply: Mapping[str, Any]) -> blocks.Readings:
+        """What the blocks are made of: the reply fields *reply*, the sections, the name."""
+        setup = self.dcdc_config.config if self.dcdc_config is not None else {}
+        return blocks.Readings(reply=reply, setup=setup, battery_config=self.bat_config, name=self.name)
+
     def _param_values(self, dig: Any) -> Body:
-        return dict({k: self.dcdc_config.config[k] for k in PARAM_KEYS}, dig=dig)
+        """The ``param`` block with *dig* (A): also the values a 6-4 sends (docs/web-api.md, "param")."""
+        return blocks.PARAM.shape(self._readings({"dig": dig}))
 
     def _send(self, *requests: Union[str, RequestFrame]) -> Body:
         """Each request (a name or a ``RequestFrame``) in order on one hold of
@@ -121,21 +110,14 @@ class ESSXTypeOES:
                 values.update(self.link.transact(request))
         return values
 
-    def _body(self, v: Mapping[str, Any], *blocks: str) -> Body:
-        """The body ``blocks`` by name, from the reply fields ``v`` of :meth:`_send`."""
-        made = {
-            "status": lambda: status_block(v["mode"], v["cst"], v.get("alm1", 0)),
-            "powermeter": lambda: {"p1": 0, "p2": 0, "v1": 0, "i1": 0, "kwh1": 0, "kwh2": 0},
-            "meter": lambda: {k: v[k] for k in METER_KEYS},
-            "vdis": lambda: {"dvg": v["dvg"], "drg": v["drg"]},
-            "param": lambda: self._param_values(v["dig"]),
-        }
-        return {name: made[name]() for name in blocks}
+    def _body(self, v: Mapping[str, Any], body: blocks.Block) -> Body:
+        """The *body* (``essx.blocks``) from the reply fields ``v`` of :meth:`_send`."""
+        return body.shape(self._readings(v))
 
     def log_data(self, params: Optional[Mapping[str, Any]] = None) -> Body:
-        """Battery block of ``/1/log/data`` (docs/web-api.md; spec 5.2.1.3): {rsoc %,
-        battery_voltage V, battery_current A, charge_discharge_power W,
-        battery_operation_status 0|3, battery_comm_err 0, ...}.
+        """Battery block of ``/1/log/data`` (``blocks.BATTERY``; docs/web-api.md, "battery
+        block"; spec 5.2.1.3): {rsoc %, battery_voltage V, battery_current A,
+        charge_discharge_power W, battery_operation_status 0|3, battery_comm_err 0, ...}.
 
         Raises:
             ESSXException: "no battery configured".
@@ -147,33 +129,22 @@ class ESSXTypeOES:
         if comm_err:
             reason = getattr(self.bat_dev, "last_error", None) or "no answer"
             raise ESSXTimeoutException("battery could not be read: %s" % reason)
-        voltage, current = self.bat_config.battery_voltage, self.bat_config.battery_current
-        return {
-            "system_time": {"year": 0, "month": 0, "day": 0, "hour": 0, "minute": 0},
-            "rsoc": rsoc, "battery_rsoc": rsoc,
-            "dischargeable_time": {"hour": 0, "minute": 0},
-            "battery_voltage": voltage, "battery_current": current,
-            "charge_discharge_power": voltage * current, "battery_status": 0, "battery_warning": 0,
-            "battery_operation_status": bos, "battery_comm_err": comm_err,
-            "ups_operation_schedule": 0,
-            "ups_operation_mode": {"mode": 0, "parameter": 0, "stop_mode": 0},
-        }
+        battery = {"rsoc": rsoc, "operation_status": bos, "comm_err": comm_err}
+        return blocks.LOG_DATA.shape(blocks.Readings(battery=battery, battery_config=self.bat_config))
 
     def remote_get(self, params: Optional[Mapping[str, Any]] = None) -> Body:
-        """``/remote/get``: 1-1, 2-1, 4-1, 9-1, 10-1, 6-1 -> {status, powermeter, meter, vdis, param}."""
-        v = self._send("1-1", "2-1", "4-1", "9-1", "10-1", "6-1")
-        return self._body(v, "status", "powermeter", "meter", "vdis", "param")
+        """``/remote/get``: 1-1, 2-1, 4-1, 9-1, 10-1, 6-1 -> {status, powermeter, meter, vdis,
+        param} (``blocks.REMOTE_GET``)."""
+        return self._body(self._send("1-1", "2-1", "4-1", "9-1", "10-1", "6-1"), blocks.REMOTE_GET)
 
     def remote_get_status(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/get/status``: 1-1, 2-1, 10-1 -> {status: {alarmState,
-        runningState, operationMode}, meter}."""
-        body = self._body(self._send("1-1", "2-1", "10-1"), "status", "meter")
-        body["status"] = {k: body["status"][k] for k in ("alarmState", "runningState", "operationMode")}
-        return body
+        runningState, operationMode}, meter} (``blocks.REMOTE_GET_STATUS``)."""
+        return self._body(self._send("1-1", "2-1", "10-1"), blocks.REMOTE_GET_STATUS)
 
     def remote_set(self, params: Mapping[str, Any]) -> Body:
         """``/remote/set``: {mode: int (``table.SETTABLE_MODES``), dvg: V, drg,
-        dig: A} -> {status, meter, vdis, param}.
+        dig: A} -> {status, meter, vdis, param} (``blocks.REMOTE_SET``).
 
         Sends 4-4, 6-4, 1-4 when the converter is in Waiting, else 1-4, 4-4,
         6-4; then 2-1, 9-1, 10-1.  The mode is ``link.mode``, read with 1-1
@@ -193,7 +164,7 @@ class ESSXTypeOES:
                 v = self._send(set_voltage, set_current, set_mode, "2-1", "9-1", "10-1")
             else:
                 v = self._send(set_mode, set_voltage, set_current, "2-1", "9-1", "10-1")
-        return self._body(v, "status", "meter", "vdis", "param")
+        return self._body(v, blocks.REMOTE_SET)
 
     def set_waiting(self, params: Mapping[str, Any]) -> Tuple[Body, Body]:
         """A stop (mode 0x0000): the converter reaches Waiting whatever else
@@ -224,9 +195,8 @@ class ESSXTypeOES:
             v.update(link.transact(set_mode))
             for request in () if waiting else writes:     # not known to wait: the stop goes first
                 v.update(self._stop_transact(request, sent))
-            reads = [name for name, key in (("4-1", "dvg"), ("6-1", "dig")) if key not in v]
-            v.update(self._send(*reads, "2-1", "9-1", "10-1"))
-        return self._body(v, "status", "meter", "vdis", "param"), sent
+            v.update(self._send(*_unwritten(v, blocks.VDIS, blocks.PARAM), "2-1", "9-1", "10-1"))
+        return self._body(v, blocks.REMOTE_SET), sent
 
     def _stop_write(self, name: str, params: Mapping[str, Any], *keys: str) -> Optional[RequestFrame]:
         """The 4-4 or 6-4 of a stop, or None (a WARNING) when a value cannot be sent."""
@@ -251,32 +221,32 @@ class ESSXTypeOES:
         return values
 
     def remote_set_current(self, params: Mapping[str, Any]) -> Body:
-        """``/remote/set/current``: {dig: A}; 6-4 then 10-1 -> {meter, param}."""
+        """``/remote/set/current``: {dig: A}; 6-4 then 10-1 -> {meter, param} (``blocks.SET_CURRENT``)."""
         v = self._send(self.link.request("6-4", self._param_values(params["dig"])), "10-1")
-        return self._body(v, "meter", "param")
+        return self._body(v, blocks.SET_CURRENT)
 
     def remote_set_voltage(self, params: Mapping[str, Any]) -> Body:
-        """``/remote/set/voltage``: {dvg: V, drg (default 0)}; 4-4 then 10-1 -> {meter, vdis}."""
+        """``/remote/set/voltage``: {dvg: V, drg (default 0)}; 4-4 then 10-1 -> {meter, vdis}
+        (``blocks.SET_VOLTAGE``)."""
         v = self._send(self.link.request("4-4", {"dvg": params["dvg"], "drg": params.get("drg", 0)}), "10-1")
-        return self._body(v, "meter", "vdis")
+        return self._body(v, blocks.SET_VOLTAGE)
 
     def remote_ioctl_set(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/ioctl/set``: 6-1, then 6-4 (its ``dig`` the 6-1 value), 7-4,
         3-4 with the configured set-up values -> {dcdc_converter_name,
-        dcdc_setup_parameter} (the values written; ``bcf`` as "0x%04x")."""
+        dcdc_setup_parameter} (``blocks.IOCTL_SET``: the values written; ``bcf`` as "0x%04x")."""
         cfg = self.dcdc_config.config
         self.link.request("6-4", dict(cfg, dig=0))   # checks the configured values (0 A: dig's stand-in)
         setup, battery_cv = self.link.request("7-4", cfg), self.link.request("3-4", cfg)
         with self.link.sequence():
             dig = self.link.transact("6-1")["dig"]
             self._send(self.link.request("6-4", self._param_values(dig)), setup, battery_cv)
-        body = dict({k: cfg[k] for k in SETUP_BODY_KEYS}, bcf="0x%04x" % int(cfg["bcf"]))
-        return {"dcdc_converter_name": self.name, "dcdc_setup_parameter": body}
+        return self._body({}, blocks.IOCTL_SET)
 
     def remote_ioctl_get(self, params: Optional[Mapping[str, Any]] = None) -> Body:
-        """``/remote/ioctl/get`` and ``/all/get``: :meth:`log_data` and
-        :meth:`remote_get` in one body, the battery read in parallel; raises
-        as they do ("no battery configured": nothing sent)."""
+        """``/remote/ioctl/get`` and ``/all/get``: :meth:`remote_get` and
+        :meth:`log_data` in one body (``blocks.IOCTL_GET``), the battery read in
+        parallel; raises as they do ("no battery configured": nothing sent)."""
         if self.bat_dev is None:
             raise ESSXException(NO_BATTERY)
         with ThreadPoolExecutor(1, thread_name_prefix="battery-read") as pool:
@@ -324,3 +294,14 @@ class ESSXTypeOES:
         self._stop.set()
         if self._watch.is_alive() and self._watch is not threading.current_thread():
             self._watch.join()
+
+
+def _unwritten(v: Mapping[str, Any], *shown: blocks.Block) -> List[str]:
+    """The reads ("4-1", "6-1") of the reply fields the blocks *shown* need that
+    the replies ``v`` (of the writes a stop made) lack, in command order."""
+    reads: List[str] = []
+    for block in shown:
+        for source in block.replies():
+            if source.field not in v and source.command not in reads:
+                reads.append(source.command)
+    return reads
