@@ -33,8 +33,9 @@ def test_update_config_applies_every_setting(system):
                   config=dict(controller.dcdc_config.config, cvb=55.0))
     controller.update_config(new, controller.bat_config)
     link = controller.link
-    assert (link.timeout_retries, link.error_retries, link.retry_wait, link.command_interval,
-            link.line_wait, link.device.timeout) == (5, 6, 0.2, 0.03, 2.5, 0.4)
+    settings = link.settings
+    assert (settings.number_of_timeout_retry, settings.number_of_dcdc_error_retry, settings.wait_for_retry,
+            settings.command_interval, settings.line_wait, link.device.timeout) == (5, 6, 0.2, 0.03, 2.5, 0.4)
     assert controller.dcdc_config.config["cvb"] == 55.0
 
 
