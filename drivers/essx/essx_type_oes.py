@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from essx import blocks
+from essx.devices import Battery, ConverterLine, ConverterPort
+from essx.essx_config import BatterySection, DcdcSection
 from essx.essx_exception import (ESSXDeviceException, ESSXException, ESSXParameterException,
                                  ESSXTimeoutException)
 from eza2500 import table
@@ -26,8 +28,10 @@ class ESSXTypeOES:
     """Controller for an EZA2500 converter and a Modbus battery (spec 5.2.1.2).
 
     Args:
-        dcdc_dev: an ``eza2500.EZA2500Device`` (opened before each command).
-        bat_dev: a ``battery_emulator.BatteryEmulator``, or None (no battery).
+        dcdc_dev: the converter's port (``ConverterPort``: an
+            ``eza2500.EZA2500Device``), opened before each command.
+        bat_dev: the battery (``Battery``: a
+            ``battery_emulator.BatteryEmulator``), or None (no battery).
         dcdc_config: the converter section (``DcdcSection``: retries, waits
             in s, ``config`` set-up values); bat_config: ``BatterySection``.
         ad1, ad2: EZA2500 addresses (the shipped dcdc_batt_comm.yml has 0 and 16).
@@ -37,7 +41,9 @@ class ESSXTypeOES:
             starts it later; :meth:`close` stops it.
 
     Attributes:
-        link: the ``EZA2500Link`` owning the converter's line.
+        link: the ``ConverterLine`` owning the converter's line (an ``EZA2500Link``).
+        dcdc_dev, bat_dev, dcdc_config, bat_config, name: as given;
+        ``update_config`` replaces the two sections.
 
     Route methods take parsed parameters (mode int, dvg V, dig A, drg float;
     docs/web-api.md, "Set parameters and the previous-value rule"), send the
@@ -48,12 +54,14 @@ class ESSXTypeOES:
     already applied).
     """
 
-    def __init__(self, dcdc_dev: Any = None, bat_dev: Any = None, dcdc_config: Any = None,
-                 bat_config: Any = None, ad1: int = 0, ad2: int = 1, name: Optional[str] = None,
-                 watch: bool = True) -> None:
-        self.dcdc_dev, self.bat_dev, self.name = dcdc_dev, bat_dev, name
+    def __init__(self, dcdc_dev: Optional[ConverterPort] = None, bat_dev: Optional[Battery] = None,
+                 dcdc_config: Optional[DcdcSection] = None, bat_config: Optional[BatterySection] = None,
+                 ad1: int = 0, ad2: int = 1, name: Optional[str] = None, watch: bool = True) -> None:
+        self.dcdc_dev: Optional[ConverterPort] = dcdc_dev
+        self.bat_dev: Optional[Battery] = bat_dev
+        self.name = name
         self.dcdc_config, self.bat_config = dcdc_config, bat_config
-        self.link = EZA2500Link(dcdc_dev, ad1, ad2, **link_settings(dcdc_config))
+        self.link: ConverterLine = EZA2500Link(dcdc_dev, ad1, ad2, **link_settings(dcdc_config))
         self._stop = threading.Event()
         self._waiting_reason: Optional[str] = None   # why the watch last forced Waiting
         self._watch = threading.Thread(target=self._watch_battery, name="battery-watch", daemon=True)
@@ -71,10 +79,14 @@ class ESSXTypeOES:
         """True while the battery-watch thread runs."""
         return self._watch.is_alive()
 
-    def update_config(self, dcdc_config: Any, bat_config: Any) -> None:
+    def update_config(self, dcdc_config: DcdcSection, bat_config: BatterySection) -> None:
         """Use new sections (``/remote/ioctl/set``) from the next command on,
-        the link's settings and the device's timeout included."""
-        self.link.configure(timeout=getattr(dcdc_config, "timeout", None), **link_settings(dcdc_config))
+        the link's settings and the device's timeout (s) included.
+
+        Raises:
+            TypeError, ValueError: a setting the link does not take (nothing changed).
+        """
+        self.link.configure(timeout=dcdc_config.timeout, **link_settings(dcdc_config))
         self.dcdc_config, self.bat_config = dcdc_config, bat_config
 
     def vrfy(self, obj: Any, params: Optional[Mapping[str, Any]] = None) -> bytes:
@@ -127,8 +139,7 @@ class ESSXTypeOES:
             raise ESSXException(NO_BATTERY)
         rsoc, bos, comm_err = self.bat_dev.check_battery()
         if comm_err:
-            reason = getattr(self.bat_dev, "last_error", None) or "no answer"
-            raise ESSXTimeoutException("battery could not be read: %s" % reason)
+            raise ESSXTimeoutException("battery could not be read: %s" % (self.bat_dev.last_error or "no answer"))
         battery = {"rsoc": rsoc, "operation_status": bos, "comm_err": comm_err}
         return blocks.LOG_DATA.shape(blocks.Readings(battery=battery, battery_config=self.bat_config))
 
