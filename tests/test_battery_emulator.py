@@ -5,12 +5,19 @@ a loaded machine cannot turn a slow answer into a failure (an answer comes
 back as soon as it is there; the timeout is never waited for). Only tests
 that expect a failure use a short one.
 """
+import ast
+import inspect
 import logging
+import pathlib
 import time
 
 import pytest
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.pdu import ExceptionResponse
+from pymodbus.pdu.register_message import ReadInputRegistersResponse
 
-from battery_emulator import BatteryEmulator
+import battery_emulator.battery_emulator as battery_module
+from battery_emulator import BatteryEmulator, ModbusDevice, ModbusReply
 from essx.essx_exception import ESSXConfigException, ESSXException
 from essx.essx_modbus import ESSXModbusClient
 from modbus_responder import Responder, reply
@@ -270,29 +277,38 @@ def test_wrong_unit_is_not_answered(sim, make_battery):
     ({"dev": None}, "needs dev="),
 ])
 def test_configuration_errors_name_the_parameter(kwargs, match):
-    arguments = dict(dev=object(), modbus_adr_rsoc=30030, modbus_adr_status=30031, unit=1)
+    arguments = dict(dev=_FakeClient(None), modbus_adr_rsoc=30030, modbus_adr_status=30031, unit=1)
     arguments.update(kwargs)
     with pytest.raises(ESSXConfigException, match=match):
         BatteryEmulator(**arguments)
 
 
 def test_unit_0_is_accepted_as_the_reference_does():
-    assert BatteryEmulator(object(), 29, 30, 0).unit == 0
+    assert BatteryEmulator(_FakeClient(None), 29, 30, 0).unit == 0
 
 
 class _FakeClient:
-    """A client returning canned replies, for cases the pty cannot make."""
+    """A ModbusDevice returning a canned reply (or raising ``error``), for cases the pty
+    cannot make."""
 
-    def __init__(self, reply_pdu):
-        self.reply = reply_pdu
+    port, is_open, ready_at, timeout = "/dev/ttyFAKE", False, 0.0, 0.3
+
+    def __init__(self, reply_pdu, error=None):
+        self.reply, self.error = reply_pdu, error
         self.calls = 0
 
-    def read_input_registers(self, address, count, device_id):
+    def read_input_registers(self, address, *, count=1, device_id=1):
         self.calls += 1
+        if self.error is not None:
+            raise self.error
         return self.reply
 
 
 class _Reply:
+    """A ModbusReply that is not an error."""
+
+    exception_code = 0
+
     def __init__(self, registers):
         self.registers = registers
 
@@ -322,3 +338,56 @@ def test_a_port_without_kernel_rs485_is_a_comm_error_naming_the_setting(sim, no_
         client.close()
     assert "dir_pin 'rs485'" in battery.last_error and sim.port in battery.last_error
     assert [e.outcome for e in exchanges] == ["io_error"]  # no second try: no retry helps
+
+
+def test_another_modbus_io_error_names_the_device_timeout():
+    battery = BatteryEmulator(_FakeClient(None, error=ModbusIOException("garbled")), 30030, 30031, 1,
+                              retry_wait=QUICK_WAIT)
+    exchanges = record(battery)
+    assert battery.check_battery() == (0.0, 0, -1)
+    assert battery.last_error == ("battery unit 1, input register 30030..30031: no valid reply "
+                                  "within 0.3 s (no answer, or a corrupt frame such as a bad CRC)")
+    assert [(e.outcome, e.port) for e in exchanges] == [("timeout", "/dev/ttyFAKE")] * 2
+
+
+# -- the protocols: what the battery needs of its device and of a reply ---------------------------
+def _members(protocol):
+    return {name for name in vars(protocol) if not name.startswith("_")}
+
+
+def _used(variable):
+    """The attributes battery_emulator.py reads of ``variable`` (e.g. "self.dev", "reply")."""
+    tree = ast.parse(pathlib.Path(battery_module.__file__).read_text(encoding="utf-8"))
+    return {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and ast.unparse(node.value) == variable}
+
+
+def test_the_protocols_name_exactly_what_the_battery_uses():
+    assert _members(ModbusDevice) == _used("self.dev") == {
+        "port", "is_open", "ready_at", "timeout", "read_input_registers"}
+    assert _members(ModbusReply) == _used("reply") == {"registers", "exception_code", "isError"}
+
+
+def test_the_project_client_is_a_modbus_device():
+    """A member renamed in ESSXModbusClient (or added to ModbusDevice) fails here."""
+    client = ESSXModbusClient(method="rtu", port="/dev/ttyNONE", timeout=0.5, dir_pin="not_used")
+    assert isinstance(client, ModbusDevice)
+    for name in _members(ModbusDevice):
+        assert hasattr(type(client), name), name  # the class's own, not an instance attribute
+    inspect.signature(client.read_input_registers).bind(29, count=2, device_id=1)
+    assert (client.port, client.is_open, client.ready_at, client.timeout) == (
+        "/dev/ttyNONE", False, 0.0, 0.5)
+
+
+def test_pymodbus_replies_are_modbus_replies():
+    registers = ReadInputRegistersResponse(registers=[625, 0])
+    exception = ExceptionResponse(4, 2)
+    assert isinstance(registers, ModbusReply) and isinstance(exception, ModbusReply)
+    assert (registers.isError(), list(registers.registers)) == (False, [625, 0])
+    assert (exception.isError(), exception.exception_code) == (True, 2)
+
+
+def test_the_fakes_here_are_what_they_stand_for():
+    assert isinstance(_FakeClient(None), ModbusDevice)
+    assert isinstance(_Reply([1]), ModbusReply)
+    assert not isinstance(object(), ModbusDevice)

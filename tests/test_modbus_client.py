@@ -106,7 +106,7 @@ def test_nothing_imports_the_2x_sync_module_or_pymodbus_private_names():
 
 def test_construction_opens_nothing_and_connect_opens_an_essxrs485(sim, make_client):
     client = make_client(sim.port)
-    assert (client.port, client.is_open) == (sim.port, False)
+    assert (client.port, client.is_open, client.timeout, client.ready_at) == (sim.port, False, 1.0, 0.0)
     assert client.connect()
     assert isinstance(client.socket, ESSXRS485) and client.is_open
     assert client.socket.dir_pin == "not_used"

@@ -1,27 +1,36 @@
 """RSOC and interchange permission of the battery over Modbus RTU (spec 5.3.2).
 
 Facts from docs/battery-registers.md: input registers (function code 4), PDU address
-= register number - 30001, RSOC in 0.1 %, status bit 0 = 1: interchange NOT
-permitted; adjacent registers in one request; two tries, 0.5 s apart. The
-methods keep the meanings of the reference's ``battery_emulator/__init__.py``.
-Unlike the reference (docs/migrating.md), every Modbus failure is a
-communication error and is retried; an RSOC up to ``RSOC_PLAUSIBLE_MAX``
-(110.0 %) is passed on as read, with a WARNING above 100 %; above it the read
-fails (``ESSXValueException``): such a value is a fault, not a reading.
+= register number - 30001 ("Registers"), RSOC in 0.1 % ("RSOC (30030)"), status
+bit 0 = 1: interchange NOT permitted ("Status (30031)"); adjacent registers in one
+request; two tries, 0.5 s apart ("Retries and deadlines"); what ``check_battery``
+makes of them ("What the driver derives"). The methods keep the meanings of the
+reference's ``battery_emulator/__init__.py``. Unlike the reference
+(docs/reference-defects.md, D6 and D14; docs/migrating.md), every Modbus failure,
+an exception reply included ("Exception replies"), is a communication error and
+is retried; an RSOC up to ``RSOC_PLAUSIBLE_MAX`` (110.0 %) is passed on as read,
+with a WARNING above 100 %; above it the read fails (``ESSXValueException``):
+such a value is a fault, not a reading.
+
+The battery reads through a ``ModbusDevice`` (the project's is
+``essx.essx_modbus.ESSXModbusClient``) and takes from each reply only what
+``ModbusReply`` states, both ``typing.Protocol``s: the members named there are
+all it uses.
 
 Deadline: under ``essx.deadline.within`` (an HTTP request) every wait of a read
 is bounded by what is left: the bus lock (a read that cannot get it in time
 fails at once, nothing sent), each try's reply window (``ESSXModbusClient``:
 ``min(kwparams.timeout, left)``), the wait for a late reply, and the pause
 between tries, made only when a try of at least ``MIN_TRY_S`` still fits after
-it. Without a deadline (the battery watch) a read is as it always was: TRIES
-tries, RETRY_WAIT_S apart.
+it (docs/reference-defects.md, D18). Without a deadline (the battery watch) a
+read is as it always was: TRIES tries, RETRY_WAIT_S apart. The battery has its
+own bus lock, apart from the converter's (D7, D8).
 """
 import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
@@ -33,8 +42,9 @@ from essx.exchange import Exchange, Listeners
 
 logger = logging.getLogger(__name__)
 
-RETRY_WAIT_S = 0.5  #: s between the tries of a read (docs/battery-registers.md)
-TRIES = 2  #: tries per read (docs/battery-registers.md)
+RETRY_WAIT_S = 0.5  #: s between the tries of a read (docs/battery-registers.md, "Retries and deadlines")
+#: Tries per read (docs/battery-registers.md, "Retries and deadlines"; docs/reference-defects.md, D6).
+TRIES = 2
 INPUT_REGISTER_BASE = 30001  #: register number of input register PDU address 0
 REGISTER_NUMBERS = range(30001, 40000)  #: taken as register numbers; other 0..65535: PDU addresses
 RSOC_FULL = 1000  #: RSOC register value of 100 % (0.1 % units)
@@ -49,7 +59,8 @@ RSOC_PLAUSIBLE_MAX = 1100
 MIN_TRY_S = 0.2
 NOT_PERMITTED, PERMITTED = 0, 3  #: battery_operation_status values (spec 5.3.2)
 
-#: Modbus exception codes (Modbus application protocol 1.1b, 7).
+#: Modbus exception codes and their meanings (docs/battery-registers.md, "Exception replies";
+#: Modbus application protocol 1.1b, 7).
 MODBUS_EXCEPTIONS = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                      4: "server device failure", 5: "acknowledge", 6: "server device busy",
                      8: "memory parity error", 10: "gateway path unavailable",
@@ -61,10 +72,65 @@ _OUTCOMES = (((ESSXConfigException, ESSXIOException), "io_error"), (ESSXTimeoutE
              (ESSXValueException, "value"), (ESSXException, "exception"))
 
 
+@runtime_checkable
+class ModbusReply(Protocol):
+    """What ``BatteryEmulator`` reads of a reply PDU: pymodbus 3.14-3.16's ``ModbusPDU``
+    (``ReadInputRegistersResponse``, ``ExceptionResponse``) has all three members."""
+
+    @property
+    def registers(self) -> Sequence[int]:
+        """The register values, 0..65535 each, in address order (read when not ``isError()``)."""
+
+    @property
+    def exception_code(self) -> int:
+        """The Modbus exception code of an exception reply (1..255; docs/battery-registers.md,
+        "Exception replies"); read only when ``isError()``."""
+
+    def isError(self) -> bool:  # pymodbus's name
+        """True for an exception reply (function code | 0x80)."""
+
+
+@runtime_checkable
+class ModbusDevice(Protocol):
+    """What ``BatteryEmulator`` needs of its Modbus device, and all it uses: the
+    project's ``essx.essx_modbus.ESSXModbusClient`` (tests/test_battery_emulator.py
+    checks that it satisfies this). Reading the properties sends nothing."""
+
+    @property
+    def port(self) -> str:
+        """The serial device, e.g. "/dev/ttyO5"."""
+
+    @property
+    def is_open(self) -> bool:
+        """True while the port is open."""
+
+    @property
+    def ready_at(self) -> float:
+        """Monotonic time (s) before which the next request cannot start (it first
+        waits out a late reply to a failed try); 0.0 when it need not wait."""
+
+    @property
+    def timeout(self) -> float:
+        """The reply timeout of a try, s (``kwparams.timeout``)."""
+
+    def read_input_registers(self, address: int, *, count: int = 1,
+                             device_id: int = 1) -> Optional[ModbusReply]:
+        """One function-code-4 request (docs/battery-registers.md, "Function code and
+        framing") for ``count`` registers at PDU ``address`` from unit ``device_id``;
+        the reply, or None (no reply).
+
+        Raises (what ``BatteryEmulator`` tells apart): ``ConnectionException`` or
+        ``OSError`` (the port cannot be opened or failed), ``essx_modbus.NoValidReply``
+        / ``NotSent`` (with ``reason``), ``essx_modbus.UnexpectedReply``, other
+        ``ModbusIOException`` (no valid reply) and ``ModbusException``.
+        """
+
+
 def pdu_address(value: Any, key: str) -> int:
     """PDU address of an input register given as a register number 30001..39999
     (30030 -> 29, the configuration's form) or a PDU address 0..30000 or
-    40000..65535 (29, the reference server's form); ESSXConfigException naming ``key``."""
+    40000..65535 (29, the reference server's form); ESSXConfigException naming ``key``
+    (docs/battery-registers.md, "Registers")."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
         raise ESSXConfigException(
             "%s=%r: expected an input register number 30001..39999 (e.g. 30030) or a "
@@ -76,8 +142,8 @@ class BatteryEmulator:
     """The battery (or battery emulator board) as a Modbus RTU slave.
 
     Args (the reference's, plus keyword-only ``retry_wait``):
-        dev: a pymodbus sync client that connects on demand (``ESSXModbusClient``;
-            spec 5.3.2's low-level device).
+        dev (ModbusDevice): a Modbus client that connects on demand
+            (``ESSXModbusClient``; spec 5.3.2's low-level device).
         modbus_adr_rsoc, modbus_adr_status: 30030/30031 or PDU addresses 29/30.
         unit: Modbus unit (device id) 0..255 (0 is broadcast: nobody answers).
         retry_wait: the wait between the TRIES tries of a read (s).
@@ -93,14 +159,16 @@ class BatteryEmulator:
             deadline it is waited for only until then.
     """
 
-    def __init__(self, dev: Any = None, modbus_adr_rsoc: Any = None, modbus_adr_status: Any = None,
-                 unit: Any = 0x1, *, retry_wait: float = RETRY_WAIT_S) -> None:
+    def __init__(self, dev: Optional[ModbusDevice] = None, modbus_adr_rsoc: Any = None,
+                 modbus_adr_status: Any = None, unit: Any = 0x1, *,
+                 retry_wait: float = RETRY_WAIT_S) -> None:
         if dev is None:
             raise ESSXConfigException("BatteryEmulator needs dev= (an ESSXModbusClient)")
         if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 255:
             raise ESSXConfigException("unit=%r: expected a Modbus unit (device id) 0..255, e.g. 1"
                                       % (unit,))
-        self.dev, self.unit = dev, unit
+        self.dev: ModbusDevice = dev
+        self.unit = unit
         self.modbus_adr_rsoc, self.modbus_adr_status = modbus_adr_rsoc, modbus_adr_status
         self.rsoc_address = pdu_address(modbus_adr_rsoc, "modbus_adr_rsoc")
         self.status_address = pdu_address(modbus_adr_status, "modbus_adr_status")
@@ -113,20 +181,22 @@ class BatteryEmulator:
 
     @property
     def port(self) -> str:
-        """The battery's serial device (``dev.comm_params.host``), e.g. "/dev/ttyO5"; "" when unknown."""
-        return str(getattr(getattr(self.dev, "comm_params", None), "host", "") or "")
+        """The battery's serial device (``dev.port``), e.g. "/dev/ttyO5"."""
+        return self.dev.port
 
     @property
     def is_open(self) -> bool:
-        """True while the battery's port is open (sends nothing)."""
-        return bool(getattr(self.dev, "is_open", getattr(self.dev, "connected", False)))
+        """True while the battery's port is open (``dev.is_open``; sends nothing)."""
+        return self.dev.is_open
 
     def read_rsoc(self) -> float:
-        """RSOC last read, % (0.1 % steps, as read: may exceed 100); 0.0 before any read."""
+        """RSOC last read, % (0.1 % steps, as read: may exceed 100, docs/battery-registers.md,
+        "RSOC (30030)"); 0.0 before any read."""
         return self._rsoc_raw / 10.0
 
     def read_status(self) -> int:
-        """Interchange permission last read: 1 permitted, 0 not (also before any read)."""
+        """Interchange permission last read: 1 permitted, 0 not (also before any read;
+        docs/battery-registers.md, "Status (30031)": bit 0 = 1 is not permitted)."""
         return 0 if self._status_raw & 0x1 else 1
 
     def remote_rsoc(self) -> None:
@@ -148,7 +218,8 @@ class BatteryEmulator:
                 self._read(self.status_address, 1)
 
     def check_battery(self) -> Tuple[float, int, int]:
-        """Read RSOC and status; never raises ``ESSXException``.
+        """Read RSOC and status (docs/battery-registers.md, "What the driver derives");
+        never raises ``ESSXException``.
 
         Returns:
             ``(rsoc, battery_operation_status, comm_err)``: rsoc float % as
@@ -187,7 +258,7 @@ class BatteryEmulator:
         if left is None:
             return True
         now = time.monotonic()
-        start = max(now + pause, getattr(self.dev, "ready_at", 0.0))
+        start = max(now + pause, self.dev.ready_at)
         return left - (start - now) >= MIN_TRY_S
 
     def _read(self, address: int, count: int) -> List[int]:
@@ -270,18 +341,17 @@ class BatteryEmulator:
         except UnexpectedReply as exc:
             raise ESSXValueException("%s: %s" % (what, exc)) from exc
         except ModbusIOException as exc:
-            timeout = getattr(getattr(self.dev, "comm_params", None), "timeout_connect", "?")
             raise ESSXTimeoutException("%s: no valid reply within %s s (no answer, or a corrupt "
-                                       "frame such as a bad CRC)" % (what, timeout)) from exc
+                                       "frame such as a bad CRC)" % (what, self.dev.timeout)) from exc
         except ModbusException as exc:
             raise ESSXIOException("%s: Modbus error: %s" % (what, exc)) from exc
         if reply is None:
             raise ESSXTimeoutException("%s: no reply" % what)
         if reply.isError():
-            code = getattr(reply, "exception_code", None)
+            code = reply.exception_code
             raise ESSXException("%s: the battery answered with Modbus exception %s (%s)"
                                 % (what, code, MODBUS_EXCEPTIONS.get(code, "unknown exception code")))
-        registers = list(getattr(reply, "registers", None) or [])
+        registers = list(reply.registers)
         if len(registers) != count:
             raise ESSXValueException("%s: expected %d registers in the reply, got %d"
                                      % (what, count, len(registers)))

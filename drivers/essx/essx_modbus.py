@@ -4,7 +4,8 @@
 reference did (spec 5.1.3; docs/battery-registers.md, "Line settings"),
 checked by ``essx_config.modbus_params``; only pymodbus's public API is used
 (tested with 3.14, 3.15 and 3.16). It is what ``battery_emulator.BatteryEmulator``
-reads through. The line (docs/battery-registers.md,
+reads through (its ``ModbusDevice``: ``read_input_registers``, ``port``,
+``is_open``, ``ready_at``, ``timeout``). The line (docs/battery-registers.md,
 "Retries and deadlines" and "Junk on the line"; Modbus over Serial Line 1.02,
 2.5.1.1):
 
@@ -150,6 +151,8 @@ class ESSXModbusClient(ModbusSerialClient):
     """Synchronous pymodbus ``ModbusSerialClient`` over a ``ModbusPort`` (an ``ESSXRS485``);
     kwparams as in ``essx_config.ModbusParams`` (docs/battery-registers.md, "Line settings"
     and "Physical layer"). Opens nothing; a missing GPIO module is reported here.
+    Satisfies ``battery_emulator.battery_emulator.ModbusDevice`` (tests/test_battery_emulator.py
+    checks it).
 
     Raises:
         ESSXConfigException: bad kwparams (the key path is named) or an
@@ -159,6 +162,7 @@ class ESSXModbusClient(ModbusSerialClient):
         params (ModbusParams): the checked settings.
         last_connect_error (str): why the port could not be opened last time.
         line_lock (RLock): held for a whole request (settle, tries).
+        port, is_open, timeout, ready_at: read-only properties, see each.
     """
 
     def __init__(self, **kwparams: Any) -> None:
@@ -182,6 +186,12 @@ class ESSXModbusClient(ModbusSerialClient):
     def is_open(self) -> bool:
         """True while the port is open (sends nothing)."""
         return self.socket is not None
+
+    @property
+    def timeout(self) -> float:
+        """The reply timeout of a try, s (``kwparams.timeout``; pymodbus's
+        ``comm_params.timeout_connect``), e.g. 1.0."""
+        return self.comm_params.timeout_connect
 
     @property
     def ready_at(self) -> float:
