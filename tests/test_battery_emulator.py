@@ -1,4 +1,8 @@
-"""BatteryEmulator against the simulated battery (and a scripted slave) on a pty.
+"""BatteryEmulator against the simulated battery (and a scripted slave) on a pty, and the
+protocols it reads through (ModbusDevice, ModbusReply). The facts checked are those of
+docs/battery-registers.md ("Registers", "Exception replies", "What the driver derives",
+"Retries and deadlines"); the reference's defects not inherited: docs/reference-defects.md,
+D6 (one bad CRC is retried), D14 (an exception reply is a clear error), D16 (a port reopened).
 
 Timeouts: a test that expects an answer uses the reference's 1 s timeout, so
 a loaded machine cannot turn a slow answer into a failure (an answer comes

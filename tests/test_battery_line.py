@@ -1,4 +1,6 @@
-"""The battery line within apis-main's attempt: deadline, junk on the line, impossible values.
+"""The battery line within apis-main's attempt: deadline, junk on the line, impossible values
+(docs/battery-registers.md, "Retries and deadlines", "Junk on the line", "RSOC (30030)";
+docs/reference-defects.md, D18).
 
 Every read here runs with the shipped timings (kwparams.timeout 1 s, two tries
 0.5 s apart) under ``deadline.within(DEADLINE)``, the

@@ -1,4 +1,5 @@
-"""A battery port that goes away is not fatal: the routes say which port, over HTTP."""
+"""A battery port that goes away is not fatal: the routes say which port, over HTTP
+(docs/reference-defects.md, D16; docs/battery-registers.md, "Retries and deadlines")."""
 
 
 def test_a_vanished_battery_port_is_a_400_naming_it_and_nothing_else_breaks(http):

@@ -1,5 +1,7 @@
 """ESSXModbusClient: kwparams through the one validator, ESSXRS485 as the port,
-port changes, exclusive open, stale and late replies, wrong function codes."""
+port changes, exclusive open, stale and late replies, wrong function codes
+(docs/battery-registers.md, "Line settings", "Retries and deadlines", "Junk on the line";
+docs/reference-defects.md, D16 and D18). The junk scan on bytes alone: test_modbus_reply.py."""
 import logging
 import os
 import pathlib
