@@ -8,14 +8,15 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import bottle
 from prometheus_client import generate_latest
 
-from essx import deadline
+from essx import blocks, deadline
 from essx_service import metrics, resources, status
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
+from essx.essx_type_oes import ESSXTypeOES
 from essx_service.params import parse_mode, parse_number
 from essx_service.observe import Recorder
 from eza2500.table import MODE_WAITING
@@ -26,16 +27,17 @@ log = logging.getLogger("essx_server")
 #: parameters, converter commands sent, result, ms).
 CHANGING = frozenset(("/remote/set", "/remote/set/current", "/remote/set/voltage", "/dcdc/set",
                       "/remote/ioctl/set", "/remote/ioctl/clr_alarm"))
-#: Routes answering one controller method: rule -> (method, the keys of its body kept; None: all).
-READS = {
-    "/1/log/data": ("log_data", None), "/remote/get": ("remote_get", None),
-    "/remote/get/status": ("remote_get_status", None), "/dcdc/get/status": ("remote_get_status", None),
-    "/remote/ioctl/get": ("remote_ioctl_get", None),
-    "/remote/ioctl/clr_alarm": ("remote_ioctl_clr_alarm", None),
-    "/battery/get": ("log_data", ("rsoc", "battery_operation_status")),
-    "/dcdc/get": ("remote_get", ("status", "meter", "vdis", "param")),   # without "powermeter"
-    "/all/get": ("remote_ioctl_get", ("rsoc", "battery_operation_status", "meter", "param", "status",
-                                      "vdis")),
+#: Routes answering one controller method (docs/web-api.md, "Routes"): rule -> (the
+#: ``ESSXTypeOES`` method, the keys of its body kept, from ``essx.blocks``; None: all).
+READS: Dict[str, Tuple[Callable[[ESSXTypeOES, Any], Dict[str, Any]], Optional[Tuple[str, ...]]]] = {
+    "/1/log/data": (ESSXTypeOES.log_data, None), "/remote/get": (ESSXTypeOES.remote_get, None),
+    "/remote/get/status": (ESSXTypeOES.remote_get_status, None),
+    "/dcdc/get/status": (ESSXTypeOES.remote_get_status, None),
+    "/remote/ioctl/get": (ESSXTypeOES.remote_ioctl_get, None),
+    "/remote/ioctl/clr_alarm": (ESSXTypeOES.remote_ioctl_clr_alarm, None),
+    "/battery/get": (ESSXTypeOES.log_data, blocks.BATTERY_GET.keys()),
+    "/dcdc/get": (ESSXTypeOES.remote_get, blocks.DCDC_GET.keys()),     # without "powermeter"
+    "/all/get": (ESSXTypeOES.remote_ioctl_get, blocks.ALL_GET.keys()),
 }
 #: The parameters of /remote/set, in the order they are checked.
 SET_NAMES = ("mode", "dvg", "dig", "drg")
@@ -102,13 +104,28 @@ def _raw_route(app, recorder, rule, content_type, fn):
     app.route(rule, "GET", handler)
 
 
+#: A route's JSON body (docs/web-api.md, "Routes").
+Body = Dict[str, Any]
+
+
 @dataclasses.dataclass
 class ApiRoutes:
-    """The apis-main routes (docs/web-api.md): each takes the request's parameters
-    (dict of str) and returns the JSON body, raising ``ESSXException`` for a 400.
-    ``cache`` holds the last applied ``mode`` (int), ``dvg`` (V), ``dig`` (A), ``drg``."""
+    """The apis-main routes (docs/web-api.md, "Routes"): each takes the request's
+    parameters (dict of str) and returns the JSON body, raising ``ESSXException``
+    for a 400 (docs/web-api.md, "Conventions").
 
-    controller: Any
+    Attributes:
+        controller: the ``ESSXTypeOES`` behind the routes; None in an app built
+            only to list its routes.
+        cache: the last applied ``mode`` (int), ``dvg`` (V), ``dig`` (A), ``drg``
+            (docs/web-api.md, "Set parameters and the previous-value rule").
+        reload_config: None, or returns a new ``Config`` for /remote/ioctl/set.
+        goodbye: None (/essx/goodbye is 404), or stops the server.
+        versions: the body of /version/get.
+        openapi_path: where the API document is.
+    """
+
+    controller: Optional[ESSXTypeOES]
     cache: Dict[str, Any]
     reload_config: Optional[Callable[[], Any]]
     goodbye: Optional[Callable[[], None]]
@@ -116,24 +133,30 @@ class ApiRoutes:
     openapi_path: Callable[[], str]
 
     def request_deadline(self) -> Optional[float]:
-        """The configured ``request_deadline`` (s) every route answers within (None: no controller)."""
-        section = getattr(self.controller, "dcdc_config", None)
-        return getattr(section, "request_deadline", deadline.DEFAULT_S) if section is not None else None
+        """The configured ``request_deadline`` (s) every route answers within
+        (docs/web-api.md, "Conventions"); None without a controller or a
+        converter section: no deadline."""
+        if self.controller is None or self.controller.dcdc_config is None:
+            return None
+        return self.controller.dcdc_config.request_deadline
 
-    def read(self, method: str, keys, params):
-        """The body of ``controller.<method>(params)``, only its *keys* unless None."""
-        body = getattr(self.controller, method)(params)
+    def read(self, method: Callable[[ESSXTypeOES, Any], Body], keys: Optional[Tuple[str, ...]],
+             params: Mapping[str, str]) -> Body:
+        """The body of ``method(controller, params)`` (a ``READS`` method), only
+        its *keys* unless None; raises as the method does."""
+        body = method(self.controller, params)
         return body if keys is None else {k: body[k] for k in keys}
 
-    def _apply(self, method: str, **given):
-        """``controller.<method>`` with *given* parsed in order (``parse_mode``,
-        ``parse_number``), which become the last applied values once it succeeds."""
+    def _apply(self, method: Callable[[Dict[str, Any]], Body], **given: Any) -> Body:
+        """The controller's *method* with *given* parsed in order (``parse_mode``,
+        ``parse_number``; ESSXParameterException, ESSXValueException naming the
+        first bad one), which become the last applied values once it succeeds."""
         values = {n: parse_mode(v) if n == "mode" else parse_number(n, v) for n, v in given.items()}
-        body = getattr(self.controller, method)(values)
+        body = method(values)
         self.cache.update(values)
         return body
 
-    def full_set(self, params):
+    def full_set(self, params: Mapping[str, str]) -> Body:
         """/remote/set: mode, dvg (V), dig (A), drg; an absent one takes the last
         applied value (drg: else 0; ESSXParameterException when there is none)."""
         given = {n: params.get(n, self.cache.get(n, 0 if n == "drg" else None)) for n in SET_NAMES}
@@ -142,13 +165,13 @@ class ApiRoutes:
         for name in SET_NAMES:
             if given[name] is None:
                 raise ESSXParameterException("%s is missing and no previous value was set" % name)
-        return self._apply("remote_set", **given)
+        return self._apply(self.controller.remote_set, **given)
 
-    def stop(self, given):
+    def stop(self, given: Mapping[str, Any]) -> Body:
         """/remote/set with mode 0x0000: Waiting is reached whatever else *given*
         carries (``ESSXTypeOES.set_waiting``); a dvg, dig or drg that is missing
         or not a number is not sent (a WARNING naming it).  The values sent
-        become the last applied ones."""
+        become the last applied ones (docs/web-api.md, "/remote/set")."""
         values = {}
         for name in SET_NAMES[1:]:
             try:
@@ -159,16 +182,16 @@ class ApiRoutes:
         self.cache.update(sent)
         return body
 
-    def set_current(self, params):
-        """/remote/set/current: dig (A)."""
-        return self._apply("remote_set_current", dig=params.get("dig"))
+    def set_current(self, params: Mapping[str, str]) -> Body:
+        """/remote/set/current: dig (A), required."""
+        return self._apply(self.controller.remote_set_current, dig=params.get("dig"))
 
-    def set_voltage(self, params):
-        """/remote/set/voltage: dvg (V) and drg (absent: the last applied, else 0)."""
-        return self._apply("remote_set_voltage", dvg=params.get("dvg"),
+    def set_voltage(self, params: Mapping[str, str]) -> Body:
+        """/remote/set/voltage: dvg (V), required, and drg (absent: the last applied, else 0)."""
+        return self._apply(self.controller.remote_set_voltage, dvg=params.get("dvg"),
                            drg=params.get("drg", self.cache.get("drg", 0)))
 
-    def dcdc_set(self, params):
+    def dcdc_set(self, params: Mapping[str, str]) -> Body:
         """/dcdc/set: the current set for dig alone, the voltage set for dvg
         (with or without drg) alone, else the full set."""
         present = set(SET_NAMES) & set(params)
@@ -178,7 +201,7 @@ class ApiRoutes:
             return self.set_voltage(params)
         return self.full_set(params)
 
-    def ioctl_set(self, params):
+    def ioctl_set(self, params: Mapping[str, str]) -> Body:
         """/remote/ioctl/set: reload the configuration (when the server can),
         then write the set-up values (ESSXConfigException for a bad file: nothing changed)."""
         if self.reload_config is not None:
@@ -186,12 +209,12 @@ class ApiRoutes:
             self.controller.update_config(config.dcdc, config.battery)
         return self.controller.remote_ioctl_set(params)
 
-    def hello(self, params):
+    def hello(self, params: Mapping[str, str]) -> Body:
         """/essx/hello: forget the set routes' previous values."""
         self.cache.clear()
         return {"message": "hello world"}
 
-    def goodbye_route(self, params):
+    def goodbye_route(self, params: Mapping[str, str]) -> Body:
         """/essx/goodbye: 404 unless enabled; else stop the server 0.2 s after answering."""
         if self.goodbye is None:
             bottle.response.status = 404
@@ -199,7 +222,7 @@ class ApiRoutes:
         threading.Timer(0.2, self.goodbye).start()
         return {"message": "goodbye"}
 
-    def openapi(self, params):
+    def openapi(self, params: Mapping[str, str]) -> Any:
         """/openapi.json: the API document (ESSXConfigException when it cannot be read)."""
         path = self.openapi_path()
         try:
