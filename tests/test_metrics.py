@@ -4,7 +4,9 @@ import wsgiref.util
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from essx import blocks
 from essx.exchange import Exchange, Listeners
+from essx_service.metrics import GAUGES, UNIT_WORDS
 
 REQUIRED = {
     "essx_http_requests_total", "essx_converter_commands_total", "essx_converter_command_seconds",
@@ -119,3 +121,36 @@ def test_two_apps_in_one_process_count_apart():
     # a scrape is counted after its answer is built: each app saw one earlier scrape of its own, or none
     assert two[("essx_http_requests_total", frozenset({("route", "/metrics"), ("status", "200")}))] == 1
     assert ("essx_http_requests_total", frozenset({("route", "/metrics"), ("status", "200")})) not in one
+
+
+#: The last-known value gauges as docs/observability.md lists them, in exposition order.
+PINNED_GAUGES = {
+    ("mode", "mode"): ("essx_converter_mode", "Operation mode last reported by 1-1/1-4 (0x0014 = 20)"),
+    ("status", "cst"): ("essx_converter_cst", "Status word cst last read by 2-1"),
+    ("alarm", "alm1"): ("essx_converter_alm1", "Alarm word alm1 last read by 9-1"),
+    ("vdis", "dvg"): ("essx_converter_dvg_volts", "Grid voltage set-point dvg (4-1/4-4), V"),
+    ("vdis", "drg"): ("essx_converter_drg_ratio", "Droop ratio drg (4-1/4-4)"),
+    ("param", "dig"): ("essx_converter_dig_amperes", "Grid current limit dig (6-1/6-4), A"),
+    ("meter", "vg"): ("essx_meter_vg_volts", "Grid-side voltage vg (10-1), V"),
+    ("meter", "ig"): ("essx_meter_ig_amperes", "Grid-side current ig (10-1), A"),
+    ("meter", "vb"): ("essx_meter_vb_volts", "Battery-side voltage vb (10-1), V"),
+    ("meter", "ib"): ("essx_meter_ib_amperes", "Battery-side current ib (10-1), A"),
+    ("meter", "wg"): ("essx_meter_wg_watts", "Grid-side power wg (10-1), W"),
+    ("meter", "wb"): ("essx_meter_wb_watts", "Battery-side power wb (10-1), W"),
+    ("meter", "tmp"): ("essx_meter_tmp_celsius", "Converter temperature tmp (10-1), degrees Celsius"),
+    ("battery", "rsoc"): ("essx_battery_rsoc_percent", "Battery relative state of charge, %"),
+    ("battery", "permitted"): ("essx_battery_permitted", "1 when the battery permits charge/discharge"),
+}
+
+
+def test_gauges_named_from_the_blocks_are_the_documented_ones():
+    assert list(GAUGES.items()) == list(PINNED_GAUGES.items())
+
+
+def test_each_gauge_carries_its_fields_unit():
+    units = {f.key: f.unit for b in (blocks.METER, blocks.VDIS, blocks.PARAM) for f in b.reply_fields()}
+    units["rsoc"] = blocks.BATTERY.item("rsoc").unit
+    for (_, key), (name, text) in GAUGES.items():
+        if key in units:     # the status words and the permission have none
+            assert name.endswith("_" + UNIT_WORDS[units[key]]), name
+            assert ("," in text) == bool(units[key]), text

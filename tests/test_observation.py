@@ -47,6 +47,16 @@ def test_status_shows_what_the_routes_saw(http, sim):
     assert [v for _, v in history["rsoc"]][-1] == 61.5 and len(history["vg"]) >= 1
 
 
+def test_operation_is_the_status_block_of_the_last_replies(http, sim):
+    sim.set(mode=0x0041, dig=1.5)
+    status, body = http.get("/remote/get")
+    assert status == 200, body
+    shown = body["status"]
+    assert http.get("/essx/status")[1]["operation"] == {
+        "mode": shown["status"], "operationMode": shown["operationMode"], "alarmState": shown["alarmState"],
+        "runningState": shown["runningState"]}
+
+
 def test_observing_sends_no_frame(http, sim):
     assert http.get("/all/get")[0] == 200       # something to show
     bsim = http.system.battery_sim

@@ -1,11 +1,14 @@
-"""essx_service.observe.Recorder fed with Exchange records directly, and its JSON views (essx_service.status)."""
+"""essx_service.observe.Recorder fed with Exchange records directly, and its JSON views
+(essx_service.status)."""
 import threading
 
 import pytest
 
+from essx import blocks
 from essx.exchange import Exchange, Listeners
-from essx_service.observe import HISTORY_SECONDS, LATENCY_BUCKETS, Recorder
-from essx_service.status import history_body, status_body
+from essx_service.observe import (BLOCKS, HISTORY_SECONDS, HISTORY_SERIES, LATENCY_BUCKETS, STATUS_WORDS,
+                                  Recorder, reply_name)
+from essx_service.status import history_body, operation, status_body
 
 
 class Clock:
@@ -159,3 +162,31 @@ def test_http_counts(rec):
     for status in (200, 200, 400):
         rec.on_http("/remote/set", status)
     assert rec.snapshot()["http"] == {("/remote/set", 200): 2, ("/remote/set", 400): 1}
+
+
+def test_replies_are_kept_under_the_names_the_blocks_give():
+    """docs/observability.md's converter names, derived from essx.blocks."""
+    assert BLOCKS == {"1": "mode", "2": "status", "4": "vdis", "6": "param", "9": "alarm", "10": "meter"}
+    assert set(STATUS_WORDS) == set(blocks.STATUS.replies())
+    assert {reply_name(s) for s in blocks.REMOTE_GET.replies()} == set(BLOCKS.values())
+    assert reply_name(blocks.Reply("4-1", "drg")) == "vdis"
+    assert reply_name(blocks.Reply("10-1", "ic")) == "meter"
+    assert HISTORY_SERIES == {"vg": ("dcdc", "vg"), "ig": ("dcdc", "ig"), "wb": ("dcdc", "wb"),
+                              "rsoc": ("battery", "rsoc")}
+    assert list(HISTORY_SERIES) == ["vg", "ig", "wb", "rsoc"]
+
+
+@pytest.mark.parametrize("mode", [0x0000, 0x0014, 0x0041, 0x0002, 0x0034, 0x0099])
+@pytest.mark.parametrize("cst", [0x0000, 0x0005, 0x000a, 0x000f])
+def test_operation_decodes_as_the_status_block(mode, cst):
+    status = blocks.STATUS.shape(blocks.Readings(reply={"mode": mode, "cst": cst, "alm1": 0}))
+    converter = {"mode": ({"mode": mode}, 1.0), "status": ({"cst": cst, "ext": 0}, 1.0)}
+    assert operation(converter) == {
+        "mode": status["status"], "operationMode": status["operationMode"],
+        "alarmState": status["alarmState"], "runningState": status["runningState"]}
+
+
+def test_operation_is_none_where_a_reply_is_missing():
+    assert operation({}) == dict.fromkeys(("mode", "operationMode", "alarmState", "runningState"))
+    assert operation({"mode": ({"mode": 0x0014}, 1.0)}) == {
+        "mode": "0x0014", "operationMode": "Grid Autonomy", "alarmState": None, "runningState": None}

@@ -1,35 +1,67 @@
 """``/metrics``: a ``Recorder``'s observations in the Prometheus text format,
-read at scrape time (metrics and units: docs/observability.md)."""
-from typing import Iterator
+read at scrape time (metrics and units: docs/observability.md, "/metrics").
+
+The gauges of last-known values are named from the response blocks
+(``essx.blocks``): a field's key and unit give the metric's name, its text,
+the commands that carry it and its unit give the help.
+"""
+from typing import Dict, Iterator, Tuple
 
 from prometheus_client import CollectorRegistry, Gauge, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from essx_service.observe import Recorder, known
+from essx import blocks
+from essx_service.observe import Recorder, known, reply_name
 
 #: Content type of ``generate_latest``'s classic text format (prometheus_client's
 #: CONTENT_TYPE_PLAIN_0_0_4, named CONTENT_TYPE_LATEST before 0.22).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: Last-known values: (block, key) -> (metric, help); block "battery" is the battery's.
-#: Converter fields: docs/eza2500-protocol.md command table.
-GAUGES = {
-    ("mode", "mode"): ("essx_converter_mode", "Operation mode last reported by 1-1/1-4 (0x0014 = 20)"),
-    ("status", "cst"): ("essx_converter_cst", "Status word cst last read by 2-1"),
-    ("alarm", "alm1"): ("essx_converter_alm1", "Alarm word alm1 last read by 9-1"),
-    ("vdis", "dvg"): ("essx_converter_dvg_volts", "Grid voltage set-point dvg (4-1/4-4), V"),
-    ("vdis", "drg"): ("essx_converter_drg_ratio", "Droop ratio drg (4-1/4-4)"),
-    ("param", "dig"): ("essx_converter_dig_amperes", "Grid current limit dig (6-1/6-4), A"),
-    ("meter", "vg"): ("essx_meter_vg_volts", "Grid-side voltage vg (10-1), V"),
-    ("meter", "ig"): ("essx_meter_ig_amperes", "Grid-side current ig (10-1), A"),
-    ("meter", "vb"): ("essx_meter_vb_volts", "Battery-side voltage vb (10-1), V"),
-    ("meter", "ib"): ("essx_meter_ib_amperes", "Battery-side current ib (10-1), A"),
-    ("meter", "wg"): ("essx_meter_wg_watts", "Grid-side power wg (10-1), W"),
-    ("meter", "wb"): ("essx_meter_wb_watts", "Battery-side power wb (10-1), W"),
-    ("meter", "tmp"): ("essx_meter_tmp_celsius", "Converter temperature tmp (10-1), degrees Celsius"),
-    ("battery", "rsoc"): ("essx_battery_rsoc_percent", "Battery relative state of charge, %"),
-    ("battery", "permitted"): ("essx_battery_permitted", "1 when the battery permits charge/discharge"),
+#: The word of each unit of the blocks in a metric's name (Prometheus base units);
+#: "" (no unit: a droop ratio) is "ratio".
+UNIT_WORDS = {"V": "volts", "A": "amperes", "W": "watts", "°C": "celsius", "%": "percent", "": "ratio"}
+#: A unit as a help text writes it, where that is not as the blocks do.
+UNIT_TEXTS = {"°C": "degrees Celsius"}
+#: The status words (the status block's replies, no unit): source -> help; named essx_converter_<field>.
+STATUS_WORD_HELP = {
+    blocks.MODE: "Operation mode last reported by 1-1/1-4 (0x0014 = 20)",
+    blocks.CST: "Status word cst last read by 2-1",
+    blocks.ALM1: "Alarm word alm1 last read by 9-1",
 }
+#: Blocks whose reply fields are gauges, and the prefix of their names.
+GAUGE_BLOCKS = ((blocks.VDIS, "essx_converter"), (blocks.PARAM, "essx_converter"),
+                (blocks.METER, "essx_meter"))
+#: The battery's interchange permission, as its reads report it (``permitted``), no block field.
+PERMITTED = ("essx_battery_permitted", "1 when the battery permits charge/discharge")
+
+
+def _help(text: str, unit: str) -> str:
+    """A gauge's help: *text*, then its unit unless it has none."""
+    return "%s, %s" % (text, UNIT_TEXTS.get(unit, unit)) if unit else text
+
+
+def gauges() -> Dict[Tuple[str, str], Tuple[str, str]]:
+    """The gauges of last-known values: (reply name or "battery", key in its values) ->
+    (metric, help), in exposition order: the status words, then each reply field of
+    ``GAUGE_BLOCKS`` in the reply's order ("essx_meter_vg_volts", "Grid-side voltage vg
+    (10-1), V"), then the battery's RSOC and permission (docs/observability.md, "/metrics")."""
+    found = {(reply_name(source), source.field): ("essx_converter_" + source.field, text)
+             for source, text in STATUS_WORD_HELP.items()}
+    for block, prefix in GAUGE_BLOCKS:
+        for f in block.reply_fields():
+            source = f.sources[0]
+            text = "%s %s (%s)" % (f.text, f.key, "/".join(source.carried_by))
+            found[reply_name(source), source.field] = ("%s_%s_%s" % (prefix, f.key, UNIT_WORDS[f.unit]),
+                                                       _help(text, f.unit))
+    rsoc = blocks.BATTERY.item("rsoc")
+    found["battery", rsoc.sources[0].key] = ("essx_battery_%s_%s" % (rsoc.key, UNIT_WORDS[rsoc.unit]),
+                                             _help(rsoc.text, rsoc.unit))
+    found["battery", "permitted"] = PERMITTED
+    return found
+
+
+#: Last-known values: (reply name, key) -> (metric, help); "battery" is the battery's reads.
+GAUGES = gauges()
 #: Labelled counters: (snapshot key, metric name, help, labels).
 COUNTERS = (
     ("http", "essx_http_requests", "HTTP answers by route rule and status", ["route", "status"]),

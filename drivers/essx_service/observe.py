@@ -1,5 +1,10 @@
 """What the driver has seen, from bus exchanges (``essx.exchange``) and HTTP
-answers only: observing asks no device anything.  Times are wall-clock s."""
+answers only: observing asks no device anything (docs/observability.md).
+Times are wall-clock s.
+
+The converter's last replies are kept by the name of what they carry, taken
+from the response blocks (``essx.blocks``; docs/web-api.md, "Blocks").
+"""
 import bisect
 import collections
 import contextlib
@@ -8,17 +13,31 @@ import threading
 import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from essx import blocks
+from essx.devices import BusOwner
 from essx.exchange import Exchange
 
 #: Upper bounds (s) of the converter latency histogram's buckets (+Inf implied).
 LATENCY_BUCKETS: Tuple[float, ...] = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 #: The histogram's "le" labels, as Prometheus writes them.
 LE = tuple(repr(b) for b in LATENCY_BUCKETS) + ("+Inf",)
-#: Converter command group -> the reply block it gives (docs/web-api.md "Blocks").
-BLOCKS = {"1": "mode", "2": "status", "4": "vdis", "6": "param", "9": "alarm", "10": "meter"}
-#: Series of the ring buffer: name -> (bus, key in the exchange's values).
-HISTORY_SERIES: Dict[str, Tuple[str, str]] = {
-    "vg": ("dcdc", "vg"), "ig": ("dcdc", "ig"), "wb": ("dcdc", "wb"), "rsoc": ("battery", "rsoc")}
+#: The status block's replies (``blocks.STATUS``) by the name their last values are
+#: kept under: what each carries (docs/observability.md, "/essx/status", "converter").
+STATUS_WORDS: Dict[blocks.Reply, str] = {blocks.MODE: "mode", blocks.CST: "status", blocks.ALM1: "alarm"}
+#: Blocks made of one command group's replies: their last values are kept under the block's key.
+REPLY_BLOCKS = (blocks.METER, blocks.VDIS, blocks.PARAM)
+#: Converter command group ("10", of "10-1" and "10-4") -> the name its last reply is kept
+#: under: "mode", "status", "alarm", "meter", "vdis", "param".
+BLOCKS: Dict[str, str] = dict(
+    [(str(source.group), name) for source, name in STATUS_WORDS.items()]
+    + [(str(source.group), block.key) for block in REPLY_BLOCKS for source in block.replies()])
+#: The meter fields the ring buffer keeps (docs/observability.md, "/essx/history").
+HISTORY_METER = ("vg", "ig", "wb")
+#: Series of the ring buffer: name -> (bus, key in the exchange's values): the meter's
+#: vg, ig, wb (10-1: V, A, W) and the battery's rsoc (%).
+HISTORY_SERIES: Dict[str, Tuple[str, str]] = dict(
+    [(f.key, ("dcdc", f.sources[0].field)) for f in blocks.METER.only(*HISTORY_METER).fields()]
+    + [("rsoc", ("battery", blocks.BATTERY.item("rsoc").sources[0].key))])
 #: How far back the ring buffer reaches, s; a series keeps one point a second (its latest).
 HISTORY_SECONDS = 3600.0
 #: Failed tries kept for the status.
@@ -50,9 +69,9 @@ class Recorder:
         self.errors: collections.deque = collections.deque(maxlen=RECENT_ERRORS)
         self.history = {name: collections.deque() for name in HISTORY_SERIES}
 
-    def attach(self, bus: str, owner: Any) -> None:
-        """Listen to ``owner`` (``.listeners``, ``.port``, ``.is_open``) as bus
-        ``bus``; ValueError for a bus not in ``BUSES``."""
+    def attach(self, bus: str, owner: BusOwner) -> None:
+        """Listen to ``owner`` (``essx.devices.BusOwner``: ``.listeners``, ``.port``,
+        ``.is_open``) as bus ``bus``; ValueError for a bus not in ``BUSES``."""
         if bus not in BUSES:
             raise ValueError("unknown bus %r; expected one of %s" % (bus, ", ".join(BUSES)))
         owner.listeners.add(self.on_exchange)
@@ -169,6 +188,12 @@ class Recorder:
         horizon = max(since, self._clock() - HISTORY_SECONDS)
         with self._lock:
             return {name: [p for p in points if p[0] > horizon] for name, points in self.history.items()}
+
+
+def reply_name(source: blocks.Reply) -> str:
+    """The name the last reply carrying *source* is kept under ("meter" for 10-1 ``vg``);
+    KeyError for a reply no block is made of."""
+    return BLOCKS[str(source.group)]
 
 
 def known(state: Dict[str, Tuple[Any, float]], name: str, key: Optional[str] = None) -> Any:

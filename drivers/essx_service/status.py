@@ -1,4 +1,5 @@
-"""The JSON views of a ``Recorder``: ``/essx/status`` and ``/essx/history``.
+"""The JSON views of a ``Recorder``: ``/essx/status`` and ``/essx/history``
+(docs/observability.md).
 
 Times are Unix s, ages s before the answer, None when never seen.
 
@@ -16,10 +17,16 @@ Times are Unix s, ages s before the answer, None when never seen.
 
 ``history_body`` -> {"time", "seconds": 3600, "series": {"vg"|"ig"|"wb"|"rsoc": [[t, value], ...]}}
 """
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from essx_service.observe import HISTORY_SECONDS, Recorder, known
-from eza2500 import table
+from essx import blocks
+from essx_service.observe import HISTORY_SECONDS, Recorder, known, reply_name
+
+#: ``operation`` of /essx/status: its key -> the field of the status block
+#: (``blocks.STATUS``; docs/web-api.md, "status") it shows, decoded from the last replies.
+OPERATION: Tuple[Tuple[str, str], ...] = (
+    ("mode", "status"), ("operationMode", "operationMode"), ("alarmState", "alarmState"),
+    ("runningState", "runningState"))
 
 
 def _age(now: float, t: Optional[float]) -> Optional[float]:
@@ -41,14 +48,16 @@ def _bus(recorder: Recorder, name: str, bus: Dict[str, Any], baud, now: float) -
 
 
 def operation(converter: Dict[str, Any]) -> Dict[str, Optional[str]]:
-    """A snapshot's "converter" status words decoded with ``eza2500.table``:
-    {"mode": "0x0014", "operationMode", "alarmState", "runningState"} (None where not yet read)."""
-    mode = known(converter, "mode", "mode")
-    cst = known(converter, "status", "cst")
-    running, alarm = (None, None) if cst is None else table.cst_names(cst)
-    return {"mode": None if mode is None else "0x%04x" % mode,
-            "operationMode": None if mode is None else table.mode_name(mode),
-            "alarmState": alarm, "runningState": running}
+    """A snapshot's "converter" status words decoded as the status block decodes them:
+    {"mode": "0x0014", "operationMode": "Grid Autonomy", "alarmState": "No alarm",
+    "runningState": "charge"}, each None while a reply it needs was not yet read."""
+    return {key: _decoded(converter, blocks.STATUS.item(name)) for key, name in OPERATION}
+
+
+def _decoded(converter: Dict[str, Any], field: Any) -> Any:
+    """The value of the status block's *field* from the last replies in *converter*, or None."""
+    values: List[Any] = [known(converter, reply_name(source), source.field) for source in field.sources]
+    return None if any(v is None for v in values) else field.make_from(values)
 
 
 def status_body(recorder: Recorder, *, version: str, simulate: bool, config=None) -> Dict[str, Any]:
