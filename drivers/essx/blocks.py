@@ -216,7 +216,8 @@ class Block:
         return tuple(sorted(found, key=lambda s: (s.group, order[s.group, s.field])))
 
     def reply_fields(self) -> Tuple[Field, ...]:
-        """The fields that show one reply field as it is (meter, vdis, dig), in the order of :meth:`replies`."""
+        """The fields that show one reply field as it is (meter, vdis, dig), in
+        the order of :meth:`replies`."""
         plain = {f.sources[0]: f for f in self.fields()
                  if len(f.sources) == 1 and isinstance(f.sources[0], Reply) and f.make is None}
         return tuple(plain[s] for s in self.replies() if s in plain)
@@ -316,15 +317,18 @@ PARAM = Block("param", (
 #: ``powermeter``: no power meter is fitted (openapi.json ``Powermeter``).
 POWERMETER = _zeros("powermeter", "p1 p2 v1 i1 kwh1 kwh2", "No power meter is fitted: all 0")
 
+#: The provisional battery values of the battery's section (docs/web-api.md, "battery block").
+BATTERY_VOLTAGE, BATTERY_CURRENT = BatteryConfig("battery_voltage"), BatteryConfig("battery_current")
+
 #: The battery block, the body of /1/log/data (openapi.json ``LogData``).
 BATTERY = Block(None, (
     _zeros("system_time", "year month day hour minute", "All 0"),
     Field("rsoc", PERCENT, (BatteryRead("rsoc"),), "Battery relative state of charge"),
     Field("battery_rsoc", PERCENT, (BatteryRead("rsoc"),), "The same as rsoc"),
     _zeros("dischargeable_time", "hour minute", "Both 0"),
-    Field("battery_voltage", VOLT, (BatteryConfig("battery_voltage"),), "Configured provisional battery voltage"),
-    Field("battery_current", AMPERE, (BatteryConfig("battery_current"),), "Configured provisional battery current"),
-    Field("charge_discharge_power", WATT, (BatteryConfig("battery_voltage"), BatteryConfig("battery_current")),
+    Field("battery_voltage", VOLT, (BATTERY_VOLTAGE,), "Configured provisional battery voltage"),
+    Field("battery_current", AMPERE, (BATTERY_CURRENT,), "Configured provisional battery current"),
+    Field("charge_discharge_power", WATT, (BATTERY_VOLTAGE, BATTERY_CURRENT),
           "battery_voltage × battery_current", operator.mul),
     _zero("battery_status"),
     _zero("battery_warning"),
@@ -348,7 +352,8 @@ SETUP = Block("dcdc_setup_parameter", (
     _setup("ddb", VOLT, "Battery end-of-charge notice voltage deviation"),
     _setup("drb", NONE, "Battery droop rate"),
     _setup("cib", AMPERE, "Maximum battery current"),
-    Field("bcf", NONE, (Setup("bcf"),), 'Converter settings bit field, "0x%04x"', lambda bcf: _hex4(int(bcf))),
+    Field("bcf", NONE, (Setup("bcf"),), 'Converter settings bit field, "0x%04x"',
+          lambda bcf: _hex4(int(bcf))),
 ), "The set-up values written (6-4, 7-4, 3-4), from the configuration")
 
 # --- the bodies (docs/web-api.md, "Routes") ---------------------------------------------
@@ -366,8 +371,8 @@ SET_CURRENT = Block(None, (METER, PARAM), "/remote/set/current")
 #: ``remote_set_voltage`` (/remote/set/voltage).
 SET_VOLTAGE = Block(None, (METER, VDIS), "/remote/set/voltage")
 #: ``remote_ioctl_set`` (/remote/ioctl/set).
-IOCTL_SET = Block(None, (Field("dcdc_converter_name", NONE, (ConverterName(),), "The converter's name"), SETUP),
-                  "/remote/ioctl/set")
+IOCTL_SET = Block(None, (Field("dcdc_converter_name", NONE, (ConverterName(),), "The converter's name"),
+                         SETUP), "/remote/ioctl/set")
 #: ``remote_ioctl_get`` (/remote/ioctl/get): /remote/get's body, then the battery block's keys.
 IOCTL_GET = Block(None, REMOTE_GET.items + BATTERY.items, "/remote/ioctl/get")
 #: /battery/get: of /1/log/data's body, these keys.

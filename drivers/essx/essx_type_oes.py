@@ -1,4 +1,4 @@
-"""ESSXTypeOES: the controller between the Web API and the devices (spec 5.2.1).
+"""ESSXTypeOES: the controller between the Web API and the devices (docs/web-api.md).
 
 Its route methods send the converter commands of docs/web-api.md, "Routes" and
 shape their bodies from the blocks of ``essx.blocks`` (docs/web-api.md, "Blocks").
@@ -25,7 +25,8 @@ Body = Dict[str, Any]
 
 
 class ESSXTypeOES:
-    """Controller for an EZA2500 converter and a Modbus battery (spec 5.2.1.2).
+    """Controller for an EZA2500 converter and a Modbus battery (docs/eza2500-protocol.md,
+    docs/battery-registers.md).
 
     Args:
         dcdc_dev: the converter's port (``ConverterPort``: an
@@ -90,13 +91,25 @@ class ESSXTypeOES:
         self.dcdc_config, self.bat_config = dcdc_config, bat_config
 
     def vrfy(self, obj: Any, params: Optional[Mapping[str, Any]] = None) -> bytes:
-        """The request frame of command *obj* (``eza2500.Command0404`` ...) with
-        *params*, nothing sent (spec 5.2.1.2); raises as ``EZA2500Link.request``."""
+        """The request frame (bytes SFD .. CHK) of command *obj* (``eza2500.Command0404``
+        ...) with *params* (V, A, ...), range-checked, nothing sent (the specification's
+        ``vrfy``: docs/eza2500-protocol.md, "Range checks").
+
+        Raises:
+            ESSXParameterException: a field is missing.
+            ESSXValueException: a value is out of range (named with the range and command).
+        """
         return self.link.request(obj.name, params).frame
 
     def run(self, obj: Any, params: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-        """``link.transact`` for *obj* (spec 5.2.1.2) -> its decoded reply, also
-        in ``obj.response`` (``{'ercd': code}`` after a NAK)."""
+        """Send command *obj* with *params* (``link.transact``, with its retries:
+        docs/eza2500-protocol.md, "Retries") -> its decoded reply ({field: V, A, ...}),
+        also in ``obj.response`` (``{'ercd': code}`` after a NAK).
+
+        Raises:
+            as ``EZA2500Link.transact``: ESSXDeviceException (NAK, ``.ercd``),
+            ESSXTimeoutException, ESSXIOException, ESSXChecksumException, ESSXValueException.
+        """
         try:
             obj.response = self.link.transact(obj.name, params)
         except ESSXDeviceException as e:
@@ -127,9 +140,10 @@ class ESSXTypeOES:
         return body.shape(self._readings(v))
 
     def log_data(self, params: Optional[Mapping[str, Any]] = None) -> Body:
-        """Battery block of ``/1/log/data`` (``blocks.BATTERY``; docs/web-api.md, "battery
-        block"; spec 5.2.1.3): {rsoc %, battery_voltage V, battery_current A,
-        charge_discharge_power W, battery_operation_status 0|3, battery_comm_err 0, ...}.
+        """Battery block of ``/1/log/data`` (``blocks.BATTERY``; docs/web-api.md,
+        "battery block"; docs/battery-registers.md, "Where the values go"): {rsoc %,
+        battery_voltage V, battery_current A, charge_discharge_power W,
+        battery_operation_status 0|3, battery_comm_err 0, ...}.
 
         Raises:
             ESSXException: "no battery configured".
@@ -139,18 +153,21 @@ class ESSXTypeOES:
             raise ESSXException(NO_BATTERY)
         rsoc, bos, comm_err = self.bat_dev.check_battery()
         if comm_err:
-            raise ESSXTimeoutException("battery could not be read: %s" % (self.bat_dev.last_error or "no answer"))
+            reason = self.bat_dev.last_error or "no answer"
+            raise ESSXTimeoutException("battery could not be read: %s" % reason)
         battery = {"rsoc": rsoc, "operation_status": bos, "comm_err": comm_err}
         return blocks.LOG_DATA.shape(blocks.Readings(battery=battery, battery_config=self.bat_config))
 
     def remote_get(self, params: Optional[Mapping[str, Any]] = None) -> Body:
-        """``/remote/get``: 1-1, 2-1, 4-1, 9-1, 10-1, 6-1 -> {status, powermeter, meter, vdis,
-        param} (``blocks.REMOTE_GET``)."""
+        """``/remote/get``: 1-1, 2-1, 4-1, 9-1, 10-1, 6-1 on one hold of the line ->
+        {status, powermeter, meter, vdis, param} (``blocks.REMOTE_GET``; docs/web-api.md,
+        "/remote/get and /dcdc/get"); raises as ``EZA2500Link.transact``."""
         return self._body(self._send("1-1", "2-1", "4-1", "9-1", "10-1", "6-1"), blocks.REMOTE_GET)
 
     def remote_get_status(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/get/status``: 1-1, 2-1, 10-1 -> {status: {alarmState,
-        runningState, operationMode}, meter} (``blocks.REMOTE_GET_STATUS``)."""
+        runningState, operationMode}, meter} (``blocks.REMOTE_GET_STATUS``); raises
+        as ``EZA2500Link.transact``."""
         return self._body(self._send("1-1", "2-1", "10-1"), blocks.REMOTE_GET_STATUS)
 
     def remote_set(self, params: Mapping[str, Any]) -> Body:
@@ -158,9 +175,14 @@ class ESSXTypeOES:
         dig: A} -> {status, meter, vdis, param} (``blocks.REMOTE_SET``).
 
         Sends 4-4, 6-4, 1-4 when the converter is in Waiting, else 1-4, 4-4,
-        6-4; then 2-1, 9-1, 10-1.  The mode is ``link.mode``, read with 1-1
-        first when unknown.  Mode 0x0000 is :meth:`set_waiting`: it reaches
-        Waiting whatever the other values are.
+        6-4; then 2-1, 9-1, 10-1 (docs/web-api.md, "/remote/set").  The mode is
+        ``link.mode``, read with 1-1 first when unknown.  Mode 0x0000 is
+        :meth:`set_waiting`: it reaches Waiting whatever the other values are.
+
+        Raises:
+            ESSXParameterException, ESSXValueException: a value missing or out of
+                range; every one is checked before anything is sent.
+            as ``EZA2500Link.transact``: a command failed (naming the writes applied).
         """
         if params["mode"] == table.MODE_WAITING:
             return self.set_waiting(params)[0]
@@ -245,7 +267,13 @@ class ESSXTypeOES:
     def remote_ioctl_set(self, params: Optional[Mapping[str, Any]] = None) -> Body:
         """``/remote/ioctl/set``: 6-1, then 6-4 (its ``dig`` the 6-1 value), 7-4,
         3-4 with the configured set-up values -> {dcdc_converter_name,
-        dcdc_setup_parameter} (``blocks.IOCTL_SET``: the values written; ``bcf`` as "0x%04x")."""
+        dcdc_setup_parameter} (``blocks.IOCTL_SET``: the values written; ``bcf`` as "0x%04x";
+        docs/web-api.md, "/remote/ioctl/set").
+
+        Raises:
+            ESSXValueException: a configured value out of range (nothing sent).
+            as ``EZA2500Link.transact``: a command failed (naming the writes applied).
+        """
         cfg = self.dcdc_config.config
         self.link.request("6-4", dict(cfg, dig=0))   # checks the configured values (0 A: dig's stand-in)
         setup, battery_cv = self.link.request("7-4", cfg), self.link.request("3-4", cfg)
@@ -284,8 +312,10 @@ class ESSXTypeOES:
     def check_and_wait(self) -> bool:
         """One battery-watch step: with ``force_dcdc_waiting``, set Waiting (1-4,
         mode 0) when the battery forbids interchange, cannot be read or is not
-        configured (the reference's watchdog), logging the reason once per
-        change.  True when 1-4 was sent; raises as ``EZA2500Link.transact``."""
+        configured (the reference's watchdog; docs/battery-registers.md, "Where
+        the values go"; docs/converter-line.md, "No battery configured"),
+        logging the reason once per change.  True when 1-4 was sent; raises as
+        ``EZA2500Link.transact``."""
         if not self.bat_config.force_dcdc_waiting:
             self._waiting_reason = None
             return False

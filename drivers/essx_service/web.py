@@ -1,5 +1,5 @@
 """The Web API's Bottle application: the routes of docs/web-api.md, each a GET answering
-200 + JSON or 400 + ``{"err": "..."}`` (spec 4.1, 5.1), and the observation routes
+200 + JSON or 400 + ``{"err": "..."}`` (docs/web-api.md, "Conventions"), and the observation routes
 ``/``, ``/essx/status``, ``/essx/history``, ``/metrics``, which read only the
 ``Recorder`` (essx_service.observe), never a device (docs/observability.md)."""
 import dataclasses
@@ -258,14 +258,16 @@ def _since(params) -> float:
         raise ESSXParameterException("since must be a Unix time in seconds, got %r" % text) from None
 
 
-def build_app(controller, *, versions: Mapping[str, str], openapi_path: Callable[[], str],
-              goodbye: Optional[Callable[[], None]] = None, reload_config=None, config=None,
+def build_app(controller: Optional[ESSXTypeOES], *, versions: Mapping[str, str],
+              openapi_path: Callable[[], str], goodbye: Optional[Callable[[], None]] = None,
+              reload_config: Optional[Callable[[], Any]] = None, config: Any = None,
               simulate: bool = False) -> bottle.Bottle:
-    """The Bottle application (see ``essx_server.create_app`` for the arguments).
+    """The Bottle application (see ``essx_service.app.create_app`` for the arguments).
 
     ``versions``: the body of /version/get; ``openapi_path()``: where the API
     document is.  ``app.config["essx.recorder"]`` is the application's
-    ``Recorder``, ``app.config["essx.cache"]`` the set routes' last applied values (dict).
+    ``Recorder`` (attached to the controller's line and battery, docs/observability.md),
+    ``app.config["essx.cache"]`` the set routes' last applied values (dict).
     """
     app = bottle.Bottle()
     app.config["essx.cache"] = cache = {}
