@@ -62,7 +62,7 @@ def converter_budget(http, tries):
 
 def battery_budget(http):
     """Upper bound (s) for a battery read that fails both of its tries."""
-    timeout = float(http.system.modbus.comm_params.timeout_connect)
+    timeout = float(http.system.modbus.timeout)
     return TRIES * timeout + (TRIES - 1) * RETRY_WAIT_S + MARGIN
 
 
