@@ -73,9 +73,10 @@ def main(argv=None) -> int:
     p.add_argument("b")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", default=os.path.join(HERE, "results", "ab.json"))
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    args = p.parse_args(argv)
-    bench_args = [a for a in args.bench_args if a != "--"] or DEFAULT_BENCH_ARGS
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = p.parse_args(argv[:split])
+    bench_args = argv[split + 1:] or DEFAULT_BENCH_ARGS
     where = tempfile.mkdtemp(prefix="essx-ab-")
     trees = {}
     try:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import typing
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +20,28 @@ import urllib.request
 import pytest
 
 DEFAULT_CONFIG = os.path.join(DRIVERS, "dcdc_batt_comm.yml")
+
+
+def protocol_members(protocol: type) -> set:
+    """The public members a ``typing.Protocol`` states, its bases' included."""
+    names: set = set()
+    for base in protocol.__mro__:
+        if base in (object, typing.Protocol, typing.Generic):
+            continue
+        names |= {n for n in vars(base) if not n.startswith("_")}
+        names |= set(vars(base).get("__annotations__", {}))
+    return names
+
+
+def openapi_resolve(doc: dict, node: dict) -> dict:
+    """*node* of the OpenAPI document *doc* with its local ``$ref``s followed."""
+    while "$ref" in node:
+        assert node["$ref"].startswith("#/"), node["$ref"]
+        target = doc
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = target
+    return node
 
 
 class HTTPClient:

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from conftest import DRIVERS, commands
+from conftest import DRIVERS, commands, openapi_resolve
 from essx import blocks
 from essx.blocks import (ALL_GET, BATTERY, BATTERY_GET, DCDC_GET, IOCTL_GET, IOCTL_SET, LOG_DATA, METER,
                          PARAM, POWERMETER, REMOTE_GET, REMOTE_GET_STATUS, REMOTE_SET, SET_CURRENT,
@@ -58,15 +58,6 @@ def doc():
         return json.load(f)
 
 
-def resolve(doc, node):
-    while "$ref" in node:
-        target = doc
-        for part in node["$ref"][2:].split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
 def described(block):
     """[(key, nested or None)] of a block, in key order."""
     return [(item.key, described(item) if isinstance(item, Block) else None) for item in block.items]
@@ -79,9 +70,9 @@ def answered(body):
 
 def schema_keys(doc, schema):
     """{key: nested or None} of an object schema (its properties, which are all required)."""
-    schema = resolve(doc, schema)
+    schema = openapi_resolve(doc, schema)
     assert schema["additionalProperties"] is False and set(schema["required"]) == set(schema["properties"])
-    return {k: schema_keys(doc, v) if "properties" in resolve(doc, v) else None
+    return {k: schema_keys(doc, v) if "properties" in openapi_resolve(doc, v) else None
             for k, v in schema["properties"].items()}
 
 
@@ -127,7 +118,7 @@ def _described_units(doc):
 
         def walk(block, schema):
             for item in block.items:
-                prop = resolve(doc, schema["properties"][item.key])
+                prop = openapi_resolve(doc, schema["properties"][item.key])
                 if isinstance(item, Block):
                     yield from walk(item, prop)
                 else:

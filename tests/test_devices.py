@@ -2,10 +2,10 @@
 member of the Protocols the controller states, with the same parameters, so a renamed
 member fails here rather than at a route's first call; and the controller's devices are them."""
 import inspect
-import typing
-from typing import List, Set
+from typing import List
 
 import pytest
+from conftest import protocol_members
 
 from battery_emulator import BatteryEmulator
 from essx.devices import Battery, BusOwner, ConverterLine, ConverterPort
@@ -14,17 +14,6 @@ from eza2500 import EZA2500Device, EZA2500Link
 
 #: Protocol -> the class the controller is given or makes.
 REAL = {ConverterPort: EZA2500Device, ConverterLine: EZA2500Link, Battery: BatteryEmulator}
-
-
-def members(protocol: type) -> Set[str]:
-    """The public members a Protocol states, its bases' included."""
-    names: Set[str] = set()
-    for base in protocol.__mro__:
-        if base in (object, typing.Protocol, typing.Generic):
-            continue
-        names |= {n for n in vars(base) if not n.startswith("_")}
-        names |= set(vars(base).get("__annotations__", {}))
-    return names
 
 
 def parameters(fn) -> List[tuple]:
@@ -37,7 +26,7 @@ def mismatches(protocol: type, cls: type) -> List[str]:
     """How ``cls`` differs from ``protocol``: a method it lacks or whose parameters
     differ, a property that is a method, ... (data members are checked on instances)."""
     found = []
-    for name in sorted(members(protocol)):
+    for name in sorted(protocol_members(protocol)):
         stated = inspect.getattr_static(protocol, name, None)
         real = inspect.getattr_static(cls, name, None)
         if inspect.isfunction(stated):
@@ -52,12 +41,12 @@ def mismatches(protocol: type, cls: type) -> List[str]:
 
 
 def test_the_protocols_state_these_members():
-    assert members(BusOwner) == {"listeners", "port", "is_open"}
-    assert members(ConverterPort) == {"timeout", "port", "is_open", "ensure_open", "write", "read_some",
+    assert protocol_members(BusOwner) == {"listeners", "port", "is_open"}
+    assert protocol_members(ConverterPort) == {"timeout", "port", "is_open", "ensure_open", "write", "read_some",
                                       "in_waiting"}
-    assert members(ConverterLine) == members(BusOwner) | {"mode", "request", "transact", "sequence",
+    assert protocol_members(ConverterLine) == protocol_members(BusOwner) | {"mode", "request", "transact", "sequence",
                                                           "configure", "open"}
-    assert members(Battery) == members(BusOwner) | {"last_error", "check_battery", "remote_rsoc_and_status",
+    assert protocol_members(Battery) == protocol_members(BusOwner) | {"last_error", "check_battery", "remote_rsoc_and_status",
                                                     "read_rsoc", "read_status"}
 
 

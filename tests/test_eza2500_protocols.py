@@ -2,11 +2,11 @@
 given to ``EZA2500Device`` (pyserial's Serial, ESSXRS485, the tests' fakes) has
 every ``SerialPort`` member, ``EZA2500Device`` has every ``LinkDevice`` member,
 and a port offering nothing but ``SerialPort`` serves a whole command."""
-import typing
 from typing import List, Set
 
 import pytest
 import serial
+from conftest import protocol_members
 
 import eza2500
 from eza2500 import codec, table
@@ -17,27 +17,16 @@ from essx.essx_rs485 import ESSXRS485
 from test_eza2500_device import FakePort, NoisePort
 
 
-def members(protocol: type) -> Set[str]:
-    """The public members a Protocol states, its bases' included."""
-    names: Set[str] = set()
-    for base in protocol.__mro__:
-        if base in (object, typing.Protocol, typing.Generic):
-            continue
-        names |= {n for n in vars(base) if not n.startswith("_")}
-        names |= set(vars(base).get("__annotations__", {}))
-    return names
-
-
 def missing(obj: object, protocol: type) -> Set[str]:
     """Members of ``protocol`` that ``obj`` lacks (``dir``: no property is evaluated)."""
-    return members(protocol) - set(dir(obj))
+    return protocol_members(protocol) - set(dir(obj))
 
 
 def test_the_protocols_state_these_members():
-    assert members(SerialPort) == {"port", "timeout", "is_open", "in_waiting", "open", "close", "read",
+    assert protocol_members(SerialPort) == {"port", "timeout", "is_open", "in_waiting", "open", "close", "read",
                                    "write", "reset_input_buffer"}
-    assert members(ReplySource) == {"timeout", "port", "in_waiting", "read_some"}
-    assert members(LinkDevice) == members(ReplySource) | {"is_open", "ensure_open", "write"}
+    assert protocol_members(ReplySource) == {"timeout", "port", "in_waiting", "read_some"}
+    assert protocol_members(LinkDevice) == protocol_members(ReplySource) | {"is_open", "ensure_open", "write"}
 
 
 @pytest.mark.parametrize("make", [
@@ -61,7 +50,7 @@ class StrictPort:
     """A port with nothing but the ``SerialPort`` members; any other attribute
     the device asks for fails the test.  Replies ``reply`` to each write."""
 
-    ALLOWED = members(SerialPort) | {"reply", "pending", "seen"}
+    ALLOWED = protocol_members(SerialPort) | {"reply", "pending", "seen"}
 
     def __init__(self, reply: bytes) -> None:
         self.reply, self.pending, self.seen = reply, b"", []

@@ -27,6 +27,12 @@ MAY_IMPORT = {
 }
 #: Optional dependencies a function may import late (a board's GPIO library).
 OPTIONAL = {"Adafruit_BBIO", "gpiod"}
+#: Project modules a function may import late, each an optional part and why; no cycle is dodged.
+OPTIONAL_PARTS = {
+    ("essx_service.startup", "essx_sim"): "the simulation, for --simulate only: a node's server "
+                                          "does not carry the simulators (about 1.2 MB)",
+    ("essx_service.startup", "essx_sim.node"): "the same import",
+}
 
 
 def part(module: str) -> str:
@@ -172,7 +178,22 @@ def test_the_cycle_finder_finds_one():
 
 
 def test_no_project_import_inside_a_function():
-    assert LATE == []
+    assert [(m, t) for m, t, _ in LATE if (m, t) not in OPTIONAL_PARTS] == []
+
+
+def test_every_optional_part_is_still_imported_late():
+    assert {(m, t) for m, t, _ in LATE} == set(OPTIONAL_PARTS)
+    for module, target in OPTIONAL_PARTS:        # and by nothing at module level
+        assert target not in GRAPH[module]
+
+
+def test_a_nodes_server_does_not_load_the_simulation():
+    code = ("import sys, essx_server\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'essx_sim'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=str(DRIVERS))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_each_part_imports_only_the_parts_below_it():

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import DRIVERS
+from conftest import DRIVERS, openapi_resolve
 
 OPENAPI = os.path.join(DRIVERS, "openapi.json")
 SET_PARAMS = {
@@ -33,16 +33,6 @@ def operations(doc):
     return {(path, method.upper()): op for path, item in doc["paths"].items()
             for method, op in item.items()
             if method in ("get", "put", "post", "delete", "patch", "head", "options")}
-
-
-def resolve(doc, node):
-    while "$ref" in node:
-        assert node["$ref"].startswith("#/"), node["$ref"]
-        target = doc
-        for part in node["$ref"][2:].split("/"):
-            target = target[part]
-        node = target
-    return node
 
 
 def test_document_is_openapi_3(doc):
@@ -78,7 +68,7 @@ def test_every_reference_resolves(doc):
     def walk(node):
         if isinstance(node, dict):
             if "$ref" in node:
-                targets.append(resolve(doc, node))
+                targets.append(openapi_resolve(doc, node))
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

@@ -14,7 +14,6 @@ from essx.essx_exception import ESSXException, ESSXIOException
 from essx.essx_modbus import ESSXModbusClient
 from essx.essx_rs485 import ESSXRS485
 from essx.essx_type_oes import ESSXTypeOES
-from essx_sim.node import start_simulated_node
 from eza2500 import EZA2500Device
 
 log = logging.getLogger("essx_server")
@@ -59,7 +58,11 @@ class System:
             raise
 
     def _simulate(self, dev: Any, bat: Any) -> tuple:
-        """Start the simulators; returns *dev* and *bat* on their ptys."""
+        """Start the simulators; returns *dev* and *bat* on their ptys.  The
+        simulation is imported here, for ``--simulate`` only: a node's server
+        does not carry the simulators and pymodbus's server (about 1.2 MB)."""
+        from essx_sim.node import start_simulated_node   # optional part: tests/test_layout.py
+
         self.dcdc_sim, self.battery_sim = start_simulated_node(
             dev.address1, dev.address2, dev.baudrate, bat.unit if bat else None,
             bat.kwparams.baudrate if bat else 9600)
