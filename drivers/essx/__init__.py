@@ -1,4 +1,10 @@
-"""ESSX: controller, serial/Modbus devices and errors (spec 4, 5.4).
+"""ESSX, the driver's core (README.md, "How it is built"): the controller
+(``essx_type_oes``), the Web API's response blocks (``blocks``) and what the
+controller needs of its devices (``devices``), the configuration
+(``essx_config``), the ports (``essx_rs485``, ``essx_modbus`` with its RTU
+reply scanner ``modbus_reply``), the request's deadline (``deadline``), one
+report per bus try (``exchange``) and the errors (``essx_exception``).  Nothing
+of the service (``essx_service``) or the simulation (``essx_sim``).
 
 The reference's package-level names: the exception classes, and the submodules
 ``essx.essx_rs485`` and ``essx.essx_modbus``, imported on first use so that
