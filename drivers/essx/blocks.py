@@ -303,16 +303,21 @@ VDIS = Block("vdis", (
     _reply("drg", NONE, "4-1", "Droop ratio"),
 ), "The grid voltage set-point and droop (4-1 or the 4-4 ACK)")
 
-#: ``param``: the configured limits and dig from 6-1, or the 6-4 ACK after a set
-#: (openapi.json ``Param``); these are also the values a 6-4 sends.
-PARAM = Block("param", (
-    _setup("cib", AMPERE, "Maximum battery current"),
+#: ``dcdc_setup_parameter``: the set-up values /remote/ioctl/set wrote, from the configuration.
+SETUP = Block("dcdc_setup_parameter", (
     _setup("ubv", VOLT, "Battery low-voltage threshold"),
-    _setup("ogv", VOLT, "Grid over-voltage threshold"),
-    _setup("obv", VOLT, "Battery over-voltage threshold"),
     _setup("ugv", VOLT, "Grid low-voltage threshold"),
-    _reply("dig", AMPERE, "6-1", "Grid current limit"),
-), "The configured limits and the grid current limit (6-1 or the 6-4 ACK)")
+    _setup("obv", VOLT, "Battery over-voltage threshold"),
+    _setup("ogv", VOLT, "Grid over-voltage threshold"),
+    _setup("cvb", VOLT, "Battery target voltage"),
+    _setup("dlb", VOLT, "Battery end-of-discharge voltage"),
+    _setup("cdb", VOLT, "Battery maximum-charge notice voltage deviation"),
+    _setup("ddb", VOLT, "Battery end-of-charge notice voltage deviation"),
+    _setup("drb", NONE, "Battery droop rate"),
+    _setup("cib", AMPERE, "Maximum battery current"),
+    Field("bcf", NONE, (Setup("bcf"),), 'Converter settings bit field, "0x%04x"',
+          lambda bcf: _hex4(int(bcf))),
+), "The set-up values written (6-4, 7-4, 3-4), from the configuration")
 
 #: ``powermeter``: no power meter is fitted (openapi.json ``Powermeter``).
 POWERMETER = _zeros("powermeter", "p1 p2 v1 i1 kwh1 kwh2", "No power meter is fitted: all 0")
@@ -340,21 +345,11 @@ BATTERY = Block(None, (
     _zeros("ups_operation_mode", "mode parameter stop_mode", "All 0"),
 ), "The battery block (the battery read and the battery's section)")
 
-#: ``dcdc_setup_parameter``: the set-up values /remote/ioctl/set wrote, from the configuration.
-SETUP = Block("dcdc_setup_parameter", (
-    _setup("ubv", VOLT, "Battery low-voltage threshold"),
-    _setup("ugv", VOLT, "Grid low-voltage threshold"),
-    _setup("obv", VOLT, "Battery over-voltage threshold"),
-    _setup("ogv", VOLT, "Grid over-voltage threshold"),
-    _setup("cvb", VOLT, "Battery target voltage"),
-    _setup("dlb", VOLT, "Battery end-of-discharge voltage"),
-    _setup("cdb", VOLT, "Battery maximum-charge notice voltage deviation"),
-    _setup("ddb", VOLT, "Battery end-of-charge notice voltage deviation"),
-    _setup("drb", NONE, "Battery droop rate"),
-    _setup("cib", AMPERE, "Maximum battery current"),
-    Field("bcf", NONE, (Setup("bcf"),), 'Converter settings bit field, "0x%04x"',
-          lambda bcf: _hex4(int(bcf))),
-), "The set-up values written (6-4, 7-4, 3-4), from the configuration")
+#: ``param``: the configured limits and dig from 6-1, or the 6-4 ACK after a set
+#: (openapi.json ``Param``); these are also the values a 6-4 sends.
+PARAM = Block("param", SETUP.only("cib", "ubv", "ogv", "obv", "ugv").items + (
+    _reply("dig", AMPERE, "6-1", "Grid current limit"),
+), "The configured limits and the grid current limit (6-1 or the 6-4 ACK)")
 
 # --- the bodies (docs/web-api.md, "Routes") ---------------------------------------------
 
