@@ -13,11 +13,13 @@ import subprocess
 import threading
 import time
 import typing
+from contextlib import contextmanager
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
+import yaml
 
 DEFAULT_CONFIG = os.path.join(DRIVERS, "dcdc_batt_comm.yml")
 
@@ -43,6 +45,54 @@ def openapi_resolve(doc: dict, node: dict) -> dict:
         node = target
     return node
 
+
+#: The keys of the meter block (docs/web-api.md, "meter").
+METER_KEYS = {"wg", "tmp", "vb", "wb", "vg", "ib", "ig"}
+
+
+def write_config(tmp_path, dcdc_port, battery_port, mutate=None, name="c.yml"):
+    """The shipped configuration on the given ports, direction pins not_used."""
+    with open(DEFAULT_CONFIG) as f:
+        doc = yaml.safe_load(f)
+    dev = doc["ess_system"]["dcdc_dev"][0]
+    dev["params"][0], dev["kwparams"]["dir_pin"] = dcdc_port, "not_used"
+    kw = doc["ess_system"]["battery_dev"][0]["kwparams"]
+    kw["port"], kw["dir_pin"] = battery_port, "not_used"
+    if mutate:
+        mutate(doc)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def run_server(*args, env=None, timeout=30):
+    """Run essx-server to its end: (exit status, stdout, stderr); on the shipped
+    configuration unless *args* name one (never the machine's /etc/dcdc_batt_comm/)."""
+    if "--config" not in args:
+        args = ("--config", DEFAULT_CONFIG) + args
+    r = subprocess.run([sys.executable, SERVER, *args], capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    return r.returncode, r.stdout, r.stderr
+
+
+@contextmanager
+def held_line(link) -> typing.Iterator[None]:
+    """Another thread holds the link's line for the duration of the block."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with link.sequence():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, name="line-holder")
+    holder.start()
+    try:
+        assert held.wait(5)
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 class HTTPClient:
     """A tiny HTTP client for a server on 127.0.0.1: ``get(path, **params) -> (status, json)``."""

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from test_startup import run, write_config
+from conftest import run_server, write_config
 
 
 def _pymodbus2_option(doc):
@@ -12,7 +12,7 @@ def _pymodbus2_option(doc):
 
 
 def test_simulated_check_passes():
-    status, out, err = run("--simulate", "--check")
+    status, out, err = run_server("--simulate", "--check")
     assert status == 0, out + err
     lines = out.splitlines()
     assert lines[0].endswith(": OK (0 warnings)")
@@ -29,7 +29,7 @@ def test_check_reports_the_devices_as_they_are(tmp_path, devices):
     dcdc.set(mode=0x0041)
     battery.permitted = False
     config = write_config(tmp_path, dcdc.port, battery.port)
-    status, out, err = run("--config", config, "--check")
+    status, out, err = run_server("--config", config, "--check")
     assert status == 0, out + err
     assert "converter port %s (19200 baud): open" % dcdc.port in out
     assert "mode 0x0041 (%s)" % table.mode_name(0x0041) in out
@@ -41,7 +41,7 @@ def test_check_reports_the_devices_as_they_are(tmp_path, devices):
 def test_absent_converter_fails_naming_the_port(tmp_path, devices):
     absent = str(tmp_path / "ttyNONE")
     config = write_config(tmp_path, absent, devices[1].port)
-    status, out, err = run("--config", config, "--check")
+    status, out, err = run_server("--config", config, "--check")
     assert status == 1
     assert "FAILED: converter: serial port %s is absent" % absent in out
     assert "ess_system.dcdc_dev.params in the configuration" in out
@@ -54,7 +54,7 @@ def test_silent_converter_and_absent_battery(tmp_path, devices):
     dcdc.inject("silent", count=None)
     absent = str(tmp_path / "ttyNOBAT")
     config = write_config(tmp_path, dcdc.port, absent)
-    status, out, err = run("--config", config, "--check")
+    status, out, err = run_server("--config", config, "--check")
     assert status == 1
     assert "FAILED: converter at AD1=0 AD2=16 on %s does not answer" % dcdc.port in out
     assert "FAILED: battery: serial port %s is absent" % absent in out
@@ -64,11 +64,11 @@ def test_silent_converter_and_absent_battery(tmp_path, devices):
 
 def test_warnings_are_printed_and_strict_refuses(tmp_path, devices):
     config = write_config(tmp_path, devices[0].port, devices[1].port, mutate=_pymodbus2_option)
-    status, out, err = run("--config", config, "--check")
+    status, out, err = run_server("--config", config, "--check")
     assert status == 0, out + err
     assert ": OK (1 warning)" in out
     assert "  warning: " in out and "kwparams.strict" in out
-    status, out, err = run("--config", config, "--check", "--strict-config")
+    status, out, err = run_server("--config", config, "--check", "--strict-config")
     assert status == 2
     assert "Traceback" not in err
     assert "kwparams.strict" in err and "--strict-config" in err
@@ -83,7 +83,7 @@ def test_port_in_use_fails_the_check(tmp_path, devices, which):
     holder = ESSXRS485(busy, 9600, exclusive=True, dir_pin="not_used")
     try:
         config = write_config(tmp_path, devices[0].port, devices[1].port)
-        status, out, err = run("--config", config, "--check")
+        status, out, err = run_server("--config", config, "--check")
     finally:
         holder.close()
     assert status == 1

@@ -4,11 +4,11 @@ import logging
 import os
 import threading
 import time
-from contextlib import contextmanager
 from typing import Iterator, List, Tuple
 
 import pytest
 import serial
+from conftest import held_line
 
 import eza2500
 from eza2500 import codec
@@ -156,26 +156,6 @@ def test_describe_shows_values_as_written():
     link = EZA2500Link(eza2500.EZA2500Device(serial.Serial()), AD1, AD2)
     assert describe(link.request("6-4", SIX_FOUR)) == "6-4 cib=52 dig=2.5 ubv=40 ugv=300 obv=59 ogv=400"
     assert describe(link.request("4-4", {"dvg": 360.0, "drg": 0.1})) == "4-4 dvg=360 drg=0.1"
-
-
-@contextmanager
-def held_line(link: EZA2500Link) -> Iterator[None]:
-    """Another thread holds the link's line for the duration of the block."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with link.sequence():
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold, name="line-holder")
-    holder.start()
-    try:
-        assert held.wait(5)
-        yield
-    finally:
-        release.set()
-        holder.join()
 
 
 def start_waiting(link: EZA2500Link, target, *args) -> threading.Thread:

@@ -14,7 +14,7 @@ from eza2500.eza2500_device import SerialPort
 from eza2500.link import EZA2500Link, LinkDevice
 from eza2500.reader import ReplySource, read_reply
 from essx.essx_rs485 import ESSXRS485
-from test_eza2500_device import FakePort, NoisePort
+from fake_ports import FakePort, NoisePort
 
 
 def missing(obj: object, protocol: type) -> Set[str]:

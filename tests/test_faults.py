@@ -31,7 +31,7 @@ import pytest
 from battery_emulator.battery_emulator import RETRY_WAIT_S, TRIES
 from conftest import ServerThread, fast_config, with_settings
 from conftest import commands
-from test_server_routes import METER_KEYS
+from conftest import METER_KEYS
 
 #: Allowance on top of the retry budget: HTTP, thread switches, wire time of
 #: the commands that succeed, a loaded CI machine (seconds).

@@ -4,7 +4,7 @@ import threading
 from dataclasses import replace
 
 from conftest import commands, writes
-from test_eza2500_link import held_line
+from conftest import held_line
 
 
 def force_waiting(controller, on):

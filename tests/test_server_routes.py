@@ -2,10 +2,9 @@
 
 import pytest
 
-from conftest import commands
+from conftest import METER_KEYS, commands
 
 STATUS_KEYS = {"status", "alarmState", "statusName", "alarm", "runningState", "operationMode"}
-METER_KEYS = {"wg", "tmp", "vb", "wb", "vg", "ib", "ig"}
 PARAM_KEYS = {"cib", "ubv", "ogv", "obv", "ugv", "dig"}
 BATTERY_KEYS = {"system_time", "rsoc", "battery_rsoc", "dischargeable_time", "battery_voltage",
                 "battery_current", "charge_discharge_power", "battery_status", "battery_warning",

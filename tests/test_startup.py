@@ -9,34 +9,8 @@ import sys
 import time
 
 import pytest
-import yaml
 
-from conftest import DEFAULT_CONFIG, SERVER, free_port
-
-
-def write_config(tmp_path, dcdc_port, battery_port, mutate=None, name="c.yml"):
-    """The shipped configuration on the given ports, direction pins not_used."""
-    with open(DEFAULT_CONFIG) as f:
-        doc = yaml.safe_load(f)
-    dev = doc["ess_system"]["dcdc_dev"][0]
-    dev["params"][0], dev["kwparams"]["dir_pin"] = dcdc_port, "not_used"
-    kw = doc["ess_system"]["battery_dev"][0]["kwparams"]
-    kw["port"], kw["dir_pin"] = battery_port, "not_used"
-    if mutate:
-        mutate(doc)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(doc))
-    return str(path)
-
-
-def run(*args, env=None, timeout=30):
-    """Run essx-server to its end: (exit status, stdout, stderr); on the shipped
-    configuration unless *args* name one (never the machine's /etc/dcdc_batt_comm/)."""
-    if "--config" not in args:
-        args = ("--config", DEFAULT_CONFIG) + args
-    r = subprocess.run([sys.executable, SERVER, *args], capture_output=True, text=True,
-                       timeout=timeout, env=env)
-    return r.returncode, r.stdout, r.stderr
+from conftest import SERVER, free_port, run_server, write_config
 
 
 def one_error_line(err):
@@ -46,7 +20,7 @@ def one_error_line(err):
 
 
 def test_version():
-    status, out, err = run("--version")
+    status, out, err = run_server("--version")
     assert (status, out.strip()) == (0, "essx-server 1.4.0 (dcdc_batt_comm)")
 
 
@@ -57,7 +31,7 @@ def test_version():
     (["--log-level", "loud"], "--log-level: invalid choice: 'loud'"),
 ])
 def test_bad_option_is_one_line_exit_2(args, fragment):
-    status, out, err = run(*args)
+    status, out, err = run_server(*args)
     assert status == 2
     assert err.count("\n") == 1 and fragment in err, err
 
@@ -66,7 +40,7 @@ def test_bad_host_when_binding(tmp_path, devices):
     config = write_config(tmp_path, devices[0].port, devices[1].port)
     for host, fragment in (("192.0.2.1", "--host 192.0.2.1 is not an address of this machine"),
                            ("nonexistent.invalid", "--host nonexistent.invalid cannot be resolved")):
-        status, out, err = run("--config", config, "--host", host, "--port", str(free_port()))
+        status, out, err = run_server("--config", config, "--host", host, "--port", str(free_port()))
         assert status == 2, err
         lines = one_error_line(err)
         assert len(lines) == 1 and fragment in lines[0], err
@@ -78,7 +52,7 @@ def test_port_in_use_is_one_line_exit_2(tmp_path, devices):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        status, out, err = run("--config", config, "--host", "127.0.0.1", "--port", str(port))
+        status, out, err = run_server("--config", config, "--host", "127.0.0.1", "--port", str(port))
     assert status == 2
     lines = one_error_line(err)
     assert len(lines) == 1 and "--port %d: address already in use on 127.0.0.1" % port in lines[0], err
@@ -86,7 +60,7 @@ def test_port_in_use_is_one_line_exit_2(tmp_path, devices):
 
 def test_unreadable_configuration_is_one_line_exit_2(tmp_path):
     for path in (str(tmp_path / "missing.yml"), str(tmp_path)):
-        status, out, err = run("--config", path)
+        status, out, err = run_server("--config", path)
         assert status == 2
         lines = one_error_line(err)
         assert len(lines) == 1 and "cannot read configuration %s" % path in lines[0], err
@@ -118,7 +92,7 @@ def test_second_instance_on_the_same_ports_exits_2(tmp_path, devices, process):
     config = write_config(tmp_path, devices[0].port, devices[1].port)
     first = process("--config", config)
     first.wait_ready()
-    status, out, err = run("--config", config, "--port", str(free_port()))
+    status, out, err = run_server("--config", config, "--port", str(free_port()))
     assert status == 2
     lines = one_error_line(err)
     assert len(lines) == 1, err
@@ -141,7 +115,7 @@ def test_journald_format_when_stderr_is_the_journal(tmp_path):
         err = r.read()
         assert proc.wait(30) == 2
     assert err.startswith("<3>essx_server: cannot read configuration %s" % (tmp_path / "none.yml")), err
-    status, out, plain = run("--config", str(tmp_path / "none.yml"))      # not the journal
+    status, out, plain = run_server("--config", str(tmp_path / "none.yml"))      # not the journal
     assert plain[:4].isdigit() and " ERROR essx_server: cannot read" in plain, plain
 
 

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from test_startup import write_config
+from conftest import write_config
 
 #: The bound of issue 10, point 6 (s).
 BOUND = 0.5
