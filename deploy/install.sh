@@ -13,7 +13,10 @@
 # 4. the systemd unit, ExecStart pointing into the venv; enabled, and started
 #    with --start (otherwise: check first with essx-server --check).
 # Running it again upgrades the package and the unit, and keeps the
-# configuration.
+# configuration. Extras that pip must build here (bbb always, gpiod where it
+# has no wheel, as on armv7l) need gcc and the Python headers; when one is
+# missing the script stops before creating anything, naming the packages
+# (exit 2).
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +44,8 @@ usage: $0 [options]
   --no-user        do not create the user or groups (containers, tests)
   --no-systemctl   do not call systemctl
   --start          start (or restart) the service at the end
+Environment: PYTHON (default python3) makes the venv; CC, as for pip's builds,
+names the compiler that extras built from source need (default: Python's, gcc).
 EOF
 }
 
@@ -68,10 +73,50 @@ check_python() {
         || die "$PYTHON 3.10 or newer is needed (Debian 12 has 3.11)"
     "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null \
         || die "the venv module is missing: apt-get install python3-venv"
-    if [ -n "$EXTRAS" ] && ! command -v gcc >/dev/null 2>&1; then
-        say "warning: extras '$EXTRAS' may build from source (Adafruit_BBIO always, gpiod on armv7l):" \
-            "apt-get install gcc python3-dev"
+}
+
+# Extras that pip builds from C sources here: bbb always (Adafruit_BBIO is
+# source only); gpiod where it has no wheel (gpiod 2.x has wheels for CPython
+# on 64-bit x86_64 and aarch64; armv7l, the BeagleBone Black and 32-bit
+# Raspberry Pi OS, builds it).
+building_extras() {
+    building=
+    ifs=$IFS
+    IFS=', '
+    for extra in $EXTRAS; do
+        case "$extra" in
+            bbb) ;;
+            gpiod) "$PYTHON" -c 'import platform, struct, sys
+sys.exit(not (sys.implementation.name == "cpython" and struct.calcsize("P") == 8
+              and platform.machine() in ("x86_64", "aarch64")))' && continue ;;
+            *) continue ;;
+        esac
+        building="$building${building:+,}$extra"
+    done
+    IFS=$ifs
+    echo "$building"
+}
+
+# A build needs the compiler pip will call ($CC, else the one Python was built
+# with: gcc) and Python.h. Without them pip would fail half-way, after the venv
+# was made: stop before creating anything instead.
+check_build_prerequisites() {
+    [ -n "$EXTRAS" ] || return 0
+    building=$(building_extras)
+    [ -n "$building" ] || return 0
+    cc=${CC:-$("$PYTHON" -c 'import sysconfig; print((sysconfig.get_config_var("CC") or "gcc").split()[0])')}
+    missing=
+    packages=
+    if ! command -v "${cc%% *}" >/dev/null 2>&1; then
+        missing=gcc
+        packages=gcc
     fi
+    if ! "$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+        missing="${missing:+$missing and }the Python headers"
+        packages="${packages:+$packages }python3-dev"
+    fi
+    [ -z "$missing" ] || die "--extras $building needs $missing: apt-get install $packages"
 }
 
 install_venv() {
@@ -149,6 +194,7 @@ run_systemctl() {
 }
 
 check_python
+check_build_prerequisites
 install_venv
 make_user
 install_config

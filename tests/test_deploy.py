@@ -112,6 +112,30 @@ def test_install_script_builds_a_working_venv(wheel, tmp_path):
         assert v.returncode == 0, v.stdout
 
 
+@pytest.mark.parametrize("how", ["PATH without gcc", "CC names a missing compiler"])
+def test_install_script_stops_before_creating_anything_without_a_compiler(tmp_path, how):
+    """--extras bbb always builds Adafruit_BBIO: without a compiler install.sh stops (exit 2) with one
+    line naming the packages, before the venv, the configuration or the unit exists."""
+    venv, etc, units = tmp_path / "opt", tmp_path / "etc", tmp_path / "units"
+    env = {k: v for k, v in os.environ.items() if k != "CC"}
+    env["PYTHON"] = sys.executable
+    if how == "PATH without gcc":
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        os.symlink(shutil.which("dirname"), bin_dir / "dirname")    # all the script runs before it stops
+        env["PATH"] = str(bin_dir)
+    else:
+        env["CC"] = str(tmp_path / "no-such-cc") + " -pthread"
+    r = _run(["/bin/sh", INSTALL, "--extras", "bbb", "--venv", str(venv), "--etc", str(etc),
+              "--unit-dir", str(units), "--no-user", "--no-systemctl"], env=env)
+    headers = os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+    expected = ("install.sh: --extras bbb needs gcc: apt-get install gcc" if headers else
+                "install.sh: --extras bbb needs gcc and the Python headers: apt-get install gcc python3-dev")
+    assert r.returncode == 2, r.stdout
+    assert r.stdout.splitlines() == [expected]
+    assert not venv.exists() and not etc.exists() and not units.exists()
+
+
 def test_user_install_finds_the_package_data(wheel, tmp_path):
     """``pip install --user`` (here into a PYTHONUSERBASE of the test) with the system Python."""
     python = shutil.which("python3", path="/usr/bin:/bin")
