@@ -28,6 +28,7 @@
 #   8. a report: printed, and written as JSON and Markdown under --out.
 # Numbers are qemu-user's on this machine, not a board's.
 set -euo pipefail
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin     # debootstrap, chroot, update-binfmts
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 SOURCE=$(dirname "$HERE")
@@ -84,7 +85,8 @@ case "$ARCH" in
 esac
 case "$REQUESTS" in ''|*[!0-9]*|0) die "--requests must be a positive number" ;; esac
 case "$PORT" in ''|*[!0-9]*) die "--port must be a number" ;; esac
-CACHE=$(mkdir -p "$CACHE" 2>/dev/null; cd "$CACHE" 2>/dev/null && pwd || echo "$CACHE")
+case "$CACHE" in /*) ;; *) CACHE=$PWD/$CACHE ;; esac
+case "$OUT" in ''|/*) ;; *) OUT=$PWD/$OUT ;; esac
 OUT=${OUT:-$CACHE/report}
 
 qemu_of() { case "$1" in armhf) echo qemu-arm ;; arm64) echo qemu-aarch64 ;; esac; }
@@ -134,18 +136,26 @@ mnt() {     # mnt MOUNT-ARGS... TARGET
     mount "$@"
     MOUNTS+=("${!#}")
 }
-kill_in_root() {    # processes of ours still running inside a root: by pid
-    local r=$1 pid
+pids_in_root() {    # processes running inside a root (ours: only this script starts them)
+    local pid
     for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-        [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$r" ] || continue
-        say "stopping process $pid left in $r"
-        kill -TERM "$pid" 2>/dev/null || true
+        [ "$(readlink "/proc/$pid/root" 2>/dev/null)" != "$1" ] || echo "$pid"
     done
+}
+kill_in_root() {
+    local r=$1 pid left
+    left=$(pids_in_root "$r")
+    [ -n "$left" ] || return 0
+    say "stopping processes left in $r:" $left
+    kill -TERM $left 2>/dev/null || true
+    sleep 2
+    left=$(pids_in_root "$r")
+    [ -z "$left" ] || kill -KILL $left 2>/dev/null || true
+    sleep 0.5
 }
 unmount_all() {
     local i r
     for r in "${ROOTS[@]}"; do kill_in_root "$r"; done
-    [ ${#ROOTS[@]} -eq 0 ] || sleep 1
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
         umount "${MOUNTS[i]}" 2>/dev/null || umount -l "${MOUNTS[i]}" 2>/dev/null \
             || echo "board.sh: could not unmount ${MOUNTS[i]}" >&2
@@ -238,7 +248,10 @@ step() {    # step NAME EXPECTED-EXIT CMD...: run, log, record
     cmd=${cmd/#"${IN[*]} "/"(in the root) "}
     t0=$(date +%s.%N)
     set +e
-    timeout --kill-after=30 "$STEP_TIMEOUT" "$@" >"$LOGS/$name.log" 2>&1
+    # In the background and waited for: Ctrl-C or SIGTERM interrupts the wait at once and the
+    # EXIT trap stops what still runs in the root (timeout has a process group of its own).
+    timeout --kill-after=30 "$STEP_TIMEOUT" "$@" >"$LOGS/$name.log" 2>&1 &
+    wait $!
     rc=$?
     set -e
     t1=$(date +%s.%N)
@@ -377,7 +390,8 @@ native() {
 
 host_prerequisites
 renice -n 10 -p $$ >/dev/null
-mkdir -p "$OUT"
+mkdir -p "$CACHE" "$OUT"
+CACHE=$(cd "$CACHE" && pwd -P)      # as /proc/PID/root shows it
 status=0
 for a in $ARCHES; do
     run_arch "$a"

@@ -251,8 +251,8 @@ def step(args):
     rec = {"name": args.name, "rc": args.rc, "expect": args.expect, "ok": args.rc == args.expect,
            "seconds": round(args.seconds, 1), "command": args.command, "tail": tail,
            "note": args.note or (tail[-1] if tail else "")}
-    pattern = {"install": r"^install\.sh: installed ", "apt": r"newly installed"}.get(args.name.split("-")[0])
-    picked = [ln for ln in tail if pattern and re.search(pattern, ln)]
+    pattern = {"install": r"^install\.sh: installed essx-server", "apt": r"newly installed"}.get(args.name.split("-")[0])
+    picked = [ln for ln in out.splitlines() if pattern and re.search(pattern, ln)]
     if picked and not args.note:
         rec["note"] = picked[-1]
     if args.name == "wheels-built":
@@ -299,9 +299,9 @@ def _markdown(m, steps, s):
     native = m["qemu"].startswith("none")
     out = ["## %s (%s) %s" % (m["arch"], m["machine"], "natively on the host, for comparison" if native
                                else "under qemu-user emulation"), "",
-           ("No emulation: %s on %s (%d cores), nice 10. " if native else
-            "Emulation: %s on %s (%d cores), nice 10. Not a board's speed. ")
-           "Debian %s, Python %s, project %s%s; localhost in /etc/hosts: %s. %s." % (
+           (("No emulation: %s on %s (%d cores), nice 10. " if native else
+             "Emulation: %s on %s (%d cores), nice 10. Not a board's speed. ") +
+            "Debian %s, Python %s, project %s%s; localhost in /etc/hosts: %s. %s.") % (
                m["qemu"], m["host_cpu"], m["host_cores"], m["debian"], m["python"], m["commit"],
                " (HEAD; %d uncommitted files not in the run)" % m["uncommitted_files"]
                if m["uncommitted_files"] else "", ", ".join(m["localhost"]), m["date"]), "",
