@@ -387,10 +387,13 @@ def summary(args):
         s = r["serve"]
         steps = {st["name"]: st for st in r["steps"]}
         cpu = s.get("cpu", {}).get("/remote/get", {})
-        lines.append("%s: %s; install bbb %s s, gpiod %s s; start %s s; RSS %s MiB; /remote/get %s ms CPU; "
-                     "failed: %s" % (
-                         arch, "ok" if r["ok"] else "FAILED", steps.get("install-bbb", {}).get("seconds", "-"),
-                         steps.get("install-gpiod", {}).get("seconds", "-"), _r(s.get("start_seconds")),
+        if "install" in steps:
+            installs = "install %s s" % steps["install"]["seconds"]
+        else:
+            installs = "install bbb %s s, gpiod %s s" % (steps.get("install-bbb", {}).get("seconds"),
+                                                         steps.get("install-gpiod", {}).get("seconds"))
+        lines.append("%s: %s; %s; start %s s; RSS %s MiB; /remote/get %s ms CPU; failed: %s" % (
+                         arch, "ok" if r["ok"] else "FAILED", installs, _r(s.get("start_seconds")),
                          _mib(s.get("rss_after_routes_kib", {}).get("VmRSS")), cpu.get("cpu_ms_per_request"),
                          ", ".join(n for n, st in steps.items() if not st["ok"]) or "nothing"))
     print("\n".join("board.sh: " + ln for ln in lines))
@@ -406,7 +409,7 @@ def main(argv=None):
     p.add_argument("--openapi", required=True)
     p.add_argument("--port", type=int, default=18080)
     p.add_argument("--requests", type=int, default=50)
-    p.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measurement")
+    p.add_argument("--idle", type=float, default=20.0, help="seconds of idle CPU measurement (10 ms ticks)")
     p.add_argument("--out", required=True)
     p = sub.add_parser("step")
     p.add_argument("--name", required=True)
