@@ -6,6 +6,8 @@ dependencies come from the test's own environment through a path file);
 the installed server then finds its package data and passes ``--check
 --simulate``.  The unit is checked with systemd-analyze where it exists.
 """
+import importlib.util
+import json
 import os
 import re
 import shutil
@@ -20,6 +22,8 @@ from conftest import DRIVERS
 
 ROOT = os.path.dirname(DRIVERS)
 INSTALL = os.path.join(ROOT, "deploy", "install.sh")
+BOARD = os.path.join(ROOT, "deploy", "board.sh")
+BOARD_CHECK = os.path.join(ROOT, "deploy", "board_check.py")
 UNIT = os.path.join(ROOT, "deploy", "essx-server.service")
 ANALYZE = shutil.which("systemd-analyze")
 #: What a wheel must carry besides the modules, and the repository file it comes from.
@@ -190,3 +194,28 @@ def test_unit_verifies(tmp_path):
     r = _run([ANALYZE, "verify", str(path)])
     assert r.returncode == 0, r.stdout
     assert r.stdout.strip() == "", r.stdout
+
+
+def test_board_script_parses_and_explains_itself():
+    """deploy/board.sh runs on demand under emulation (docs/deployment.md); here only its shell and usage."""
+    assert _run(["bash", "-n", BOARD]).returncode == 0
+    r = _run(["bash", BOARD, "--help"])
+    assert r.returncode == 0 and r.stdout.startswith("usage: ") and "--arch armhf|arm64|both" in r.stdout
+    r = _run(["bash", BOARD, "--arch", "mips"])
+    assert r.returncode == 2 and "--arch must be armhf, arm64 or both" in r.stdout
+
+
+def test_board_check_requests_every_route_within_its_schema():
+    """board_check.py serve requests every route of openapi.json; each parameter it sends is allowed."""
+    spec = importlib.util.spec_from_file_location("board_check", BOARD_CHECK)
+    board_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(board_check)
+    with open(os.path.join(DRIVERS, "openapi.json"), encoding="utf-8") as f:
+        paths = json.load(f)["paths"]
+    queries = {path: board_check._query(path, item["get"]) for path, item in paths.items()}
+    assert queries["/remote/set"] == "/remote/set?mode=0x0014&dvg=350&dig=2.5&drg=0"
+    assert queries["/remote/set/current"] == "/remote/set/current?dig=2.5"
+    for path, item in paths.items():
+        for p in item["get"].get("parameters", []):
+            if p.get("required"):
+                assert "%s=" % p["name"] in queries[path], (path, p["name"])
