@@ -35,8 +35,8 @@ from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Tupl
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from essx import deadline
-from essx.essx_exception import (ESSXConfigException, ESSXException, ESSXIOException,
-                                 ESSXTimeoutException, ESSXValueException)
+from essx.essx_exception import (ESSXConfigException, ESSXException, ESSXIOException, ESSXTimeoutException,
+                                 ESSXValueException)
 from essx.essx_modbus import NotSent, NoValidReply, UnexpectedReply
 from essx.exchange import Exchange, Listeners
 

@@ -61,7 +61,7 @@ class System:
         """Start the simulators; returns *dev* and *bat* on their ptys.  The
         simulation is imported here, for ``--simulate`` only: a node's server
         does not carry the simulators and pymodbus's server (about 1.2 MB)."""
-        from essx_sim.node import start_simulated_node   # optional part: tests/test_layout.py
+        from essx_sim.node import start_simulated_node  # optional part: tests/test_layout.py
 
         self.dcdc_sim, self.battery_sim = start_simulated_node(
             dev.address1, dev.address2, dev.baudrate, bat.unit if bat else None,

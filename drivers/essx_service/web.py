@@ -14,11 +14,11 @@ import bottle
 from prometheus_client import generate_latest
 
 from essx import blocks, deadline
-from essx_service import metrics, resources, status
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
 from essx.essx_type_oes import ESSXTypeOES
-from essx_service.params import parse_mode, parse_number
+from essx_service import metrics, resources, status
 from essx_service.observe import Recorder
+from essx_service.params import parse_mode, parse_number
 from eza2500.table import MODE_WAITING
 
 log = logging.getLogger("essx_server")
