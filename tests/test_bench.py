@@ -63,12 +63,17 @@ def test_percentile_is_nearest_rank():
     assert bench.percentile([], 50) is None
 
 
+def run_script(name, *args, timeout):
+    """Run bench/<name> with *args* to its end; the finished process, which exited 0."""
+    proc = subprocess.run([sys.executable, os.path.join(BENCH_DIR, name), *args],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
 def test_short_run_reports_every_route(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "bench.py"), "--calls", "2",
-                           "--interval", "0", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_script("bench.py", "--calls", "2", "--interval", "0", "--json", str(out), timeout=120)
     report = json.loads(out.read_text())
     assert report["failed"] == []
     assert report["machine"]["cpu_count"] >= 1
@@ -94,10 +99,8 @@ def test_short_run_reports_every_route(tmp_path):
 def test_fault_times_smoke_run_prints_the_table(tmp_path):
     """bench/fault_times.py, one round of two fault classes: the markdown table, structure only."""
     out = tmp_path / "faults.md"
-    proc = subprocess.run([sys.executable, os.path.join(BENCH_DIR, "fault_times.py"), "--calls", "1",
-                           "--faults", "none,dcdc:silent:every", "--out", str(out)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_script("fault_times.py", "--calls", "1", "--faults", "none,dcdc:silent:every",
+                      "--out", str(out), timeout=60)
     text = out.read_text()
     assert text in proc.stdout
     assert "request_deadline 4.0 s" in text
