@@ -307,9 +307,9 @@ def write_config(path, dcdc_port, battery_port, interval):
 class Server:
     """``essx_server.py`` as a subprocess on a free port of 127.0.0.1."""
 
-    def __init__(self, config, log):
+    def __init__(self, config, log, script=SERVER):
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, SERVER, "--config", config, "--host", "127.0.0.1",
+        self.proc = subprocess.Popen([sys.executable, script, "--config", config, "--host", "127.0.0.1",
                                       "--port", str(self.port)],
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True)   # Ctrl-C reaches the bench only
@@ -395,8 +395,12 @@ class Client:
 
 
 @contextlib.contextmanager
-def bench_system(interval, workdir, name):
-    """Simulators + server with ``command_interval`` = interval; yields (server, simhost, settings)."""
+def bench_system(interval, workdir, name, server_script=SERVER):
+    """Simulators + server with ``command_interval`` = interval; yields (server, simhost, settings).
+
+    ``server_script`` is the essx_server.py to run (another tree's for an
+    A/B: the simulators stay this tree's, so both sides meet the same devices).
+    """
     sim_log = open(os.path.join(workdir, "%s-simhost.log" % name), "w")
     server_log_path = os.path.join(workdir, "%s-server.log" % name)
     server_log = open(server_log_path, "w")
@@ -417,8 +421,9 @@ def bench_system(interval, workdir, name):
             "server_threads": 8,
             "simulators": "bench/simhost.py (separate process); server without --simulate",
         }
-        server = Server(config, server_log)
+        server = Server(config, server_log, server_script)
         server.wait_ready()
+        settings["server_script"] = server_script
         settings["server_pid"] = server.pid
         yield server, sim, settings
     except BaseException:
@@ -439,22 +444,34 @@ def bench_system(interval, workdir, name):
 
 # --- latency table --------------------------------------------------------------------
 
-def measure_routes(port, calls, interval, settings, routes=ROUTES):
-    """N calls of every route on one connection; returns {route name: result dict}."""
+def measure_routes(port, calls, interval, settings, routes=ROUTES, pid=None):
+    """N calls of every route on one connection; returns {route name: result dict}.
+
+    With ``pid`` (the server's), each result also has ``cpu_ms``: the
+    server's CPU time (every thread, user + system, from
+    /proc/PID/task/*/schedstat, ns resolution) over the N counted calls
+    divided by N -- what one request of that route costs the node.
+    """
     client = Client(port)
     gap = interval + 0.001
     out = {}
     try:
         for route in routes:
             times, bad = [], collections.Counter()
+            cpu_start = None
             for i in range(-1, calls):          # call -1 is the warm-up, not counted
                 time.sleep(gap)
+                if i == 0 and pid is not None:
+                    cpu_start = cpu_ns(pid)
                 status, body, dt = client.get(route.path(i % 2))
                 if status != 200:
                     bad["%s %s" % (status, body[:80] if isinstance(body, bytes) else body)] += 1
                     continue
                 if i >= 0:
                     times.append(dt)
+            cpu_ms = None
+            if cpu_start is not None and calls > 0:
+                cpu_ms = (cpu_ns(pid) - cpu_start) / 1e6 / calls
             bound = route.bound(settings)
             s = summary(times)
             s.update({
@@ -463,6 +480,7 @@ def measure_routes(port, calls, interval, settings, routes=ROUTES):
                 "bound": None if bound is None else bound * 1000.0,
                 "ratio": None if bound is None or s["median"] is None else s["median"] / (bound * 1000.0),
                 "errors": dict(bad),
+                "cpu_ms": cpu_ms,
             })
             out[route.name] = s
     finally:
@@ -473,12 +491,14 @@ def measure_routes(port, calls, interval, settings, routes=ROUTES):
 def print_table(title, results):
     print()
     print(title)
-    head = "%-26s | %8s | %8s | %8s | %8s | %6s" % ("route", "median", "p95", "max", "bound", "ratio")
+    head = "%-26s | %8s | %8s | %8s | %8s | %6s | %7s" % ("route", "median", "p95", "max", "bound", "ratio",
+                                                          "CPU ms")
     print(head)
     print("-" * len(head))
     for name, r in results.items():
-        line = "%-26s | %8s | %8s | %8s | %8s | %6s" % (
-            name, _fmt(r["median"]), _fmt(r["p95"]), _fmt(r["max"]), _fmt(r["bound"]), _fmt(r["ratio"], 2))
+        line = "%-26s | %8s | %8s | %8s | %8s | %6s | %7s" % (
+            name, _fmt(r["median"]), _fmt(r["p95"]), _fmt(r["max"]), _fmt(r["bound"]), _fmt(r["ratio"], 2),
+            _fmt(r.get("cpu_ms"), 2))
         if r["errors"]:
             line += "   errors: %s" % r["errors"]
         print(line)
@@ -596,6 +616,24 @@ def _set_check(rec, category, status, body, dt, mode):
         got = None
     if got != MODE_NAMES[mode]:
         rec.error(category, "operationMode %r after setting 0x%04x" % (got, mode))
+
+
+def cpu_ns(pid):
+    """CPU time (ns, user + system) the live threads of process ``pid`` have run,
+    from /proc/PID/task/*/schedstat (its first field: time on a CPU, ns).
+
+    Threads that ended are not counted; the server's threads (waitress'
+    workers, the battery watch, the converter line) live as long as it.
+    """
+    total = 0
+    base = "/proc/%d/task" % pid
+    for tid in os.listdir(base):
+        try:
+            with open("%s/%s/schedstat" % (base, tid), encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue                    # the thread ended between listdir and open
+    return total
 
 
 def process_stats(pid):
@@ -789,6 +827,8 @@ def parse_args(argv=None):
     p.add_argument("--load-threads", type=int, default=4, help="polling threads under --load (4)")
     p.add_argument("--load-duration", type=float, default=20.0, help="seconds of --load (20)")
     p.add_argument("--soak", type=float, metavar="MINUTES", help="run mixed traffic for MINUTES")
+    p.add_argument("--server-tree", metavar="DIR",
+                   help="run DIR/drivers/essx_server.py (another checkout) against this tree's simulators")
     return p.parse_args(argv)
 
 
@@ -804,6 +844,8 @@ def main(argv=None):
     failed = []
     json_path = args.json or os.path.join(HERE, "results", "bench-%s.json" % time.strftime("%Y%m%d-%H%M%S"))
     workdir = tempfile.mkdtemp(prefix="essx-bench-")
+    server_script = SERVER if args.server_tree is None else os.path.join(
+        os.path.abspath(args.server_tree), "drivers", "essx_server.py")
     try:
         plan = []
         if args.calls > 0:
@@ -814,7 +856,7 @@ def main(argv=None):
             plan.append(("soak", extra_interval))
         for n, (kind, interval) in enumerate(plan):
             run = {"kind": kind}
-            with bench_system(interval, workdir, "%d-%s" % (n, kind)) as (server, sim, settings):
+            with bench_system(interval, workdir, "%d-%s" % (n, kind), server_script) as (server, sim, settings):
                 run["settings"] = settings
                 print()
                 print("%s run: command_interval %.3f s, converter %d baud + %.0f ms turnaround, "
@@ -823,9 +865,13 @@ def main(argv=None):
                          settings["battery_baud"]), flush=True)
                 if kind == "latency":
                     run["calls"] = args.calls
-                    run["routes"] = measure_routes(server.port, args.calls, interval, settings)
+                    run["routes"] = measure_routes(server.port, args.calls, interval, settings,
+                                                   pid=server.pid)
+                    run["server"] = process_stats(server.pid)
                     print_table("Latency, ms (%d calls; command_interval %.3f s)" % (args.calls, interval),
                                 run["routes"])
+                    print("server after the table: RSS %.2f MB, %d threads"
+                          % (run["server"]["rss"] / 2 ** 20, run["server"]["threads"]))
                 elif kind == "load":
                     run["threads"] = args.load_threads
                     run["duration_s"] = args.load_duration
