@@ -12,6 +12,11 @@ the output has drained (docs/battery-registers.md, "Physical layer"; README.md, 
 ``drop_echo=True`` discards the echo of each write (a receiver left on while
 transmitting); off by default: the usual BeagleBone capes tie DE and /RE to
 one pin, so nothing echoes. POSIX only (termios, select); works on ptys.
+
+``read_at_least(size, timeout)`` waits for a reply with one wake-up: the
+terminal's VMIN is set to ``size`` for the wait, so the kernel's line
+discipline reports the port readable only once ``size`` bytes are in (a
+reply arrives in many small chunks; waking for each costs the node CPU).
 """
 import importlib
 import logging
@@ -29,6 +34,7 @@ from essx.essx_exception import ESSXConfigException
 logger = logging.getLogger(__name__)
 
 DEFAULT_DIR_PIN = "P8_9"  #: spec 5.4.1: "P8_9 ... use of /dev/ttyO5 is assumed"
+VMIN_MAX = 255  #: the largest VMIN a terminal takes (a c_cc entry is one byte)
 ECHO_MARGIN_S = 0.05  #: s allowed beyond an echo's wire time (USB adapters deliver in 1-16 ms chunks)
 
 _BBB_PIN = re.compile(r"^(P[89]_\d{1,2}|GPIO\d_\d{1,2})$")
@@ -232,6 +238,43 @@ class ESSXRS485(serial.Serial):
             return count
         finally:
             self._pin.receive()
+
+    def read_at_least(self, size: int, timeout: float) -> bytes:
+        """Everything received, once at least ``size`` bytes are in or ``timeout``
+        (s) has passed, whichever comes first: maybe more than ``size`` bytes,
+        maybe fewer (b"" when nothing came in time).
+
+        One wake-up however the bytes trickle in: for the wait the terminal's
+        VMIN is ``size`` (at most VMIN_MAX) and VTIME 0, with which Linux's
+        line discipline reports the port readable only once VMIN bytes are
+        waiting; pyserial's VMIN is put back before returning.
+
+        Raises:
+            serial.PortNotOpenError: the port is closed.
+            serial.SerialException: the device reports data and has none
+                (unplugged), as pyserial's ``read``.
+            OSError, termios.error: the port failed.
+        """
+        if not self.is_open:
+            raise serial.PortNotOpenError()
+        fd = self.fd
+        waiting = self.in_waiting
+        if waiting < size and timeout > 0:
+            attrs = termios.tcgetattr(fd)
+            cc = attrs[6]
+            vmin, vtime = cc[termios.VMIN], cc[termios.VTIME]
+            cc[termios.VMIN], cc[termios.VTIME] = min(size, VMIN_MAX), 0
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            try:
+                ready = select.select([fd], [], [], timeout)[0]
+            finally:
+                cc[termios.VMIN], cc[termios.VTIME] = vmin, vtime
+                termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            waiting = self.in_waiting
+            if ready and not waiting:
+                raise serial.SerialException("device reports readiness to read but returned no data "
+                                             "(device disconnected or multiple access on port?)")
+        return os.read(fd, waiting) if waiting else b""
 
     def _discard_echo(self, sent):
         """Read back at most ``len(sent)`` bytes (a reply behind the echo stays); a mismatch

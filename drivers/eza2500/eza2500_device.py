@@ -31,7 +31,10 @@ class SerialPort(Protocol):
     """What ``EZA2500Device`` uses of its port, all of it: pyserial's interface
     as ``serial.Serial`` and ``essx.essx_rs485.ESSXRS485`` have it.  A port
     error is an ``OSError`` (``serial.SerialException`` is one) or a
-    ``termios.error`` (``IO_ERRORS``)."""
+    ``termios.error`` (``IO_ERRORS``).  A port may also have
+    ``read_at_least(size, timeout) -> bytes`` (``ESSXRS485``'s: everything
+    received once ``size`` bytes are in or ``timeout`` s have passed), which
+    ``EZA2500Device.read_some`` then waits with."""
 
     #: Low-level read timeout, s; set to LOW_LEVEL_TIMEOUT at start and at every open.
     timeout: Optional[float]
@@ -78,7 +81,9 @@ class EZA2500Device:
     ``SerialPort`` (a ``serial.Serial``, an ``ESSXRS485``, ...).
 
     The port's own read timeout is set to 0.01 s, so a deadline is overrun by
-    one low-level read at most ("Timing").  A port error closes the port; the
+    one low-level read at most ("Timing"); a port that also has
+    ``read_at_least`` (``ESSXRS485``) is waited on until the deadline in one
+    wake-up instead.  A port error closes the port; the
     next ``write`` reopens it.  It is the ``LinkDevice`` of ``EZA2500Link``.
 
     Args:
@@ -92,6 +97,8 @@ class EZA2500Device:
     def __init__(self, dev: SerialPort, timeout: Optional[float] = None) -> None:
         self.dev = dev
         self.timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+        #: The port's one-wake-up wait (``ESSXRS485.read_at_least``), None for a plain SerialPort.
+        self._read_at_least = getattr(dev, "read_at_least", None)
         #: True once opened, False after the port failed or could not be
         #: opened, None before the first try (for the once-per-change log).
         self.available = True if dev.is_open else None
@@ -173,17 +180,25 @@ class EZA2500Device:
             self.dev.reset_input_buffer()
 
     def read_some(self, size: int, deadline: float) -> bytes:
-        """One low-level read of at most ``size`` bytes (maybe b""; it takes the
-        port's 0.01 s read timeout at most, "Timing").
+        """What has been received once ``size`` more bytes are in, or at
+        ``deadline`` (``time.monotonic()`` s): maybe more than ``size`` bytes
+        (everything waiting), maybe fewer (b"" when nothing came).
+
+        A port with ``read_at_least`` (``ESSXRS485``) is waited on until then
+        with one wake-up; any other ``SerialPort`` is read once, in its
+        0.01 s low-level read ("Timing"), so the caller asks again.
 
         Raises:
-            ESSXTimeoutException: ``deadline`` (``time.monotonic()`` s) has passed.
+            ESSXTimeoutException: ``deadline`` had passed before the call.
             ESSXIOException: the port failed.
         """
-        if time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise ESSXTimeoutException("read timeout on %s" % self.port)
         with self._io("read"):
-            return self.dev.read(size) or b""
+            if self._read_at_least is not None:
+                return self._read_at_least(size, left)
+            return self.dev.read(max(size, self.dev.in_waiting)) or b""
 
     def read(self, size: int) -> bytes:
         """Exactly ``size`` bytes within ``self.timeout`` seconds

@@ -26,8 +26,10 @@ class ReplySource(Protocol):
         """Bytes received and not read yet.  Raises ESSXIOException."""
 
     def read_some(self, size: int, deadline: float) -> bytes:
-        """One low-level read of at most ``size`` bytes (maybe b"").  Raises
-        ESSXIOException, or ESSXTimeoutException once ``deadline`` has passed."""
+        """What has been received once ``size`` more bytes are in or at
+        ``deadline``, whichever comes first (maybe fewer or more bytes, maybe
+        b"").  Raises ESSXIOException, or ESSXTimeoutException once
+        ``deadline`` has passed."""
 
 
 def read_reply(device: ReplySource, group: Group, write: bool, deadline: Optional[float] = None,
@@ -56,13 +58,14 @@ def read_reply(device: ReplySource, group: Group, write: bool, deadline: Optiona
         deadline = time.monotonic() + device.timeout
     name = group.name(write)
     lengths = (payload_size(group.ack_fields(write)), NAK_PAYLOAD)
+    shortest = min(lengths) + FRAME_OVERHEAD   # no reply is complete before this many bytes
     buf, received, last_error = bytearray(), 0, None
     while True:
         del buf[:buf.find(SFD_REPLY) if SFD_REPLY in buf else len(buf)]
         if len(buf) >= 2 and buf[1] not in lengths:
             del buf[:1]
             continue
-        total = buf[1] + FRAME_OVERHEAD if len(buf) >= 2 else 2
+        total = buf[1] + FRAME_OVERHEAD if len(buf) >= 2 else shortest
         if len(buf) >= total:
             frame = bytes(buf[:total])
             try:
@@ -81,6 +84,6 @@ def read_reply(device: ReplySource, group: Group, write: bool, deadline: Optiona
             raise ESSXTimeoutException("no complete reply to %s from %s in time (%d bytes pending: %s; "
                                        "%d discarded%s)" % (name, device.port, len(buf), hexdump(buf),
                                                             received - len(buf), detail))
-        chunk = device.read_some(max(total - len(buf), device.in_waiting()), deadline)
+        chunk = device.read_some(total - len(buf), deadline)
         received += len(chunk)
         buf += chunk
