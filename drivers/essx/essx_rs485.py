@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DIR_PIN = "P8_9"  #: spec 5.4.1: "P8_9 ... use of /dev/ttyO5 is assumed"
 VMIN_MAX = 255  #: the largest VMIN a terminal takes (a c_cc entry is one byte)
+READ_CHUNK = 4096  #: bytes ``read_at_least`` takes at most at once (a tty buffers 4 KiB)
 ECHO_MARGIN_S = 0.05  #: s allowed beyond an echo's wire time (USB adapters deliver in 1-16 ms chunks)
 
 _BBB_PIN = re.compile(r"^(P[89]_\d{1,2}|GPIO\d_\d{1,2})$")
@@ -258,23 +259,26 @@ class ESSXRS485(serial.Serial):
         if not self.is_open:
             raise serial.PortNotOpenError()
         fd = self.fd
-        waiting = self.in_waiting
-        if waiting < size and timeout > 0:
+        ready = True
+        if size > 0 and timeout > 0:  # select returns at once when the bytes are in already
             attrs = termios.tcgetattr(fd)
             cc = attrs[6]
             vmin, vtime = cc[termios.VMIN], cc[termios.VTIME]
             cc[termios.VMIN], cc[termios.VTIME] = min(size, VMIN_MAX), 0
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
             try:
-                ready = select.select([fd], [], [], timeout)[0]
+                ready = bool(select.select([fd], [], [], timeout)[0])
             finally:
                 cc[termios.VMIN], cc[termios.VTIME] = vmin, vtime
                 termios.tcsetattr(fd, termios.TCSANOW, attrs)
-            waiting = self.in_waiting
-            if ready and not waiting:
-                raise serial.SerialException("device reports readiness to read but returned no data "
-                                             "(device disconnected or multiple access on port?)")
-        return os.read(fd, waiting) if waiting else b""
+        try:
+            data = os.read(fd, READ_CHUNK)  # the port is non-blocking (pyserial opens it so)
+        except BlockingIOError:
+            return b""
+        if not data and ready:
+            raise serial.SerialException("device reports readiness to read but returned no data "
+                                         "(device disconnected or multiple access on port?)")
+        return data
 
     def _discard_echo(self, sent):
         """Read back at most ``len(sent)`` bytes (a reply behind the echo stays); a mismatch
