@@ -129,8 +129,8 @@ def decode_value(field: Field, raw: int) -> Union[QValue, int]:
     """Raw int -> ``QValue`` in ``field.unit`` (exact), or the int of a raw field."""
     if field.is_raw:
         return int(raw)
-    product = REFERENCE_CONTEXT.multiply(decimal.Decimal(raw), field.rating_decimal)
-    return QValue(REFERENCE_CONTEXT.divide(product, decimal.Decimal(2 ** field.q)))
+    rating, scale = field.scaling
+    return QValue(REFERENCE_CONTEXT.divide(REFERENCE_CONTEXT.multiply(decimal.Decimal(raw), rating), scale))
 
 
 def q_step(field: Field) -> float:
@@ -270,7 +270,7 @@ def check_reply(frame: bytes, group: GroupLike, write: bool,
     """
     g = _group(group)
     name = g.name(write)
-    ack_payload = table.payload_size(g.ack_fields(write))
+    ack_payload = g.ack_shape(write)[1]
     if not _shape_ok(frame, SFD_REPLY):
         raise ESSXValueException("malformed reply to %s: %s" % (name, hexdump(frame)))
     if frame[1] not in (ack_payload, NAK_PAYLOAD):
@@ -302,10 +302,18 @@ def parse_reply(frame: bytes, group: GroupLike, write: bool,
     ``decode_value``).  ESSXDeviceException for a NAK (``.ercd``), else as
     ``check_reply``."""
     g = _group(group)
-    if not check_reply(frame, g, write, ad1, ad2):
-        raise nak_error(struct.unpack_from("<H", frame, 5)[0], g.name(write))
-    fields = g.ack_fields(write)
-    return _unpack(fields, bytes(frame[5:-2]))
+    return decode_reply(frame, g, write, check_reply(frame, g, write, ad1, ad2))
+
+
+def decode_reply(frame: bytes, group: Group, write: bool, ack: bool) -> Dict[str, Union[QValue, int]]:
+    """The values of a reply frame that ``check_reply`` has accepted (``ack``:
+    what it returned), as ``parse_reply`` gives them; ESSXDeviceException for
+    a NAK.  (The link decodes what the reader has checked: no second check.)"""
+    if not ack:
+        raise nak_error(struct.unpack_from("<H", frame, 5)[0], group.name(write))
+    fmt = group.ack_shape(write)[0]
+    return {f.name: decode_value(f, raw)
+            for f, raw in zip(group.ack_fields(write), struct.unpack_from(fmt, frame, 5))}
 
 
 #: A decoded request (simulator side).  ``group`` and ``name`` are None for an

@@ -148,6 +148,7 @@ class EZA2500Link:
 
     def __init__(self, device: LinkDevice, ad1: int, ad2: int, **changes: Any) -> None:
         self.device, self.ad1, self.ad2 = device, ad1, ad2
+        self._reads: Dict[Tuple[str, int, int], RequestFrame] = {}  # (name, ad1, ad2) -> frame
         self.listeners = Listeners()
         self.settings = LinkSettings()
         self.configure(**changes)
@@ -258,11 +259,18 @@ class EZA2500Link:
                 checks"); or ``name`` is no command of the "Command table"
                 ("no EZA2500 command '17-4'", "No group 17").
         """
+        cached = self._reads.get((name, self.ad1, self.ad2))
+        if cached is not None:     # a read's frame is the same every time
+            return cached
         try:
             group, write = table.parse_name(name)
         except KeyError:
             raise ESSXValueException("no EZA2500 command %r" % (name,)) from None
-        params = dict(params or {}) if write else {}
+        if not write:
+            req = RequestFrame(name, group, False, {}, codec.build_request(self.ad1, self.ad2, group, False))
+            self._reads[name, self.ad1, self.ad2] = req
+            return req
+        params = dict(params or {})
         frame = codec.build_request(self.ad1, self.ad2, group, write, params)
         asked = {f.name: params[f.name] for f in group.request_fields(write)}   # {} for a read
         return RequestFrame(name, group, write, asked, frame)
@@ -352,7 +360,8 @@ class EZA2500Link:
             if debug:
                 kind = "NAK" if frame[4] & table.NAK_BIT else "ACK"
                 log.debug("<- %s %s %s", req.name, kind, codec.hexdump(frame))
-            reply = codec.parse_reply(frame, req.group, req.write, self.ad1, self.ad2)
+            # read_reply checked it: an ACK carries the group's CMD, a NAK CMD | 0x80
+            reply = codec.decode_reply(frame, req.group, req.write, frame[4] == req.group.cmd)
             outcome = "ack"
             return reply
         except ESSXException as exc:

@@ -7,7 +7,7 @@ from typing import Optional, Protocol
 from essx.essx_exception import ESSXChecksumException, ESSXTimeoutException, ESSXValueException
 
 from .codec import check_reply, hexdump
-from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY, Group, payload_size
+from .table import FRAME_OVERHEAD, NAK_PAYLOAD, SFD_REPLY, Group
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def read_reply(device: ReplySource, group: Group, write: bool, deadline: Optiona
     if deadline is None:
         deadline = time.monotonic() + device.timeout
     name = group.name(write)
-    lengths = (payload_size(group.ack_fields(write)), NAK_PAYLOAD)
+    lengths = (group.ack_shape(write)[1], NAK_PAYLOAD)
     shortest = min(lengths) + FRAME_OVERHEAD   # no reply is complete before this many bytes
     buf, received, last_error = bytearray(), 0, None
     while True:

@@ -159,6 +159,16 @@ class Field:
         (decimal.InvalidOperation for a raw field)."""
         return decimal.Decimal(str(self.rating))
 
+    @property
+    def scaling(self) -> Tuple[decimal.Decimal, decimal.Decimal]:
+        """(rating as ``rating_decimal``, 2**Q) as Decimals, worked out once per
+        field: every reply decodes with them (decimal.InvalidOperation for a raw field)."""
+        cached = self.__dict__.get("_scaling")
+        if cached is None:
+            cached = (self.rating_decimal, decimal.Decimal(2 ** self.q))
+            object.__setattr__(self, "_scaling", cached)   # not a dataclass field: eq/hash unchanged
+        return cached
+
     def range_text(self) -> str:
         """What a write may carry: "[260, 390] V" or "{0x0000, ...}"."""
         if self.allowed is not None:
@@ -189,6 +199,15 @@ class Group:
     read: Tuple[Field, ...]
     write: Optional[Tuple[Field, ...]] = None
 
+    def __post_init__(self) -> None:
+        # Worked out once: every command asks for its name, formats and sizes
+        # (not dataclass fields: equality and hash stay those of the table row).
+        shapes = {False: (wire_format(self.read), payload_size(self.read))}
+        if self.write is not None:
+            shapes[True] = (wire_format(self.write), payload_size(self.write))
+        object.__setattr__(self, "_names", ("%d-1" % self.number, "%d-4" % self.number))
+        object.__setattr__(self, "_shapes", shapes)
+
     @property
     def write_ack(self) -> Optional[Tuple[Field, ...]]:
         """Fields of the "N-4" ACK: those of the request (docs/eza2500-protocol.md)."""
@@ -196,7 +215,14 @@ class Group:
 
     def name(self, write: bool) -> str:
         """Command name: "6-1" for a read, "6-4" for a write."""
-        return "%d-%d" % (self.number, 4 if write else 1)
+        return self._names[1 if write else 0]
+
+    def ack_shape(self, write: bool) -> Tuple[str, int]:
+        """(struct format, bytes) of the ACK payload of "N-1"/"N-4"; ValueError
+        for a write to a read-only group."""
+        if write and self.write is None:
+            raise ValueError("group %d is read only" % self.number)
+        return self._shapes[bool(write)]
 
     def request_fields(self, write: bool) -> Tuple[Field, ...]:
         """Fields of the request payload (none for a read); ValueError for a
@@ -215,7 +241,7 @@ class Group:
 
     def ack_length(self, write: bool) -> int:
         """Total ACK frame length, bytes."""
-        return FRAME_OVERHEAD + payload_size(self.ack_fields(write))
+        return FRAME_OVERHEAD + self.ack_shape(write)[1]
 
 
 # --- the table (docs/eza2500-protocol.md, "Command table"); one row per field -----------
