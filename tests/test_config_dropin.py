@@ -5,10 +5,12 @@ dir_pin not_used) and the variants that operators' files have, each with
 the warnings this driver must give once (key path and what happens).
 """
 import decimal
+from pathlib import Path
 
 import pytest
 import yaml
 
+from essx import essx_config
 from essx.essx_config import load_config, parse_config
 from essx.essx_exception import ESSXConfigException
 
@@ -243,3 +245,10 @@ def test_a_reference_file_starts_the_server_stack(tmp_path):
     finally:
         server.stop()
         system.close()
+
+
+def test_the_fast_yaml_loader_reads_the_shipped_file_as_the_python_loader_does():
+    text = (Path(__file__).resolve().parent.parent / "drivers" / "dcdc_batt_comm.yml").read_text(encoding="utf-8")
+    assert yaml.load(text, Loader=essx_config.FAST_LOADER) == yaml.safe_load(text)
+    if yaml.__with_libyaml__:   # PyYAML built with libyaml (wheels for x86_64, aarch64)
+        assert essx_config.FAST_LOADER is yaml.CSafeLoader
