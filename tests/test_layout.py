@@ -32,6 +32,9 @@ OPTIONAL_PARTS = {
     ("essx_service.startup", "essx_sim"): "the simulation, for --simulate only: a node's server "
                                           "does not carry the simulators (about 1.2 MB)",
     ("essx_service.startup", "essx_sim.node"): "the same import",
+    ("essx_service.exposition", "essx_service.metrics"): "prometheus_client, at the first /metrics "
+                                                         "scrape: a server nobody scrapes does not "
+                                                         "carry it (about 1-2 MB)",
 }
 
 

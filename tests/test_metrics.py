@@ -1,12 +1,20 @@
 """/metrics: the Prometheus text format from the recorder (prometheus_client's parser reads it back)."""
+import concurrent.futures
+import subprocess
+import sys
 import wsgiref.util
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from essx import blocks
 from essx.exchange import Exchange, Listeners
+from essx_service.exposition import Exposition
 from essx_service.metrics import GAUGES, UNIT_WORDS
+from essx_service.observe import Recorder
+
+DRIVERS = Path(__file__).resolve().parent.parent / "drivers"
 
 REQUIRED = {
     "essx_http_requests_total", "essx_converter_commands_total", "essx_converter_command_seconds",
@@ -154,3 +162,38 @@ def test_each_gauge_carries_its_fields_unit():
         if key in units:     # the status words and the permission have none
             assert name.endswith("_" + UNIT_WORDS[units[key]]), name
             assert ("," in text) == bool(units[key]), text
+
+
+def test_prometheus_client_is_loaded_at_the_first_scrape_only():
+    """A server nobody scrapes does not carry prometheus_client (essx_service.exposition);
+    the first /metrics loads it and answers the full exposition."""
+    code = ("import sys, wsgiref.util\n"
+            "import essx_server\n"
+            "from essx_service import cli\n"
+            "app = essx_server.create_app(None)\n"
+            "print('prometheus_client' in sys.modules, 'essx_service.metrics' in sys.modules)\n"
+            "environ = {'PATH_INFO': '/metrics', 'REQUEST_METHOD': 'GET'}\n"
+            "wsgiref.util.setup_testing_defaults(environ)\n"
+            "seen = []\n"
+            "body = b''.join(app(environ, lambda status, headers, exc_info=None: seen.append(status)))\n"
+            "print('prometheus_client' in sys.modules, seen[0])\n"
+            "print(body.decode())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=str(DRIVERS))
+    assert out.returncode == 0, out.stderr
+    before, after, text = out.stdout.split("\n", 2)
+    assert before == "False False"
+    assert after == "True 200 OK"
+    assert {"essx_build_info", "essx_start_time_seconds"} <= {name for name, _ in samples(text)}
+
+
+def test_concurrent_first_scrapes_build_one_registry():
+    recorder = Recorder()
+    exposition = Exposition(recorder, "1.4")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        bodies = list(pool.map(lambda _: exposition(), range(8)))
+    assert len(set(bodies)) == 1
+    assert ("essx_build_info", frozenset({("version", "1.4")})) in samples(bodies[0].decode())
+    first = exposition._scrape
+    exposition()
+    assert exposition._scrape is first

@@ -5,6 +5,7 @@ parameters), ``startup`` (devices and ports), ``cli`` (the command line),
 ``check`` (``--check``), ``serve`` (waitress), ``sdnotify`` (systemd),
 ``logsetup``, ``resources`` (package data: the default configuration, the
 OpenAPI document, the pages in ``static/``), observation (``observe``,
-``metrics``, ``status``) and ``grid`` (the ``essx-grid`` program).
+``metrics``, loaded at the first scrape by ``exposition``, ``status``) and
+``grid`` (the ``essx-grid`` program).
 ``essx_server.py`` is its entry point.
 """

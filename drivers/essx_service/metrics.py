@@ -1,21 +1,19 @@
 """``/metrics``: a ``Recorder``'s observations in the Prometheus text format,
 read at scrape time (metrics and units: docs/observability.md, "/metrics").
+Loaded at the first scrape (essx_service.exposition), not at start.
 
 The gauges of last-known values are named from the response blocks
 (``essx.blocks``): a field's key and unit give the metric's name, its text,
 the commands that carry it and its unit give the help.
 """
-from typing import Dict, Iterator, Tuple
+import functools
+from typing import Callable, Dict, Iterator, Tuple
 
-from prometheus_client import CollectorRegistry, Gauge, Info
+from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from essx import blocks
 from essx_service.observe import Recorder, known, reply_name
-
-#: Content type of ``generate_latest``'s classic text format (prometheus_client's
-#: CONTENT_TYPE_PLAIN_0_0_4, named CONTENT_TYPE_LATEST before 0.22).
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: The word of each unit of the blocks in a metric's name (Prometheus base units);
 #: "" (no unit: a droop ratio) is "ratio".
@@ -136,3 +134,9 @@ def registry(recorder: Recorder, version: str) -> CollectorRegistry:
     started.set(recorder.started)
     reg.register(RecorderCollector(recorder))
     return reg
+
+
+def scraper(recorder: Recorder, version: str) -> Callable[[], bytes]:
+    """A function answering the exposition of a new :func:`registry` of *recorder*
+    (``generate_latest``: the classic text format, essx_service.exposition.CONTENT_TYPE)."""
+    return functools.partial(generate_latest, registry(recorder, version))

@@ -11,12 +11,12 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import bottle
-from prometheus_client import generate_latest
 
 from essx import blocks, deadline
 from essx.essx_exception import ESSXConfigException, ESSXException, ESSXParameterException
 from essx.essx_type_oes import ESSXTypeOES
-from essx_service import metrics, resources, status
+from essx_service import resources, status
+from essx_service.exposition import CONTENT_TYPE, Exposition
 from essx_service.observe import Recorder
 from essx_service.params import parse_mode, parse_number
 from eza2500.table import MODE_WAITING
@@ -276,11 +276,10 @@ def build_app(controller: Optional[ESSXTypeOES], *, versions: Mapping[str, str],
     for rule, fn in api.table().items():
         _json_route(app, recorder, rule, fn, api.request_deadline)
     version = versions["dcdc_batt_comm_version"]
-    registry = metrics.registry(recorder, version)
     _json_route(app, recorder, "/essx/status",
                 lambda p: status.status_body(recorder, version=version, simulate=simulate, config=config))
     _json_route(app, recorder, "/essx/history", lambda p: status.history_body(recorder, _since(p)))
-    _raw_route(app, recorder, "/metrics", metrics.CONTENT_TYPE, lambda: generate_latest(registry))
+    _raw_route(app, recorder, "/metrics", CONTENT_TYPE, Exposition(recorder, version))
     _raw_route(app, recorder, "/", "text/html; charset=utf-8", page)
 
     def json_error(error):
