@@ -36,6 +36,16 @@ OPTIONAL_PARTS = {
                                                          "scrape: a server nobody scrapes does not "
                                                          "carry it (about 1-2 MB)",
 }
+#: Libraries a function imports late, for memory (or for one mode), and why.
+LATE_LIBRARIES = {
+    ("essx.essx_config", "difflib"): "a key's \"did you mean\", only for an unknown key: a server "
+                                      "whose configuration has none does not carry it (about 0.15 MB)",
+    ("essx_service.serve", "waitress"): "the WSGI server, when serving: --check, --help and "
+                                         "--version do not load it",
+}
+#: What a node's server (essx_server and its command line) leaves out until asked:
+#: the simulation, prometheus_client (first /metrics), difflib (an unknown key).
+NOT_LOADED_AT_START = ("essx_sim", "prometheus_client", "difflib")
 
 
 def part(module: str) -> str:
@@ -89,11 +99,12 @@ def _targets(node: ast.AST, module: str, is_package: bool) -> List[str]:
     return loaded
 
 
-def imports() -> Tuple[Dict[str, Set[str]], List[Tuple[str, str, int]], List[Tuple[str, str, int]]]:
+def imports() -> Tuple[Dict[str, Set[str]], List[Tuple[str, str, int]], List[Tuple[str, str, int]],
+                       List[Tuple[str, str, int]]]:
     """(module-level graph {module: {project modules}}, [(module, function-level import, line)],
-    [(module, optional dependency, line)])."""
+    [(module, optional dependency, line)], [(module, library a function imports, line)])."""
     graph: Dict[str, Set[str]] = {name: set() for name in MODULES}
-    late, optional = [], []
+    late, optional, libraries = [], [], []
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         is_package = path.name == "__init__.py"
@@ -107,13 +118,15 @@ def imports() -> Tuple[Dict[str, Set[str]], List[Tuple[str, str, int]], List[Tup
                         mod = child.names[0].name if isinstance(child, ast.Import) else child.module or ""
                         if mod.split(".")[0] in OPTIONAL:
                             optional.append((name, mod, child.lineno))
+                        elif not getattr(child, "level", 0) and mod.split(".")[0] not in PROJECT:
+                            libraries.append((name, mod, child.lineno))
                     elif not _type_checking_only(child, tree):
                         graph[name].update(targets)
                 else:
                     visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
 
         visit(tree, False)
-    return graph, late, optional
+    return graph, late, optional, libraries
 
 
 def _type_checking_only(node: ast.AST, tree: ast.Module) -> bool:
@@ -160,7 +173,7 @@ def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
     return found
 
 
-GRAPH, LATE, OPTIONAL_LATE = imports()
+GRAPH, LATE, OPTIONAL_LATE, LATE_LIBRARY = imports()
 
 
 def test_every_module_is_seen():
@@ -190,9 +203,23 @@ def test_every_optional_part_is_still_imported_late():
         assert target not in GRAPH[module]
 
 
-def test_a_nodes_server_does_not_load_the_simulation():
+def test_a_function_imports_only_the_named_libraries():
+    assert {(m, lib) for m, lib, _ in LATE_LIBRARY} == set(LATE_LIBRARIES)
+    for module, lib in LATE_LIBRARIES:          # and the module does not import it at its top
+        source = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+        top = {a.name for n in source.body if isinstance(n, ast.Import) for a in n.names}
+        top |= {n.module for n in source.body if isinstance(n, ast.ImportFrom)}
+        assert lib not in top, (module, lib)
+
+
+def test_a_nodes_server_does_not_load_what_it_may_never_need():
+    """The simulation, prometheus_client and difflib stay out of a node's server
+    (started with the shipped configuration) until asked for."""
     code = ("import sys, essx_server\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'essx_sim'))")
+            "from essx_service import cli, resources\n"
+            "from essx import essx_config\n"
+            "essx_config.load_config(resources.default_config_path())\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))" % (NOT_LOADED_AT_START,))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=str(DRIVERS))
     assert out.returncode == 0, out.stderr
