@@ -10,7 +10,9 @@ import time
 
 import pytest
 
+import essx_service
 from conftest import SERVER, free_port, run_server, write_config
+from essx_service import cli
 
 
 def one_error_line(err):
@@ -22,6 +24,20 @@ def one_error_line(err):
 def test_version():
     status, out, err = run_server("--version")
     assert (status, out.strip()) == (0, "essx-server 1.4.0 (dcdc_batt_comm)")
+
+
+def test_the_version_is_the_distributions_without_importlib_metadata():
+    """--version and the start line name essx_service.__version__, which pyproject.toml
+    gives the distribution; a server does not load importlib.metadata for it."""
+    with open(os.path.join(os.path.dirname(os.path.dirname(SERVER)), "pyproject.toml"), encoding="utf-8") as f:
+        pyproject = f.read()
+    assert 'version = {attr = "essx_service.__version__"}' in pyproject
+    assert cli.package_version() == essx_service.__version__ == "1.4.0"
+    code = "import sys, essx_server\nprint('importlib.metadata' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=os.path.dirname(SERVER))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("args,fragment", [

@@ -9,3 +9,9 @@ OpenAPI document, the pages in ``static/``), observation (``observe``,
 ``grid`` (the ``essx-grid`` program).
 ``essx_server.py`` is its entry point.
 """
+
+#: This release's version: the distribution's (pyproject.toml reads it from here),
+#: and essx-server's --version and start line.  A constant, not
+#: importlib.metadata: the lookup would keep zipfile, csv and importlib's
+#: metadata machinery in every server (about 0.9 MB of resident memory).
+__version__ = "1.4.0"

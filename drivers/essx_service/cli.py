@@ -9,9 +9,9 @@ import logging
 import os
 import re
 import signal
-from importlib import metadata
 from typing import Any, List, Optional
 
+import essx_service
 from essx import essx_config
 from essx.essx_exception import ESSXException
 from essx_service import logsetup, resources
@@ -34,11 +34,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def package_version() -> str:
-    """The installed distribution's version ("1.4.0"), or "unknown"."""
-    try:
-        return metadata.version("dcdc_batt_comm")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """This release's version ("1.4.0"): ``essx_service.__version__``, which is
+    the distribution's (pyproject.toml)."""
+    return essx_service.__version__
 
 
 def tcp_port(text: str) -> int:
