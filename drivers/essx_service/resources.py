@@ -5,7 +5,6 @@ every install form (venv, ``--user``, system pip, editable, a checkout).
 source tree links to ``drivers/``), ``essx_service/static/`` the web pages.  Standard
 library only: ``--version`` and ``--help`` need no third-party module.
 """
-import importlib.resources
 from pathlib import Path
 
 DEFAULT_CONFIG_NAME = "dcdc_batt_comm.yml"
@@ -15,6 +14,12 @@ ETC_CONFIG = "/etc/dcdc_batt_comm/dcdc_batt_comm.yml"
 
 
 def _shipped(*parts: str):
+    """``essx_service/<parts>`` as an importlib.resources traversable.  importlib.resources
+    is imported here, at the first shipped file asked for: a node's server (its
+    configuration in /etc, nobody on the live page) does not carry it (about 0.1 MB;
+    named in tests/test_layout.py, LATE_LIBRARIES)."""
+    import importlib.resources  # late for memory: tests/test_layout.py
+
     return importlib.resources.files("essx_service").joinpath(*parts)
 
 
