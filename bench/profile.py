@@ -8,10 +8,13 @@ Starts the bench's simulators and server (``bench.py``'s ``bench_system``,
 ``command_interval`` 0; ``--server-tree`` runs another checkout's server
 against this tree's simulators), and for each route runs N calls on one
 connection while ``py-spy record --nonblocking --format raw`` samples the
-server's threads that are on a CPU (py-spy leaves out threads waiting in a
-system call: a read waiting for the line costs nothing and shows nothing).
-Meanwhile ``cpu_ns`` reads the server's CPU time, so each route gets its CPU
-ms per request and the share of every layer in it.
+server's threads that are on a CPU (py-spy leaves out threads asleep in a
+system call: a read waiting for the line costs nothing and shows nothing;
+the kernel's work in a call -- a wake-up for every chunk the line delivers
+-- shows as the Python line that made it).  Calls are 1 ms apart, as in the
+latency table.  Meanwhile ``cpu_ns`` reads the server's CPU time: each route
+gets its measured CPU ms per request, split between the layers in
+proportion to their samples (sampling is a share, not a clock).
 
 A sample goes to the layer of its innermost frame whose file ``LAYERS``
 knows (the layer that spends the time, as a profiler's "self" time); a
@@ -39,19 +42,17 @@ import bench  # noqa: E402  (bench/bench.py, beside this file)
 LAYERS = (
     ("HTTP server (waitress)", ("/waitress/", "/socketserver.py", "/http/", "/selectors.py", "/socket.py")),
     ("route (bottle, web, params)", ("/bottle.py", "/essx_service/web.py", "/essx_service/params.py",
-                                     "/essx_service/app.py", "/essx/essx_server_app.py", "/essx_server.py")),
+                                     "/essx_service/app.py", "/essx/web.py", "/essx/essx_params.py",
+                                     "/essx_server.py")),
     ("JSON", ("/json/",)),
     ("recorder, metrics, status", ("/essx_service/observe.py", "/essx_service/metrics.py",
-                                   "/essx_service/status.py", "/prometheus_client/", "/essx/observe",
-                                   "/essx/metrics", "/essx/recorder", "/essx/status")),
+                                   "/essx_service/status.py", "/prometheus_client/", "/essx/observe.py",
+                                   "/essx/metrics.py", "/essx/status.py")),
     ("controller (essx_type_oes, blocks)", ("/essx/essx_type_oes.py", "/essx/blocks.py", "/essx/exchange.py",
-                                            "/essx/deadline.py", "/essx/essx_util.py", "/essx/essx_config.py")),
-    ("link (eza2500.link, commands)", ("/eza2500/link.py", "/eza2500/commands.py", "/eza2500/eza2500_link",
-                                       "/eza2500/eza2500_command", "/eza2500/__init__.py")),
-    ("codec, reply reader", ("/eza2500/codec.py", "/eza2500/table.py", "/eza2500/reader.py",
-                             "/eza2500/eza2500_util.py", "/eza2500/frame")),
-    ("serial I/O (pyserial, device, rs485)", ("/serial/", "/essx/essx_rs485.py", "/eza2500/eza2500_device.py",
-                                             "/termios")),
+                                            "/essx/deadline.py", "/essx/essx_config.py")),
+    ("link (eza2500.link, commands)", ("/eza2500/link.py", "/eza2500/commands.py", "/eza2500/__init__.py")),
+    ("codec, reply reader", ("/eza2500/codec.py", "/eza2500/table.py", "/eza2500/reader.py")),
+    ("serial I/O (pyserial, device, rs485)", ("/serial/", "/essx/essx_rs485.py", "/eza2500/eza2500_device.py")),
     ("battery (Modbus client)", ("/battery_emulator/", "/essx/essx_modbus.py", "/essx/modbus_reply.py",
                                  "/pymodbus/")),
     ("errors", ("/essx/essx_exception.py",)),
@@ -105,6 +106,7 @@ def profile_route(route, port, pid, calls, rate, workdir):
     cpu0, t0 = bench.cpu_ns(pid), time.perf_counter()
     walls = []
     for i in range(calls):
+        time.sleep(0.001)
         status, _, dt = client.get(route.path(i % 2))
         if status == 200:
             walls.append(dt)

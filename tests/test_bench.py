@@ -94,6 +94,25 @@ def test_short_run_reports_every_route(tmp_path):
             assert r["bound"] is None
     for name in run["routes"]:
         assert name in proc.stdout
+        assert run["routes"][name]["cpu_ms"] > 0, name
+    assert run["server"]["rss"] > 0 and run["server"]["threads"] >= 2
+
+
+def test_cpu_ab_runs_both_sides_and_reports_each_route(tmp_path):
+    """bench/cpu_ab.py on the work tree against itself, two routes, structure only."""
+    out = tmp_path / "cpu_ab.json"
+    proc = run_script("cpu_ab.py", ".", ".", "--calls", "2", "--rounds", "2", "--idle", "0.2",
+                      "--routes", "/remote/get/status,/version/get", "--json", str(out), timeout=120)
+    report = json.loads(out.read_text())
+    assert set(report["routes"]) == {"/remote/get/status", "/version/get"}
+    for name, sides in report["routes"].items():
+        for side in ("A", "B"):
+            assert len(sides[side]["cpu_rounds_ms"]) == 2 and sides[side]["cpu_ms"] > 0, (name, side)
+            assert sides[side]["errors"] == 0 and sides[side]["wall_ms"] > 0, (name, side)
+        assert "| %s |" % name in proc.stdout
+    for side in ("A", "B"):
+        assert report["memory"][side]["warm"]["rss"] > 0 and report["memory"][side]["end"]["threads"] >= 2
+        assert report["idle_cpu_ms"][side] >= 0
 
 
 def test_fault_times_smoke_run_prints_the_table(tmp_path):
