@@ -6,7 +6,6 @@ shape their bodies from the blocks of ``essx.blocks`` (docs/web-api.md, "Blocks"
 import contextvars
 import logging
 import threading
-from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -65,10 +64,6 @@ class ESSXTypeOES:
         self.dcdc_config, self.bat_config = dcdc_config, bat_config
         self.link: ConverterLine = EZA2500Link(dcdc_dev, ad1, ad2, **link_settings(dcdc_config))
         self._stop = threading.Event()
-        #: The thread reading the battery while /remote/ioctl/get and /all/get talk to the
-        #: converter: started at the first such request, kept (one a request cost more CPU
-        #: than the request's own reads), stopped by close().
-        self._battery_reads = ThreadPoolExecutor(1, thread_name_prefix="battery-read")
         self._waiting_reason: Optional[str] = None   # why the watch last forced Waiting
         self._watch = threading.Thread(target=self._watch_battery, name="battery-watch", daemon=True)
         if watch:
@@ -293,12 +288,9 @@ class ESSXTypeOES:
         parallel; raises as they do ("no battery configured": nothing sent)."""
         if self.bat_dev is None:
             raise ESSXException(NO_BATTERY)
-        battery = self._battery_reads.submit(contextvars.copy_context().run, self.log_data)  # same deadline
-        try:
+        with ThreadPoolExecutor(1, thread_name_prefix="battery-read") as pool:
+            battery = pool.submit(contextvars.copy_context().run, self.log_data)   # the same deadline
             body = self.remote_get()
-        except BaseException:
-            futures.wait([battery])   # never left running after the request
-            raise
         body.update(battery.result())
         return body
 
@@ -339,9 +331,8 @@ class ESSXTypeOES:
         return reason is not None
 
     def close(self) -> None:
-        """Stop the battery-watch thread and the battery-read thread (waits for them)."""
+        """Stop the battery-watch thread (waits for it)."""
         self._stop.set()
-        self._battery_reads.shutdown(wait=True)
         if self._watch.is_alive() and self._watch is not threading.current_thread():
             self._watch.join()
 
