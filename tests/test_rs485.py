@@ -5,6 +5,8 @@ Hardware-free: the GPIO modules are fakes injected through sys.modules (or
 """
 import os
 import sys
+import termios
+import threading
 import time
 import tty
 import types
@@ -13,7 +15,7 @@ import pytest
 import serial
 
 from essx.essx_exception import ESSXConfigException
-from essx.essx_rs485 import ECHO_MARGIN_S, BBIOPin, ESSXRS485, GpiodPin, NoPin, make_pin
+from essx.essx_rs485 import ECHO_MARGIN_S, BBIOPin, ESSXRS485, GpiodPin, NoPin, make_pin, usb_serial
 
 
 @pytest.fixture
@@ -277,3 +279,65 @@ def test_drop_echo_without_echo_gives_up_at_its_deadline(pty_port, fake_bbio, ca
     assert "does not match" in caplog.text
     assert os.read(master, 10) == b"Q"
     port.close()
+
+
+def _sysfs_tty(root, name, bus):
+    """A fake /sys/class/tty/<name> whose device is on *bus*."""
+    (root / "bus" / bus).mkdir(parents=True, exist_ok=True)
+    device = root / "devices" / name
+    device.mkdir(parents=True)
+    (device / "subsystem").symlink_to(root / "bus" / bus)
+    (root / "class" / "tty" / name).mkdir(parents=True)
+    (root / "class" / "tty" / name / "device").symlink_to(device)
+    return str(root / "class" / "tty")
+
+
+def test_usb_serial_tells_a_usb_adapter_from_a_uart_and_a_pty(tmp_path):
+    sysfs = _sysfs_tty(tmp_path, "ttyUSB0", "usb-serial")
+    _sysfs_tty(tmp_path, "ttyO2", "platform")
+    assert usb_serial("/dev/ttyUSB0", sysfs) is True
+    assert usb_serial("/dev/ttyO2", sysfs) is False
+    assert usb_serial("/dev/pts/7", sysfs) is False   # a pty has no sysfs entry
+    assert usb_serial(None, sysfs) is False
+    link = tmp_path / "rs485-dcdc"                    # a udev symlink to the adapter
+    link.symlink_to("/dev/ttyUSB0")
+    assert usb_serial(str(link), sysfs) is True
+
+
+def _later(delay, fn, *args):
+    timer = threading.Timer(delay, fn, args)
+    timer.start()
+    return timer
+
+
+def test_read_at_least_waits_for_the_bytes_and_restores_vmin(pty_port):
+    path, master = pty_port
+    port = ESSXRS485(path, 19200, dir_pin="not_used", timeout=0.01)
+    try:
+        assert port.vmin_wait is True                 # a pty: the terminal's VMIN does the wait
+        before = termios.tcgetattr(port.fileno())[6][termios.VMIN]
+        os.write(master, b"\x02\x02\x00")
+        timer = _later(0.2, os.write, master, b"\x10\x00\x00")
+        assert port.read_at_least(6, 5.0) == b"\x02\x02\x00\x10\x00\x00"   # not the first 3 alone
+        timer.join()
+        assert termios.tcgetattr(port.fileno())[6][termios.VMIN] == before
+        os.write(master, b"ab")
+        assert port.read_at_least(9, 0.2) == b"ab"    # the timeout: what came, no error
+        assert port.read_at_least(1, 0.05) == b""
+    finally:
+        port.close()
+
+
+def test_read_at_least_on_a_usb_adapter_returns_the_first_bytes(pty_port, monkeypatch):
+    path, master = pty_port
+    monkeypatch.setattr("essx.essx_rs485.usb_serial", lambda port: True)
+    port = ESSXRS485(path, 19200, dir_pin="not_used", timeout=0.01)
+    try:
+        assert port.vmin_wait is False                # no tcsetattr a wait on a USB adapter
+        os.write(master, b"\x02\x02\x00")
+        timer = _later(0.2, os.write, master, b"\x10")
+        assert port.read_at_least(6, 5.0) == b"\x02\x02\x00"
+        timer.join()
+        assert port.read_at_least(1, 5.0) == b"\x10"
+    finally:
+        port.close()

@@ -17,6 +17,9 @@ one pin, so nothing echoes. POSIX only (termios, select); works on ptys.
 terminal's VMIN is set to ``size`` for the wait, so the kernel's line
 discipline reports the port readable only once ``size`` bytes are in (a
 reply arrives in many small chunks; waking for each costs the node CPU).
+Not on a USB serial adapter (``usb_serial``): its driver may talk to the
+adapter at every terminal setting (ftdi_sio sends a USB control request even
+when only VMIN changes), and its bytes come a USB packet at a time anyway.
 """
 import importlib
 import logging
@@ -25,6 +28,7 @@ import re
 import select
 import termios
 import time
+from typing import Optional
 
 import serial
 import serial.rs485
@@ -37,6 +41,9 @@ DEFAULT_DIR_PIN = "P8_9"  #: spec 5.4.1: "P8_9 ... use of /dev/ttyO5 is assumed"
 VMIN_MAX = 255  #: the largest VMIN a terminal takes (a c_cc entry is one byte)
 READ_CHUNK = 4096  #: bytes ``read_at_least`` takes at most at once (a tty buffers 4 KiB)
 ECHO_MARGIN_S = 0.05  #: s allowed beyond an echo's wire time (USB adapters deliver in 1-16 ms chunks)
+
+#: Where Linux lists terminals (sysfs); a USB serial adapter's is on the usb-serial bus.
+SYSFS_TTY = "/sys/class/tty"
 
 _BBB_PIN = re.compile(r"^(P[89]_\d{1,2}|GPIO\d_\d{1,2})$")
 _GPIOD_PIN = re.compile(r"^(?:/dev/)?(gpiochip\d+):(\S+)$")
@@ -148,6 +155,20 @@ def make_pin(dir_pin):
         "'not_used'" % (dir_pin,))
 
 
+def usb_serial(port: Optional[str], sysfs_tty: str = SYSFS_TTY) -> bool:
+    """True when ``port`` ("/dev/ttyUSB0", or a symlink to it) is the terminal of
+    a USB serial adapter: its sysfs device is on the usb-serial bus (ftdi_sio,
+    cp210x, ch341, pl2303, ...).  False for a UART, a pty or an unknown path.
+    Such a driver's ``set_termios`` runs at every tcsetattr, and ftdi_sio's
+    sends the adapter a USB control request each time (Linux,
+    drivers/usb/serial/ftdi_sio.c, ``ftdi_set_termios``)."""
+    if not port:
+        return False
+    name = os.path.basename(os.path.realpath(port))
+    bus = os.path.realpath(os.path.join(sysfs_tty, name, "device", "subsystem"))
+    return os.path.basename(bus) == "usb-serial"
+
+
 def _as_pin(driver):
     """An injected driver as is with transmit()/receive(), else a Pin over its set(level)."""
     if hasattr(driver, "transmit") and hasattr(driver, "receive"):
@@ -181,6 +202,8 @@ class ESSXRS485(serial.Serial):
     def __init__(self, *args, dir_pin=DEFAULT_DIR_PIN, pin_driver=None,
                  drop_echo=False, **kwargs):
         self.dir_pin, self.drop_echo, self._pin_ready = dir_pin, bool(drop_echo), False
+        #: Whether read_at_least waits with VMIN (set at open: not on a USB serial adapter).
+        self.vmin_wait = True
         self._dir_kind, self._pin = (make_pin(dir_pin) if pin_driver is None
                                      else ("driver", _as_pin(pin_driver)))
         kwargs.setdefault("exclusive", True)
@@ -196,6 +219,7 @@ class ESSXRS485(serial.Serial):
             self._pin_ready = True
         try:
             super().open()
+            self.vmin_wait = not usb_serial(self.port)
         except BaseException as exc:
             self._release_pin()
             if self._dir_kind == "rs485" and isinstance(exc, ValueError):
@@ -248,7 +272,8 @@ class ESSXRS485(serial.Serial):
         One wake-up however the bytes trickle in: for the wait the terminal's
         VMIN is ``size`` (at most VMIN_MAX) and VTIME 0, with which Linux's
         line discipline reports the port readable only once VMIN bytes are
-        waiting; pyserial's VMIN is put back before returning.
+        waiting; pyserial's VMIN is put back before returning.  Without
+        ``vmin_wait`` (a USB serial adapter) the wait ends at the first bytes.
 
         Raises:
             serial.PortNotOpenError: the port is closed.
@@ -261,16 +286,7 @@ class ESSXRS485(serial.Serial):
         fd = self.fd
         ready = True
         if size > 0 and timeout > 0:  # select returns at once when the bytes are in already
-            attrs = termios.tcgetattr(fd)
-            cc = attrs[6]
-            vmin, vtime = cc[termios.VMIN], cc[termios.VTIME]
-            cc[termios.VMIN], cc[termios.VTIME] = min(size, VMIN_MAX), 0
-            termios.tcsetattr(fd, termios.TCSANOW, attrs)
-            try:
-                ready = bool(select.select([fd], [], [], timeout)[0])
-            finally:
-                cc[termios.VMIN], cc[termios.VTIME] = vmin, vtime
-                termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            ready = self._wait_vmin(size, timeout) if self.vmin_wait else self._readable(timeout)
         try:
             data = os.read(fd, READ_CHUNK)  # the port is non-blocking (pyserial opens it so)
         except BlockingIOError:
@@ -279,6 +295,23 @@ class ESSXRS485(serial.Serial):
             raise serial.SerialException("device reports readiness to read but returned no data "
                                          "(device disconnected or multiple access on port?)")
         return data
+
+    def _readable(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the port to be readable (select)."""
+        return bool(select.select([self.fd], [], [], timeout)[0])
+
+    def _wait_vmin(self, size: int, timeout: float) -> bool:
+        """``_readable`` with VMIN ``size`` (VTIME 0) for the wait, pyserial's put back."""
+        attrs = termios.tcgetattr(self.fd)
+        cc = attrs[6]
+        vmin, vtime = cc[termios.VMIN], cc[termios.VTIME]
+        cc[termios.VMIN], cc[termios.VTIME] = min(size, VMIN_MAX), 0
+        termios.tcsetattr(self.fd, termios.TCSANOW, attrs)
+        try:
+            return self._readable(timeout)
+        finally:
+            cc[termios.VMIN], cc[termios.VTIME] = vmin, vtime
+            termios.tcsetattr(self.fd, termios.TCSANOW, attrs)
 
     def _discard_echo(self, sent):
         """Read back at most ``len(sent)`` bytes (a reply behind the echo stays); a mismatch
