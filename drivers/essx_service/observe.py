@@ -90,11 +90,15 @@ class Recorder:
             sent.append(exchange.command)
         if exchange.bus not in BUSES:
             return
+        ok = exchange.ok
         with self._lock:
-            self.buses[exchange.bus].update(tries=1, ok=exchange.ok, retries=exchange.attempt > 1)
-            self.last[(exchange.bus, exchange.ok)] = exchange
+            counts = self.buses[exchange.bus]
+            counts["tries"] += 1
+            counts["ok"] += ok
+            counts["retries"] += exchange.attempt > 1
+            self.last[(exchange.bus, ok)] = exchange
             self.ports[exchange.bus] = exchange.port or self.ports.get(exchange.bus, "")
-            if not exchange.ok:
+            if not ok:
                 self.errors.append({k: getattr(exchange, k)
                                     for k in ("time", "bus", "command", "outcome", "attempt", "error")})
             if exchange.bus == "battery":
@@ -105,7 +109,7 @@ class Recorder:
                     self.retries[exchange.command] += 1
                 self.latency[exchange.command][bisect.bisect_left(LATENCY_BUCKETS, exchange.seconds)] += 1
                 self.latency_sum[exchange.command] += exchange.seconds
-            if not (exchange.ok and exchange.values):
+            if not (ok and exchange.values):
                 return
             block = BLOCKS.get(exchange.command.partition("-")[0])
             if exchange.bus == "battery":
