@@ -10,6 +10,7 @@ from a scripted slave (``modbus_responder.Responder``) or the simulator's faults
 """
 import logging
 import random
+import re
 import threading
 import time
 
@@ -200,7 +201,8 @@ def test_first_try_shortened_by_a_short_deadline(battery_sim, make_battery):
     battery = make_battery(battery_sim.port)
     result, elapsed = timed_check(battery, 0.6)
     assert result == (0.0, 0, -1)
-    assert "no valid reply within 0.6 s (the request's deadline)" in battery.last_error
+    # the window left when the try began (opening the port took a moment): 0.6 s or a little less
+    assert re.search(r"no valid reply within 0\.(?:6|59\d*) s \(the request's deadline\)", battery.last_error)
     assert elapsed < 0.6 + MARGIN
 
 

@@ -225,7 +225,8 @@ def test_the_reply_window_is_shortened_to_the_deadline(tmp_path, make_client):
         client = make_client(tmp_path / "ttyR", timeout=1.0)
         start = time.monotonic()
         with deadline.within(0.3), pytest.raises(
-                NoValidReply, match=r"within 0.3 s \(the request's deadline\): nothing received"):
+                NoValidReply,   # the window left when the try began: opening the port took a moment
+                match=r"within 0\.(?:3|29\d*) s \(the request's deadline\): nothing received"):
             client.read_input_registers(29, count=1, device_id=1)
         assert time.monotonic() - start < 0.3 + 0.5
 
