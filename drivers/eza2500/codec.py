@@ -187,8 +187,8 @@ def _checked_raw(f: Field, value: Any, where: str) -> int:
     return encode_value(f, value)
 
 
-def _unpack(fields: Sequence[Field], payload: bytes, decode: bool = True) -> Dict[str, Union[QValue, int]]:
-    raws = struct.unpack(table.wire_format(fields), payload)
+def _unpack(fields: Sequence[Field], raws: Sequence[int], decode: bool = True) -> Dict[str, Union[QValue, int]]:
+    """{name: value} of ``fields`` from their ``raws`` (decoded, or the raws themselves)."""
     return {f.name: decode_value(f, raw) if decode else raw for f, raw in zip(fields, raws)}
 
 
@@ -311,9 +311,7 @@ def decode_reply(frame: bytes, group: Group, write: bool, ack: bool) -> Dict[str
     a NAK.  (The link decodes what the reader has checked: no second check.)"""
     if not ack:
         raise nak_error(struct.unpack_from("<H", frame, 5)[0], group.name(write))
-    fmt = group.ack_shape(write)[0]
-    return {f.name: decode_value(f, raw)
-            for f, raw in zip(group.ack_fields(write), struct.unpack_from(fmt, frame, 5))}
+    return _unpack(group.ack_fields(write), struct.unpack_from(group.ack_shape(write)[0], frame, 5))
 
 
 #: A decoded request (simulator side).  ``group`` and ``name`` are None for an
@@ -340,5 +338,6 @@ def parse_request(frame: bytes) -> Request:
     fields = (g.write if write else ()) if g else None
     supported = fields is not None and frame[1] == table.payload_size(fields)
     fields, payload = (fields, frame[5:-2]) if supported else ((), b"")
+    raws = struct.unpack(table.wire_format(fields), payload)
     return Request(frame[2], frame[3], frame[4], g, write, supported, g.name(write) if g else None,
-                   _unpack(fields, payload, False), _unpack(fields, payload), frame)
+                   _unpack(fields, raws, False), _unpack(fields, raws), frame)

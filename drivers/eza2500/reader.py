@@ -45,8 +45,9 @@ def read_reply(device: ReplySource, group: Group, write: bool, deadline: Optiona
     NAK's.  A candidate frame that fails ``codec.check_reply`` is noise when
     more bytes wait behind it (resync), else the reply, and its error is
     raised.  Resync and frame share one ``deadline`` (``time.monotonic()`` s;
-    default now + ``device.timeout``), so noise ends at it plus at most one
-    low-level read (~10 ms, "Timing"), never later.
+    default now + ``device.timeout``), so noise ends at it, or on a port
+    without ``read_at_least`` at most one low-level read (~10 ms, "Timing")
+    after it, never later.
 
     Raises:
         ESSXTimeoutException: no complete reply by the deadline.

@@ -159,15 +159,20 @@ class Field:
         (decimal.InvalidOperation for a raw field)."""
         return decimal.Decimal(str(self.rating))
 
+    def __post_init__(self) -> None:
+        # Worked out once, as Group does: every reply decodes with it
+        # (not a dataclass field: equality and hash stay those of the table row).
+        scaling = None if self.q is None else (self.rating_decimal, decimal.Decimal(2 ** self.q))
+        object.__setattr__(self, "_scaling", scaling)
+
     @property
     def scaling(self) -> Tuple[decimal.Decimal, decimal.Decimal]:
-        """(rating as ``rating_decimal``, 2**Q) as Decimals, worked out once per
-        field: every reply decodes with them (decimal.InvalidOperation for a raw field)."""
-        cached = self.__dict__.get("_scaling")
-        if cached is None:
-            cached = (self.rating_decimal, decimal.Decimal(2 ** self.q))
-            object.__setattr__(self, "_scaling", cached)   # not a dataclass field: eq/hash unchanged
-        return cached
+        """(rating as ``rating_decimal``, 2**Q) as Decimals, worked out when the
+        field is made: every reply decodes with them (decimal.InvalidOperation
+        for a raw field)."""
+        if self._scaling is None:
+            return (self.rating_decimal, decimal.Decimal(2 ** self.q))   # raises for a raw field
+        return self._scaling
 
     def range_text(self) -> str:
         """What a write may carry: "[260, 390] V" or "{0x0000, ...}"."""
