@@ -365,11 +365,11 @@ SPEED = 100.0
 class RunningGrid:
     """A started ``Grid`` served on free ports: ``node(i)`` and ``control`` are HTTPClients."""
 
-    def __init__(self, specs, config, speed=SPEED):
+    def __init__(self, specs, config, speed=SPEED, grid=None, **devices):
         from essx_service.grid import Grid, GridServer, control_app
         from essx_sim.grid import GridSpec
 
-        self.grid = Grid(GridSpec(tuple(specs)), config, speed=speed).start()
+        self.grid = Grid(GridSpec(tuple(specs), **(grid or {})), config, speed=speed, **devices).start()
         urls = {}
         try:
             apps = [(0, control_app(self.grid, urls))] + [(0, n.app) for n in self.grid.nodes]
@@ -405,11 +405,13 @@ def grid_config(**battery):
 
 @pytest.fixture
 def make_grid(no_leaks):
-    """``make(specs, config=None, speed=SPEED) -> RunningGrid``; every grid is closed after the test."""
+    """``make(specs, config=None, speed=SPEED, grid=None, **devices) -> RunningGrid``
+    (``grid``: more ``GridSpec`` fields; ``devices``: ``SimulatedGrid``
+    options); every grid is closed after the test."""
     grids = []
 
-    def make(specs, config=None, speed=SPEED):
-        g = RunningGrid(specs, config or grid_config(), speed)
+    def make(specs, config=None, speed=SPEED, grid=None, **devices):
+        g = RunningGrid(specs, config or grid_config(), speed, grid, **devices)
         grids.append(g)
         return g
 

@@ -121,10 +121,10 @@ def test_battery_power_through_the_efficiency():
 
 def test_bus_hands_every_battery_its_power():
     class Battery:
-        power = None
+        power = grid = None
 
-        def set_power(self, wb):
-            self.power = wb
+        def set_power(self, wb, wg):
+            self.power, self.grid = wb, wg
 
     bus = DCBus()
     batteries = [Battery(), Battery()]
@@ -135,6 +135,7 @@ def test_bus_hands_every_battery_its_power():
     assert snap["voltage"] == 350.0 and abs(snap["sum_ig"]) < 1e-9
     assert batteries[0].power == pytest.approx(700 * 0.98)       # the source takes the 2 A: charging
     assert batteries[1].power == pytest.approx(-700 / 0.98)      # discharging 2 A at 350 V
+    assert [x.grid for x in batteries] == pytest.approx([700.0, -700.0])   # wg: the bus side
     with pytest.raises(ValueError, match="already"):
         bus.attach(0)
     bus.detach(b)

@@ -3,6 +3,7 @@
 
     essx-grid --nodes N --port P [--speed K] [--config FILE]
               [--control-port C] [--driver-config YML]
+              [--profiles DIR|sample] [--start 2020-01-01T00:00:00]
 
 Node i (0..N-1) is the whole essx-server stack -- ``essx_service.startup.System``
 (ESSXRS485, EZA2500Device, ESSXModbusClient, the controller and its battery
@@ -22,6 +23,7 @@ The grid file is described in ``essx_sim.grid``.
 """
 import argparse
 import dataclasses
+import datetime
 import functools
 import signal
 import sys
@@ -33,7 +35,7 @@ import waitress
 
 from essx.essx_config import load_config
 from essx.essx_exception import ESSXException
-from essx_service import logsetup, resources
+from essx_service import emulator_api, grid_control, logsetup, resources
 from essx_service.app import create_app
 from essx_service.startup import System
 from essx_sim.grid import GridConfigError, GridSpec, SimulatedGrid, SimulatedNode, load_grid_spec
@@ -90,11 +92,16 @@ class Grid:
         devices (the ``SimulatedGrid``).
     """
 
-    def __init__(self, spec: GridSpec, base_config: Any, *, speed: float = 1.0):
-        self.devices = SimulatedGrid(spec, speed=speed)
-        self.spec, self.base_config, self.speed = spec, base_config, self.devices.speed
+    def __init__(self, spec: GridSpec, base_config: Any, *, speed: float = 1.0, **devices: Any):
+        self.devices = SimulatedGrid(spec, speed=speed, **devices)
+        self.spec, self.base_config = spec, base_config
         self.bus = self.devices.bus
         self.nodes: List[GridNode] = []
+
+    @property
+    def speed(self) -> float:
+        """Simulated seconds per real second (``SimulatedGrid.speed``)."""
+        return self.devices.speed
 
     def start(self) -> "Grid":
         """Start every node's simulators, devices and controller; returns self.
@@ -106,6 +113,7 @@ class Grid:
         try:
             for i in range(len(self.spec.nodes)):
                 self.nodes.append(self._start_node(i))
+            self.devices.start_clock()
         except BaseException:
             self.close()
             raise
@@ -132,7 +140,9 @@ class Grid:
         node.sim.stop()
 
     def close(self) -> None:
-        """Stop every node (controllers, ports, simulators); idempotent."""
+        """Stop the households' clock and every node (controllers, ports,
+        simulators); idempotent."""
+        self.devices.close()
         nodes, self.nodes = self.nodes, []
         for node in nodes:
             self._stop_node(node)
@@ -140,6 +150,14 @@ class Grid:
     def snapshot(self) -> Dict[str, Any]:
         """The grid now, as ``GET /grid`` answers it: ``SimulatedGrid.snapshot``."""
         return self.devices.snapshot([node.sim for node in list(self.nodes)])
+
+    def node(self, i: Any) -> GridNode:
+        """Running node *i* (int or decimal text); KeyError naming it when there is none."""
+        index = self.devices.node(i).index
+        for node in list(self.nodes):
+            if node.index == index:
+                return node
+        raise KeyError("node %r is not running" % (i,))
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,8 +170,12 @@ def grid_page() -> str:
 def control_app(grid: Grid, urls: Mapping[int, str]) -> bottle.Bottle:
     """The control port's application: ``GET /grid`` -> ``grid.snapshot()``
     with each node's ``url``; ``GET /`` the grid's live page (``grid_page``),
-    which polls ``/grid`` once a second and reads nothing else."""
+    which polls ``/grid`` and ``/figures`` and reads nothing else; the control
+    API and figures (``essx_service.grid_control``) and apis-emulator's API
+    (``essx_service.emulator_api``)."""
     app = bottle.Bottle()
+    grid_control.install(app, grid)
+    emulator_api.install(app, grid, urls)
 
     def grid_json():
         body = grid.snapshot()
@@ -232,6 +254,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--control-port", type=int, help="port of GET /grid (default P-1)")
     p.add_argument("--driver-config", help="the nodes' essx-server configuration "
                                            "(default: the grid file's driver_config, else the shipped one)")
+    p.add_argument("--profiles", help="PV and load profiles: a directory (docs/grid.md) or 'sample'; "
+                                      "default: the grid file's profiles, else none")
+    p.add_argument("--start", help="the simulated clock's start, e.g. 2020-01-01T06:00:00 "
+                                   "(default: the grid file's start, else 2020-01-01T00:00:00)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--log-level", type=str.lower, choices=logsetup.LEVELS, default="warning",
                    help="logging level (default warning)")
@@ -262,12 +288,30 @@ def base_config_path(args: argparse.Namespace, spec: GridSpec) -> str:
     return str(args.driver_config or spec.driver_config or resources.data_path(resources.DEFAULT_CONFIG_NAME))
 
 
+def with_options(spec: GridSpec, args: argparse.Namespace) -> GridSpec:
+    """``spec`` with the command line's ``--profiles`` and ``--start`` (they win over the grid file's).
+
+    Raises:
+        GridConfigError: ``--start`` is not a date and time.
+    """
+    changes: Dict[str, Any] = {}
+    if getattr(args, "profiles", None):
+        changes["profiles"] = args.profiles
+    if getattr(args, "start", None):
+        try:
+            changes["start"] = datetime.datetime.fromisoformat(args.start)
+        except ValueError:
+            raise GridConfigError("--start=%s: expected a date and time, e.g. 2020-01-01T06:00:00"
+                                  % args.start) from None
+    return dataclasses.replace(spec, **changes)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the grid and serve until SIGTERM/SIGINT; returns the exit status."""
     grid = server = None
     try:
         control, ports = listen_ports(args.nodes, args.port, args.control_port)
-        spec = load_grid_spec(args.config, args.nodes)
+        spec = with_options(load_grid_spec(args.config, args.nodes), args)
         grid = Grid(spec, load_config(base_config_path(args, spec)), speed=args.speed).start()
         urls: Dict[int, str] = {}
         apps = [(control, control_app(grid, urls))] + [(p, n.app) for p, n in zip(ports, grid.nodes)]

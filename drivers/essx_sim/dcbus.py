@@ -179,7 +179,7 @@ def solve(settings: Mapping[Hashable, Setting], load: float = 0.0,
 
 class Node:
     """One converter on a ``DCBus``: its ``name``, ``setting``, last ``flow``
-    and optional ``battery`` (anything with ``set_power(wb)``, W)."""
+    and optional ``battery`` (anything with ``set_power(wb, wg)``, W)."""
 
     def __init__(self, name: Hashable, battery=None):
         self.name = name
@@ -215,7 +215,7 @@ class DCBus:
         """Remove ``node`` (its battery gets 0 W)."""
         with self._lock:
             if self._nodes.pop(node.name, None) is not None and node.battery is not None:
-                node.battery.set_power(0.0)
+                node.battery.set_power(0.0, 0.0)
             self._solve()
 
     def update(self, node: Node, setting: Setting) -> None:
@@ -249,4 +249,4 @@ class DCBus:
             wg = v * i
             node.flow = Flow(v, i, wg, battery_power(wg, node.setting.efficiency))
             if node.battery is not None:
-                node.battery.set_power(node.flow.wb)
+                node.battery.set_power(node.flow.wb, node.flow.wg)

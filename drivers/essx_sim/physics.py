@@ -13,11 +13,22 @@ Model (choices of this simulator):
 * ``vb`` (V) follows an open-circuit-voltage curve of RSOC, piecewise linear
   through ``OCV_CURVE`` (a 48 V lithium-ion pack, roughly).
 * Interchange is permitted while ``rsoc_min <= rsoc <= rsoc_max`` (%).
+* A household side (``set_side``: PV, load, AC in, losses; see
+  ``essx_sim.household``) adds ``pv + ac_in - load - loss`` W.  The
+  ``ledger`` integrates every flow in Wh; what RSOC's clamp at 100 % refuses
+  is counted ``wasted``, what it cannot give at 0 % is taken from AC
+  (``ac_in``, as apis-emulator's core.py:139-142 does), so that
+  ``pv + ac_in + wg - load - loss - conversion - wasted + adjust = Δstored``
+  holds exactly (``conversion`` = ∫(wg - wb) dt, the converter's loss;
+  ``adjust`` = energy put in from outside: a new RSOC or capacity).
 """
 import bisect
 import threading
 import time
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+#: The flows the ledger integrates (Wh), see ``BatteryModel.ledger``.
+LEDGER_KEYS = ("pv", "load", "ac_in", "loss", "wg", "wb", "wg_in", "wg_out", "wasted", "adjust")
 
 #: (RSOC %, open-circuit voltage V), increasing RSOC, from 0 to 100 %.
 OCV_CURVE: Tuple[Tuple[float, float], ...] = (
@@ -72,29 +83,82 @@ class BatteryModel:
         self._clock = clock
         self._lock = threading.Lock()
         self._rsoc = _check_rsoc("rsoc", rsoc)
-        self._power = 0.0
-        self._energy = 0.0   # Wh into the battery since creation (simulated)
+        self._power = 0.0    # wb, W
+        self._wg = 0.0       # the converter's grid side, W
+        self._side = (0.0, 0.0, 0.0, 0.0)   # pv, load, ac_in, loss, W
+        self._energy = 0.0   # Wh into the battery from the converter since creation (simulated)
         self._elapsed = 0.0  # simulated s since creation
+        self._ledger = dict.fromkeys(LEDGER_KEYS, 0.0)
         self._t = clock()
 
     def _advance(self):
-        """Integrate the held power up to now (under the lock)."""
+        """Integrate the held powers up to now (under the lock)."""
         now = self._clock()
         dt = (now - self._t) * self.speed
         self._t = now
         if dt <= 0:
             return
-        wh = self._power * dt / 3600.0
+        h = dt / 3600.0
+        pv, load, ac_in, loss = self._side
+        ledger = self._ledger
+        wh = self._power * h
         self._energy += wh
         self._elapsed += dt
-        self._rsoc = min(100.0, max(0.0, self._rsoc + wh / self.capacity_wh * 100.0))
+        ledger["wb"] += wh
+        ledger["wg"] += self._wg * h
+        ledger["wg_in" if self._wg > 0 else "wg_out"] += abs(self._wg) * h
+        ledger["pv"] += pv * h
+        ledger["load"] += load * h
+        ledger["ac_in"] += ac_in * h
+        ledger["loss"] += loss * h
+        stored = self._rsoc / 100.0 * self.capacity_wh + wh + (pv + ac_in - load - loss) * h
+        if stored > self.capacity_wh:
+            ledger["wasted"] += stored - self.capacity_wh
+            stored = self.capacity_wh
+        elif stored < 0.0:
+            ledger["ac_in"] -= stored   # the AC side covers what the battery cannot give
+            stored = 0.0
+        self._rsoc = stored / self.capacity_wh * 100.0
 
-    def set_power(self, wb: float) -> None:
+    def set_power(self, wb: float, wg: Optional[float] = None) -> None:
         """From now on the battery takes ``wb`` W (positive: charging; negative:
-        it gives ``-wb`` W, discharging)."""
+        it gives ``-wb`` W, discharging) through a converter whose grid side
+        carries ``wg`` W (same sign; default ``wb``: no conversion loss)."""
         with self._lock:
             self._advance()
             self._power = float(wb)
+            self._wg = float(wb if wg is None else wg)
+
+    def set_side(self, pv: float, load: float, ac_in: float = 0.0, loss: float = 0.0) -> None:
+        """From now on the household side adds ``pv + ac_in - load - loss`` W
+        (each >= 0: PV generated, load served, AC taken in, losses)."""
+        with self._lock:
+            self._advance()
+            self._side = (float(pv), float(load), float(ac_in), float(loss))
+
+    def ledger(self) -> Dict[str, float]:
+        """The flows since creation, Wh (simulated time), brought up to now:
+        ``pv``, ``load``, ``ac_in``, ``loss`` (household), ``wg`` (grid side,
+        + drawn from the bus), ``wb`` (into the battery from the converter),
+        ``wg_in``/``wg_out`` (∫ of wg's positive/negative part, >= 0),
+        ``wasted`` (refused by a full battery), ``adjust`` (set from outside),
+        ``stored`` (Wh in the battery now) and ``capacity_wh``."""
+        with self._lock:
+            self._advance()
+            out = dict(self._ledger)
+            out["stored"] = self._rsoc / 100.0 * self.capacity_wh
+            out["capacity_wh"] = self.capacity_wh
+            return out
+
+    def set_capacity(self, capacity_wh: float) -> None:
+        """A new capacity (Wh, > 0) at the same RSOC; the stored energy's change
+        is counted ``adjust``.  ValueError for a capacity <= 0."""
+        if isinstance(capacity_wh, bool) or not float(capacity_wh) > 0:
+            raise ValueError("capacity_wh=%r is not allowed (allowed: > 0 Wh)" % (capacity_wh,))
+        with self._lock:
+            self._advance()
+            self._ledger["adjust"] += self._rsoc / 100.0 * (float(capacity_wh) - self.capacity_wh)
+            self.capacity_wh = float(capacity_wh)
 
     @property
     def power(self) -> float:
@@ -117,6 +181,7 @@ class BatteryModel:
         value = _check_rsoc("rsoc", value)
         with self._lock:
             self._advance()
+            self._ledger["adjust"] += (value - self._rsoc) / 100.0 * self.capacity_wh
             self._rsoc = value
 
     @property
@@ -131,8 +196,8 @@ class BatteryModel:
 
     @property
     def energy_wh(self) -> float:
-        """Energy into the battery since creation, Wh (∫ wb dt, simulated time;
-        negative when it gave more than it took)."""
+        """Energy into the battery from the converter since creation, Wh (∫ wb
+        dt, simulated time; negative when it gave more than it took)."""
         return self._now("_energy")
 
     @property
