@@ -228,11 +228,11 @@ def load_profiles(directory: str, nodes: int) -> List[NodeProfile]:
 
 
 #: The sample model (``sample_profiles``): PV peak W by node (cycled), load scale by node (cycled).
-SAMPLE_PV_PEAK_W = (2600.0, 1400.0, 3200.0, 2000.0, 600.0)
+SAMPLE_PV_PEAK_W = (2000.0, 1000.0, 2400.0, 1500.0, 500.0)
 SAMPLE_LOAD_SCALE = (1.0, 1.3, 0.8, 1.1, 0.9)
 #: Base load W, and (hour, W, hours wide) of the morning and evening peaks.
-SAMPLE_BASE_W = 200.0
-SAMPLE_PEAKS = ((7.5, 600.0, 1.0), (19.0, 900.0, 1.5))
+SAMPLE_BASE_W = 150.0
+SAMPLE_PEAKS = ((7.5, 400.0, 1.0), (19.0, 700.0, 1.5))
 
 
 def sample_pv(hour: float, peak_w: float) -> float:
