@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import bottle
 
+from essx_service.grid_control import answer, json_error
 from essx_sim.clock import check_speed, emulator_time
 from essx_sim.profiles import unit_id
 
@@ -238,23 +239,11 @@ def _float(name: str, value: str) -> float:
 
 
 def _answer(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``: its body; 404 for an unknown unit, 400 for a bad value or a driver's failure."""
+    """``grid_control.answer``, and a driver's own failure as its status and body."""
     try:
-        return fn()
-    except KeyError as e:
-        return _error(404, e.args[0] if e.args else str(e))
-    except ValueError as e:
-        return _error(400, str(e))
+        return answer(fn)
     except DriverError as e:
-        bottle.response.status = e.status
-        bottle.response.content_type = "application/json"
-        return json.dumps(e.body)
-
-
-def _error(status: int, message: str) -> str:
-    bottle.response.status = status
-    bottle.response.content_type = "application/json"
-    return json.dumps({"err": message})
+        return json_error(e.status, e.body)
 
 
 def install(app: bottle.Bottle, grid: Any, urls: Mapping[int, str]) -> EmulatorAPI:

@@ -23,19 +23,22 @@ import bottle
 FAULT_OPTIONS = {"ercd": int, "nbytes": int, "seconds": float, "code": int}
 
 
-def _answer(fn: Callable[[], Any]) -> Any:
+def answer(fn: Callable[[], Any]) -> Any:
+    """``fn()``'s body; 404 ``{"err"}`` for a KeyError (an unknown node or
+    unit), 400 for a ValueError (a bad value); the message is the error's."""
     try:
         return fn()
     except KeyError as e:
-        return _error(404, e.args[0] if e.args else str(e))
+        return json_error(404, e.args[0] if e.args else str(e))
     except ValueError as e:
-        return _error(400, str(e))
+        return json_error(400, str(e))
 
 
-def _error(status: int, message: str) -> str:
+def json_error(status: int, body: Any) -> str:
+    """Set the response's ``status``; ``{"err": body}`` (or ``body`` itself when a dict) as JSON text."""
     bottle.response.status = status
     bottle.response.content_type = "application/json"
-    return json.dumps({"err": message})
+    return json.dumps(body if isinstance(body, dict) else {"err": body})
 
 
 def _fault_options(query: Mapping[str, str]) -> Dict[str, Any]:
@@ -122,4 +125,4 @@ def install(app: bottle.Bottle, grid: Any) -> None:
         ("/figures/days.csv", "GET"): lambda: _csv(devices.figures.days_csv()),
     }
     for (rule, method), fn in routes.items():
-        app.route(rule, method, lambda fn=fn, **kw: _answer(lambda: fn(**kw)))
+        app.route(rule, method, lambda fn=fn, **kw: answer(lambda: fn(**kw)))

@@ -24,6 +24,7 @@ puts a driver on each node and serves them.
 import dataclasses
 import datetime
 import os
+import sys
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -189,15 +190,10 @@ def _watts(name: str, value: Any) -> Optional[float]:
     """A PV or load value set from outside: W >= 0, or None / "profile" for the profile's."""
     if value is None or value == "profile":
         return None
-    if isinstance(value, bool):
-        raise ValueError("%s=%r: expected W >= 0 or 'profile'" % (name, value))
     try:
-        watts = float(value)
-    except (TypeError, ValueError):
+        return _number(name, value, 0.0, sys.float_info.max)
+    except ValueError:
         raise ValueError("%s=%r: expected W >= 0 or 'profile'" % (name, value)) from None
-    if not 0 <= watts < float("inf"):
-        raise ValueError("%s=%r: expected W >= 0 or 'profile'" % (name, value))
-    return watts
 
 
 class SimulatedGrid:
