@@ -223,3 +223,17 @@ def test_control_api_sets_faults_and_restores(make_grid):
     with e.value:
         assert e.value.code == 400 and b"clock.seconds" in e.value.read()
     assert HTTPClient(c.base).get("/control/speed", value=0)[0] == 400
+
+
+def test_a_bad_profile_or_start_is_one_line(tmp_path, capsys):
+    from essx_service.grid import parse_args, run
+
+    (tmp_path / "E001.csv").write_text("time,pv,load\n12:00,lots,100\n")
+    assert run(parse_args(["--nodes", "1", "--port", "0", "--profiles", str(tmp_path)])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "E001.csv: line 2: pv: 'lots' is not a number" in err
+    assert run(parse_args(["--nodes", "1", "--port", "0", "--start", "noon"])) == 2
+    err = capsys.readouterr().err
+    assert err == "essx-grid: --start=noon: expected a date and time, e.g. 2020-01-01T06:00:00\n"
+    assert run(parse_args(["--nodes", "1", "--port", "0", "--profiles", str(tmp_path / "none")])) == 2
+    assert "not a directory (or 'sample')" in capsys.readouterr().err
