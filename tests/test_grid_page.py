@@ -58,7 +58,7 @@ def test_control_port_serves_the_page_and_keeps_the_grid_json(make_grid):
     assert "--accent:" in page and "/* page.css */" not in page     # the shared stylesheet is put in
     assert "http://" not in page.replace("http://www.w3.org/", "")     # nothing from elsewhere
     status, body = g.control.get("/grid")
-    assert status == 200 and set(body) == {"speed", "bus", "nodes"}
+    assert status == 200 and set(body) == {"time", "speed", "bus", "nodes"}
     assert body["nodes"][0]["url"] == g.urls[0]
     assert body["nodes"][0]["direction"] == "idle" and body["nodes"][0]["wb"] == 0     # Waiting
 
