@@ -12,7 +12,7 @@ apis-emulator's are, except the restore, which POSTs a saved state.
 | ``/control/speed?value=`` | the clock's pace (simulated s a real s) |
 | ``/control/fault/<i>?device=&kind=&count=`` | arm a simulator fault (``kind=clear`` disarms) |
 | ``GET /control/state``, ``POST /control/state`` | save, restore the whole state |
-| ``/figures``, ``/figures/series.csv``, ``/figures/days.csv`` | the day's figures (``essx_sim.figures``) |
+| ``/figures``, ``/figures/series.csv``, ``/figures/days.csv`` | the day's figures (``essx_sim.figures``; ``now``: the simulated clock) |
 """
 import json
 from typing import Any, Callable, Dict, Mapping
@@ -120,7 +120,8 @@ def install(app: bottle.Bottle, grid: Any) -> None:
         ("/control/fault/<i>", "GET"): fault,
         ("/control/state", "GET"): devices.state,
         ("/control/state", "POST"): restore,
-        ("/figures", "GET"): devices.figures.report,
+        ("/figures", "GET"): lambda: dict(devices.figures.report(),
+                                           now=devices.clock.now().isoformat(timespec="seconds")),
         ("/figures/series.csv", "GET"): lambda: _csv(devices.figures.series_csv()),
         ("/figures/days.csv", "GET"): lambda: _csv(devices.figures.days_csv()),
     }
