@@ -39,7 +39,6 @@ filtered through its public ``trace_packet`` hook: only a valid reply, never
 the junk before it (docs/reference-defects.md, D6 and D13).
 """
 import logging
-import select
 import termios
 import threading
 import time
@@ -52,7 +51,7 @@ from pymodbus.framer import FramerType
 
 from essx import deadline
 from essx.essx_config import ModbusParams, modbus_params
-from essx.essx_rs485 import ESSXRS485, make_pin
+from essx.essx_rs485 import ESSXRS485, make_pin, wait_ready
 from essx.modbus_reply import byte_count, describe, find_reply
 
 logger = logging.getLogger(__name__)
@@ -404,5 +403,5 @@ def _drain(port: serial.Serial, until: float, limit: float, cap: Optional[float]
             data += port.read(waiting)
             continue
         wait = min(FRAME_GAP_S if data else until - now, end - now)
-        if wait <= 0 or not select.select([port.fileno()], [], [], wait)[0]:
+        if wait <= 0 or not wait_ready((port.fileno(),), (), wait):  # poll: any fd number
             return data

@@ -11,7 +11,14 @@ the output has drained (docs/battery-registers.md, "Physical layer"; README.md, 
 
 ``drop_echo=True`` discards the echo of each write (a receiver left on while
 transmitting); off by default: the usual BeagleBone capes tie DE and /RE to
-one pin, so nothing echoes. POSIX only (termios, select); works on ptys.
+one pin, so nothing echoes. POSIX only (termios, poll); works on ptys.
+
+Every wait is a ``poll(2)``, never a ``select(2)``: select cannot take a file
+descriptor above 1023 (FD_SETSIZE), which a process serving many ports (a
+hundred nodes of ``essx-grid``) has; poll reports what select reports, with
+a timeout rounded up to the next millisecond. ``read`` and ``write`` are
+pyserial's, which wait in select: while the port's descriptors are below
+FD_SETSIZE they are called as they are, above it a copy whose waits are polls.
 
 ``read_at_least(size, timeout)`` waits for a reply with one wake-up: the
 terminal's VMIN is set to ``size`` for the wait, so the kernel's line
@@ -21,6 +28,7 @@ Not on a USB serial adapter (``usb_serial``): its driver may talk to the
 adapter at every terminal setting (ftdi_sio sends a USB control request even
 when only VMIN changes), and its bytes come a USB packet at a time anyway.
 """
+import errno
 import importlib
 import logging
 import os
@@ -28,10 +36,11 @@ import re
 import select
 import termios
 import time
-from typing import Optional
+from typing import Collection, Optional, Set
 
 import serial
 import serial.rs485
+from serial.serialutil import Timeout, to_bytes
 
 from essx.essx_exception import ESSXConfigException
 
@@ -45,8 +54,40 @@ ECHO_MARGIN_S = 0.05  #: s allowed beyond an echo's wire time (USB adapters deli
 #: Where Linux lists terminals (sysfs); a USB serial adapter's is on the usb-serial bus.
 SYSFS_TTY = "/sys/class/tty"
 
+#: poll(2) events of select(2)'s "readable" and "writable" (POLLERR, POLLHUP and
+#: POLLNVAL come whether asked for or not, and count as ready too).
+POLL_READ = select.POLLIN
+POLL_WRITE = select.POLLOUT
+#: select(2) takes descriptors below this only (glibc's FD_SETSIZE).
+FD_SETSIZE = 1024
+#: errno values pyserial's read and write ignore (try again), as they do.
+_RETRY_ERRNOS = (errno.EAGAIN, errno.EALREADY, errno.EWOULDBLOCK, errno.EINPROGRESS, errno.EINTR)
+
 _BBB_PIN = re.compile(r"^(P[89]_\d{1,2}|GPIO\d_\d{1,2})$")
 _GPIOD_PIN = re.compile(r"^(?:/dev/)?(gpiochip\d+):(\S+)$")
+
+
+def wait_ready(read: Collection[int], write: Collection[int] = (),
+               timeout: Optional[float] = None) -> Set[int]:
+    """The descriptors of ``read`` that are readable and of ``write`` that are
+    writable (either: or failed), once one is or after ``timeout`` s (None: no
+    limit; below 0 counts as 0); an empty set after the timeout.
+
+    ``select(2)``'s answer through ``poll(2)``, so any descriptor number works
+    (select takes none above 1023); the timeout is rounded up to the next
+    millisecond. A closed descriptor is ready (POLLNVAL): the read or write
+    that follows reports it.
+
+    Raises:
+        OSError: poll failed (EINTR is retried by Python).
+    """
+    poller = select.poll()
+    for fd in read:
+        poller.register(fd, POLL_READ)
+    for fd in write:
+        poller.register(fd, POLL_WRITE)
+    ms = None if timeout is None else max(0.0, timeout) * 1000.0
+    return {fd for fd, _ in poller.poll(ms)}
 
 
 def _gpio_module(module, dir_pin, needs, extra):
@@ -202,6 +243,8 @@ class ESSXRS485(serial.Serial):
     def __init__(self, *args, dir_pin=DEFAULT_DIR_PIN, pin_driver=None,
                  drop_echo=False, **kwargs):
         self.dir_pin, self.drop_echo, self._pin_ready = dir_pin, bool(drop_echo), False
+        #: Whether pyserial's read and write (select) can take the open port's descriptors.
+        self.selectable = True
         #: Whether read_at_least waits with VMIN (set at open: not on a USB serial adapter).
         self.vmin_wait = True
         self._dir_kind, self._pin = (make_pin(dir_pin) if pin_driver is None
@@ -220,6 +263,7 @@ class ESSXRS485(serial.Serial):
         try:
             super().open()
             self.vmin_wait = not usb_serial(self.port)
+            self.selectable = max(self.fd, self.pipe_abort_read_r, self.pipe_abort_write_r) < FD_SETSIZE
         except BaseException as exc:
             self._release_pin()
             if self._dir_kind == "rs485" and isinstance(exc, ValueError):
@@ -252,7 +296,7 @@ class ESSXRS485(serial.Serial):
             raise serial.PortNotOpenError()
         self._pin.transmit()
         try:
-            count = super().write(data)
+            count = super().write(data) if self.selectable else self._write_polled(data)
             if self._dir_kind not in ("none", "rs485"):
                 try:
                     self.flush()
@@ -263,6 +307,80 @@ class ESSXRS485(serial.Serial):
             return count
         finally:
             self._pin.receive()
+
+    def read(self, size: int = 1) -> bytes:
+        """pyserial's ``read`` (module docstring: its waits polls when the port's
+        descriptors are above FD_SETSIZE): up to ``size`` bytes; fewer once
+        ``timeout`` (s) has passed (at once with timeout 0, never with None)
+        or after ``cancel_read()``.
+
+        Raises:
+            serial.PortNotOpenError: the port is closed.
+            serial.SerialException: the read failed, or the device reports
+                data and has none (unplugged).
+        """
+        if not self.is_open:
+            raise serial.PortNotOpenError()
+        if self.selectable:
+            return super().read(size)
+        read = bytearray()
+        timeout = Timeout(self._timeout)
+        while len(read) < size:
+            try:
+                ready = wait_ready((self.fd, self.pipe_abort_read_r), (), timeout.time_left())
+                if self.pipe_abort_read_r in ready:
+                    os.read(self.pipe_abort_read_r, 1000)
+                    break
+                if not ready:
+                    break  # timed out
+                buf = os.read(self.fd, size - len(read))
+            except OSError as exc:
+                if exc.errno not in _RETRY_ERRNOS:
+                    raise serial.SerialException("read failed: %s" % exc) from exc
+            else:
+                if not buf:
+                    raise serial.SerialException(
+                        "device reports readiness to read but returned no data "
+                        "(device disconnected or multiple access on port?)")
+                read.extend(buf)
+            if timeout.expired():
+                break
+        return bytes(read)
+
+    def _write_polled(self, data) -> int:
+        """pyserial's ``write`` with its waits made polls (``wait_ready``): all of
+        ``data`` unless ``write_timeout`` is 0 (one write) or ``cancel_write()``;
+        returns the bytes written (int).
+
+        Raises:
+            serial.SerialTimeoutException: ``write_timeout`` (s) passed first.
+            serial.SerialException: the write failed.
+        """
+        d = to_bytes(data)
+        length = len(d)
+        timeout = Timeout(self._write_timeout)
+        while d:
+            try:
+                n = os.write(self.fd, d)
+                if timeout.is_non_blocking:
+                    return n
+                if not timeout.is_infinite and timeout.expired():
+                    raise serial.SerialTimeoutException("Write timeout")
+                ready = wait_ready((self.pipe_abort_write_r,), (self.fd,), timeout.time_left())
+                if self.pipe_abort_write_r in ready:
+                    os.read(self.pipe_abort_write_r, 1000)
+                    break
+                if not ready:
+                    raise serial.SerialTimeoutException("Write timeout")
+                d = d[n:]
+            except serial.SerialException:
+                raise
+            except OSError as exc:
+                if exc.errno not in _RETRY_ERRNOS:
+                    raise serial.SerialException("write failed: %s" % exc) from exc
+            if not timeout.is_non_blocking and timeout.expired():
+                raise serial.SerialTimeoutException("Write timeout")
+        return length - len(d)
 
     def read_at_least(self, size: int, timeout: float) -> bytes:
         """Everything received, once at least ``size`` bytes are in or ``timeout``
@@ -285,7 +403,7 @@ class ESSXRS485(serial.Serial):
             raise serial.PortNotOpenError()
         fd = self.fd
         ready = True
-        if size > 0 and timeout > 0:  # select returns at once when the bytes are in already
+        if size > 0 and timeout > 0:  # the wait returns at once when the bytes are in already
             ready = self._wait_vmin(size, timeout) if self.vmin_wait else self._readable(timeout)
         try:
             data = os.read(fd, READ_CHUNK)  # the port is non-blocking (pyserial opens it so)
@@ -297,8 +415,8 @@ class ESSXRS485(serial.Serial):
         return data
 
     def _readable(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the port to be readable (select)."""
-        return bool(select.select([self.fd], [], [], timeout)[0])
+        """Wait up to ``timeout`` s for the port to be readable (``wait_ready``)."""
+        return bool(wait_ready((self.fd,), (), timeout))
 
     def _wait_vmin(self, size: int, timeout: float) -> bool:
         """``_readable`` with VMIN ``size`` (VTIME 0) for the wait, pyserial's put back."""
@@ -321,7 +439,7 @@ class ESSXRS485(serial.Serial):
         echo = b""
         while len(echo) < len(sent):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+            if left <= 0 or not wait_ready((self.fd,), (), left):
                 break
             chunk = os.read(self.fd, len(sent) - len(echo))
             if not chunk:
