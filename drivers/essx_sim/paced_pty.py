@@ -6,8 +6,9 @@ Both simulated devices (the EZA2500 converter and the Modbus battery) are
 they share:
 
 * a ``PtyPort`` the client opens (optionally through a symlink);
-* one serving thread: a ``select`` loop over the pty master, a wake-up pipe
+* one serving thread: a ``poll`` loop over the pty master, a wake-up pipe
   and any extra descriptors the device watches (the battery's pymodbus side);
+  poll, not select, so descriptors above 1023 work (a hundred-node grid);
 * framing: a device-supplied ``framer`` cuts request frames off the input;
   after ``gap`` seconds of silence it is told so (flush or drop a partial);
 * pacing: a reply starts no earlier than asked (request's end on the wire +
@@ -246,12 +247,19 @@ class PacedPty:
                 log.debug("%s: wake: %s", self.name, exc)
 
     def _run(self, stop: threading.Event):
+        fds: tuple = ()
+        poller = select.poll()
         while not stop.is_set():
-            fds = [self._pty.master, self._wake_r, *self._watched]
-            try:
-                ready, _, _ = select.select(fds, [], [], self._timeout())
-            except (OSError, ValueError) as exc:
-                log.debug("%s: select: %s", self.name, exc)
+            if fds != (self._pty.master, self._wake_r, *self._watched):  # at start and after reopen()
+                fds = (self._pty.master, self._wake_r, *self._watched)
+                poller = select.poll()
+                for fd in fds:
+                    poller.register(fd, select.POLLIN)
+            timeout = self._timeout()
+            try:  # a ready fd is readable or failed (POLLERR, POLLHUP, POLLNVAL): _read handles both
+                ready = {fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000.0)}
+            except OSError as exc:
+                log.debug("%s: poll: %s", self.name, exc)
                 stop.wait(ERROR_BACKOFF_S)
                 continue
             if self._wake_r in ready:
