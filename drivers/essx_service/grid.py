@@ -43,6 +43,10 @@ from essx_sim.grid import GridConfigError, GridSpec, SimulatedGrid, SimulatedNod
 #: waitress threads per node (plus THREADS_EXTRA): apis-main polls each node.
 THREADS_PER_NODE = 2
 THREADS_EXTRA = 4
+#: Open connections a listening port may have (waitress's connection_limit counts
+#: every socket it serves, listeners included: its default, 100, is less than the
+#: listeners of a 100-node grid, which then accepts nothing).
+CONNECTIONS_PER_PORT = 16
 
 
 def node_config(base: Any, dcdc_port: str, battery_port: Optional[str]) -> Any:
@@ -200,15 +204,20 @@ class GridServer:
         apps: [(port, WSGI app)], port 0 = any free port.
         host: address to listen on.
         threads: waitress worker threads (shared by all ports).
+        connections_per_port: open connections allowed per port (together:
+            waitress stops accepting on every port once they are all in use).
     Attributes:
         ports: the ports actually listened on, in the order of ``apps``.
     Raises:
         OSError: a port cannot be bound.
     """
 
-    def __init__(self, apps: List[Tuple[int, Any]], host: str = "127.0.0.1", threads: int = 8):
+    def __init__(self, apps: List[Tuple[int, Any]], host: str = "127.0.0.1", threads: int = 8,
+                 connections_per_port: int = CONNECTIONS_PER_PORT):
         listen = " ".join("%s:%d" % (host, port) for port, _ in apps)
-        self.server = waitress.create_server(self._dispatch, listen=listen, threads=threads)
+        limit = len(apps) * (1 + connections_per_port) + 1   # listeners, connections, trigger
+        self.server = waitress.create_server(self._dispatch, listen=listen, threads=threads,
+                                             connection_limit=limit)
         self.ports = [int(port) for _, port in self.server.effective_listen]
         self._apps = {port: app for port, (_, app) in zip(self.ports, apps)}
         self._stop = threading.Event()
@@ -224,10 +233,11 @@ class GridServer:
         """Serve until ``stop()`` (from another thread or a signal handler),
         then close every socket and the worker threads (also on an error).
         The loop turns in 0.05 s rounds and closes from its own thread:
-        closing from another one would race with its select()."""
+        closing from another one would race with its poll(). poll, not
+        waitress's default select: a grid of many nodes has sockets above fd 1023."""
         try:
             while not self._stop.is_set():
-                self.server.asyncore.loop(timeout=0.05, map=self.server.map, count=1)
+                self.server.asyncore.loop(timeout=0.05, use_poll=True, map=self.server.map, count=1)
         finally:
             self._close()
 
