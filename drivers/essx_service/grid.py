@@ -25,6 +25,8 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import logging
+import resource
 import signal
 import sys
 import threading
@@ -47,6 +49,14 @@ THREADS_EXTRA = 4
 #: every socket it serves, listeners included: its default, 100, is less than the
 #: listeners of a 100-node grid, which then accepts nothing).
 CONNECTIONS_PER_PORT = 16
+#: File descriptors a node holds (ptys, pyserial's abort pipes, the battery
+#: simulator's event loop: 32 measured), its listener and its connections.
+FDS_PER_NODE = 32 + 1 + CONNECTIONS_PER_PORT
+#: File descriptors of the grid besides its nodes' (stdio, the control port and
+#: its connections, waitress's trigger, imports).
+FDS_EXTRA = 64
+
+log = logging.getLogger(__name__)
 
 
 def node_config(base: Any, dcdc_port: str, battery_port: Optional[str]) -> Any:
@@ -316,11 +326,53 @@ def with_options(spec: GridSpec, args: argparse.Namespace) -> GridSpec:
     return dataclasses.replace(spec, **changes)
 
 
+def fds_needed(nodes: int) -> int:
+    """File descriptors a grid of ``nodes`` nodes may hold at once (FDS_PER_NODE
+    each, FDS_EXTRA besides)."""
+    return nodes * FDS_PER_NODE + FDS_EXTRA
+
+
+def raise_fd_limit(nodes: int) -> Tuple[int, int]:
+    """Raise this process's soft limit of open files (RLIMIT_NOFILE; Debian's is
+    1024) to its hard limit, which must allow ``fds_needed(nodes)``; logs one
+    INFO line. Returns (soft limit before, soft limit now).
+
+    Raises:
+        GridConfigError: the hard limit (or the soft one, when it cannot be
+            raised) is below what the nodes need; the message names both.
+    """
+    need = fds_needed(nodes)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    infinite = resource.RLIM_INFINITY
+    if hard != infinite and hard < need:
+        raise GridConfigError(
+            "--nodes=%d needs about %d open files, but the hard limit of open files (RLIMIT_NOFILE, "
+            "ulimit -Hn) is %d: raise it (LimitNOFILE= under systemd) or run fewer nodes"
+            % (nodes, need, hard))
+    target = hard if hard != infinite else max(soft, need)
+    if soft == infinite or soft >= target:
+        log.info("open files: soft limit %s; %d nodes need about %d", soft, nodes, need)
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as e:
+        if soft < need:
+            raise GridConfigError("--nodes=%d needs about %d open files, but the soft limit of open files "
+                                  "(RLIMIT_NOFILE, ulimit -n) is %d and cannot be raised: %s"
+                                  % (nodes, need, soft, e)) from e
+        log.info("open files: soft limit %d (not raised: %s); %d nodes need about %d", soft, e, nodes, need)
+        return soft, soft
+    log.info("open files: soft limit raised from %d to %d (the hard limit); %d nodes need about %d",
+             soft, target, nodes, need)
+    return soft, target
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the grid and serve until SIGTERM/SIGINT; returns the exit status."""
     grid = server = None
     try:
         control, ports = listen_ports(args.nodes, args.port, args.control_port)
+        raise_fd_limit(args.nodes)
         spec = with_options(load_grid_spec(args.config, args.nodes), args)
         grid = Grid(spec, load_config(base_config_path(args, spec)), speed=args.speed).start()
         urls: Dict[int, str] = {}
