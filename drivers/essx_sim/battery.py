@@ -82,6 +82,12 @@ VENDOR = "SM"  # simulator; ASCII pair in register 30010
 RSOC_ADDRESS = 29  # 30030
 STATUS_ADDRESS = 30  # 30031
 STATUS_NOT_PERMITTED = 0x0001
+#: pyserial URL pymodbus's server opens slave B by: pyserial's ``VTIMESerial`` (its
+#: alt:// handler), whose read is a plain os.read with VMIN 0, VTIME 0 (pymodbus reads
+#: only when its loop saw the port readable).  pyserial's ``Serial.read`` waits in
+#: select(), which raises ValueError for a descriptor above 1023: an essx-grid of a
+#: hundred nodes has such descriptors.
+SERVER_PORT_URL = "alt://%s?class=VTIMESerial"
 #: How long start() waits for the server thread to be listening, seconds.
 START_TIMEOUT_S = 5.0
 #: Raw request frames remembered in ``frames``.
@@ -337,7 +343,7 @@ class BatterySimulator(OnLine):
         server = None
         try:
             server = ModbusSerialServer(
-                self._device(), framer=FramerType.RTU, port=self._server_pty.path,
+                self._device(), framer=FramerType.RTU, port=SERVER_PORT_URL % self._server_pty.path,
                 baudrate=self.baudrate, timeout=1)
             await server.serve_forever(background=True)
             if not server.transport:
