@@ -11,14 +11,15 @@ the output has drained (docs/battery-registers.md, "Physical layer"; README.md, 
 
 ``drop_echo=True`` discards the echo of each write (a receiver left on while
 transmitting); off by default: the usual BeagleBone capes tie DE and /RE to
-one pin, so nothing echoes. POSIX only (termios, poll); works on ptys.
+one pin, so nothing echoes. POSIX only (termios, select/poll); works on ptys.
 
-Every wait is a ``poll(2)``, never a ``select(2)``: select cannot take a file
-descriptor above 1023 (FD_SETSIZE), which a process serving many ports (a
-hundred nodes of ``essx-grid``) has; poll reports what select reports, with
-a timeout rounded up to the next millisecond. ``read`` and ``write`` are
-pyserial's, which wait in select: while the port's descriptors are below
-FD_SETSIZE they are called as they are, above it a copy whose waits are polls.
+Descriptors above 1023 work: a process serving many ports (a hundred nodes of
+``essx-grid``) has them, and ``select(2)`` takes none above FD_SETSIZE - 1.
+Every wait is ``wait_ready``: select as before while the descriptors are
+below FD_SETSIZE, ``poll(2)`` above. ``read`` and ``write`` are pyserial's,
+which wait in select: while the port's descriptors are below FD_SETSIZE they
+are called as they are, above it a copy whose waits are polls. A single node
+(essx-server) has low descriptors: its I/O and timings are unchanged.
 
 ``read_at_least(size, timeout)`` waits for a reply with one wake-up: the
 terminal's VMIN is set to ``size`` for the wait, so the kernel's line
@@ -55,7 +56,7 @@ ECHO_MARGIN_S = 0.05  #: s allowed beyond an echo's wire time (USB adapters deli
 SYSFS_TTY = "/sys/class/tty"
 
 #: poll(2) events of select(2)'s "readable" and "writable" (POLLERR, POLLHUP and
-#: POLLNVAL come whether asked for or not, and count as ready too).
+#: POLLNVAL come whether asked for or not, and count as ready too, as select's).
 POLL_READ = select.POLLIN
 POLL_WRITE = select.POLLOUT
 #: select(2) takes descriptors below this only (glibc's FD_SETSIZE).
@@ -73,14 +74,19 @@ def wait_ready(read: Collection[int], write: Collection[int] = (),
     writable (either: or failed), once one is or after ``timeout`` s (None: no
     limit; below 0 counts as 0); an empty set after the timeout.
 
-    ``select(2)``'s answer through ``poll(2)``, so any descriptor number works
-    (select takes none above 1023); the timeout is rounded up to the next
-    millisecond. A closed descriptor is ready (POLLNVAL): the read or write
-    that follows reports it.
+    ``select(2)`` while every descriptor is below FD_SETSIZE (its timeout is
+    to the microsecond: the simulators pace bytes by it), else ``poll(2)``,
+    which takes any descriptor and rounds the timeout up to the next
+    millisecond; both report the same readiness.
 
     Raises:
-        OSError: poll failed (EINTR is retried by Python).
+        OSError: the wait failed, e.g. EBADF for a closed descriptor under
+            select (poll reports it ready: the read or write that follows
+            fails); EINTR is retried by Python.
     """
+    if max(max(read, default=-1), max(write, default=-1)) < FD_SETSIZE:
+        r, w, _ = select.select(read, write, [], None if timeout is None else max(0.0, timeout))
+        return {*r, *w}
     poller = select.poll()
     for fd in read:
         poller.register(fd, POLL_READ)

@@ -6,9 +6,10 @@ Both simulated devices (the EZA2500 converter and the Modbus battery) are
 they share:
 
 * a ``PtyPort`` the client opens (optionally through a symlink);
-* one serving thread: a ``poll`` loop over the pty master, a wake-up pipe
-  and any extra descriptors the device watches (the battery's pymodbus side);
-  poll, not select, so descriptors above 1023 work (a hundred-node grid);
+* one serving thread: a loop waiting (``essx.essx_rs485.wait_ready``: select,
+  poll above descriptor 1023, as in a hundred-node grid) on the pty master, a
+  wake-up pipe and any extra descriptors the device watches (the battery's
+  pymodbus side);
 * framing: a device-supplied ``framer`` cuts request frames off the input;
   after ``gap`` seconds of silence it is told so (flush or drop a partial);
 * pacing: a reply starts no earlier than asked (request's end on the wire +
@@ -23,12 +24,12 @@ answers.
 import collections
 import logging
 import os
-import select
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional
 
+from essx.essx_rs485 import wait_ready
 from essx_sim.ptyport import PtyPort
 
 log = logging.getLogger(__name__)
@@ -247,19 +248,12 @@ class PacedPty:
                 log.debug("%s: wake: %s", self.name, exc)
 
     def _run(self, stop: threading.Event):
-        fds: tuple = ()
-        poller = select.poll()
         while not stop.is_set():
-            if fds != (self._pty.master, self._wake_r, *self._watched):  # at start and after reopen()
-                fds = (self._pty.master, self._wake_r, *self._watched)
-                poller = select.poll()
-                for fd in fds:
-                    poller.register(fd, select.POLLIN)
-            timeout = self._timeout()
-            try:  # a ready fd is readable or failed (POLLERR, POLLHUP, POLLNVAL): _read handles both
-                ready = {fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000.0)}
-            except OSError as exc:
-                log.debug("%s: poll: %s", self.name, exc)
+            fds = (self._pty.master, self._wake_r, *self._watched)
+            try:  # a ready fd is readable or failed: _read handles both
+                ready = wait_ready(fds, (), self._timeout())
+            except (OSError, ValueError) as exc:
+                log.debug("%s: wait: %s", self.name, exc)
                 stop.wait(ERROR_BACKOFF_S)
                 continue
             if self._wake_r in ready:
