@@ -3,6 +3,7 @@
 
     python3 bench/grid_bench.py [--nodes 1 10 20] [--interval default|0|both]
                                 [--calls 20] [--load-seconds 8] [--json out.json]
+    python3 bench/grid_bench.py --apis-main [--nodes 1 100] [--seconds 60] [--json out.json]
 
 For each N it starts ``drivers/essx_grid.py --nodes N --port 0 --speed 1``
 as a process of its own, with the shipped driver configuration or a copy of
@@ -19,6 +20,15 @@ work per second the grid can be given), and measures:
   for ``--load-seconds`` s (worst case: apis-main polls far less often):
   latency of every call (median, p95, max in ms), calls/s, CPU %;
 * RSS (MiB) and threads of the grid process, and the time SIGTERM takes.
+
+``--apis-main`` (issue 19) instead polls as apis-main does: every node gets
+``/all/get`` every PERIOD_S (5 s, apis-main's DataAcquisition period) over a
+persistent connection, node i's first poll ``i * PERIOD_S / N`` s after the
+start (the phases spread over the period), for ``--seconds`` s, shipped
+configuration, an energy exchange on the bus.  Per node: p50, p95 and max
+latency (ms); the worst node's p95 against the lone node's (N=1) p95 (goal:
+at most 1.2 times); the grid process's CPU % over the run, RSS, threads,
+start-up and stop time.
 
 Reports only; asserts nothing (exit 1 only when the grid fails to start or
 stop cleanly).  Other programs sharing the CPU change the figures.
@@ -42,6 +52,9 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = os.path.join(ROOT, "drivers", "essx_grid.py")
 ROUTE = "/remote/get/status"
+#: apis-main's poll (DataAcquisition), and its period in s.
+POLL_ROUTE = "/all/get"
+PERIOD_S = 5.0
 IDLE_S = 3.0
 START_TIMEOUT_S = 120.0
 
@@ -185,6 +198,81 @@ def measure(nodes, calls, load_seconds, config):
     return report
 
 
+def apis_main(urls, seconds, proc):
+    """Every node polled with POLL_ROUTE every PERIOD_S s for ``seconds`` s, phases
+    spread over the period; {"nodes": {i: stats}, "errors", "cpu_percent"}."""
+    n = len(urls)
+    start = time.monotonic() + 0.5
+    times = {i: [] for i in urls}
+    errors = []
+    stop = threading.Event()
+
+    def client(i, host, port):
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        due = start + i * PERIOD_S / n
+        while due < start + seconds and not stop.wait(max(0.0, due - time.monotonic())):
+            status, dt = get(conn, POLL_ROUTE)
+            (times[i] if status == 200 else errors).append(dt)
+            due += PERIOD_S
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i, *hp), daemon=True) for i, hp in urls.items()]
+    before = proc.cpu_times()
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    stop.set()
+    after, elapsed = proc.cpu_times(), time.monotonic() - t0
+    cpu = 100.0 * ((after.user - before.user) + (after.system - before.system)) / elapsed
+    return {"nodes": {i: _stats(ts) for i, ts in times.items() if ts}, "errors": len(errors), "cpu_percent": cpu}
+
+
+def measure_apis_main(nodes, seconds, config):
+    """One grid of ``nodes`` polled as apis-main polls (``apis_main``), with its start, RSS, threads, stop."""
+    proc, urls, control, started = start_grid(nodes, config)
+    ps = psutil.Process(proc.pid)
+    try:
+        exchange(urls)
+        polled = apis_main(urls, seconds, ps)
+        report = {"nodes": nodes, "seconds": seconds, "startup_s": started, "polled": polled,
+                  "rss_mib": ps.memory_info().rss / 2 ** 20, "threads": ps.num_threads()}
+    finally:
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        proc.stdout.close()
+    report.update(stop_s=time.monotonic() - t0, exit_code=code)
+    return report
+
+
+def apis_main_table(reports):
+    """The per-grid summary: per-node p50/p95/max spread, worst p95 against the lone node's."""
+    lone = next((r for r in reports if r["nodes"] == 1), None)
+    lone_p95 = lone["polled"]["nodes"][0]["p95_ms"] if lone and lone["polled"]["nodes"] else None
+    rows = ["| nodes | polls | errors | node p50 ms min / median / max | node p95 ms min / median / max "
+            "| worst node (p95 ms) | worst p95 / lone p95 | max ms | CPU % | RSS MiB | threads | start s | stop s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in reports:
+        per = r["polled"]["nodes"]
+        p50 = sorted(s["median_ms"] for s in per.values())
+        p95 = sorted(s["p95_ms"] for s in per.values())
+        worst = max(per, key=lambda i: per[i]["p95_ms"])
+        ratio = "%.2f" % (per[worst]["p95_ms"] / lone_p95) if lone_p95 else "-"
+        rows.append("| %d | %d | %d | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %d (%.0f) | %s | %.0f "
+                    "| %.1f | %.0f | %d | %.1f | %.1f |"
+                    % (r["nodes"], sum(s["calls"] for s in per.values()), r["polled"]["errors"],
+                       p50[0], statistics.median(p50), p50[-1], p95[0], statistics.median(p95), p95[-1],
+                       worst, per[worst]["p95_ms"], ratio, max(s["max_ms"] for s in per.values()),
+                       r["polled"]["cpu_percent"], r["rss_mib"], r["threads"], r["startup_s"], r["stop_s"]))
+    return "\n".join(rows)
+
+
 def table(reports):
     rows = ["| gap s | nodes | start s | RSS MiB | MiB/node | threads | idle CPU % "
             "| one node median / p95 ms | all nodes median / p95 / max ms | calls/s | load CPU % | stop s |",
@@ -202,13 +290,19 @@ def table(reports):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--nodes", type=int, nargs="+", default=[1, 10, 20])
+    p.add_argument("--nodes", type=int, nargs="+", help="grid sizes (default 1 10 20; --apis-main: 1 100)")
     p.add_argument("--interval", choices=("default", "0", "both"), default="both",
                    help="command_interval: the shipped one, 0, or both (default)")
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--load-seconds", type=float, default=8.0)
     p.add_argument("--json", help="write every figure to this file")
+    p.add_argument("--apis-main", action="store_true",
+                   help="poll every node with /all/get every 5 s as apis-main does (default nodes 1 100)")
+    p.add_argument("--seconds", type=float, default=60.0, help="--apis-main: seconds of polling (default 60)")
     args = p.parse_args(argv)
+    if args.apis_main:
+        return run_apis_main(args.nodes or [1, 100], args.seconds, args.json)
+    args.nodes = args.nodes or [1, 10, 20]
     intervals = {"default": [None], "0": [0.0], "both": [None, 0.0]}[args.interval]
     reports = []
     with tempfile.TemporaryDirectory() as directory:
@@ -221,6 +315,19 @@ def main(argv=None):
     print(table(reports))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(reports, f, indent=2)
+    return 0 if all(r["exit_code"] == 0 for r in reports) else 1
+
+
+def run_apis_main(nodes, seconds, json_path):
+    """``--apis-main``: one grid per N in ``nodes``, shipped configuration; exit status."""
+    reports = []
+    for n in nodes:
+        reports.append(measure_apis_main(n, seconds, SHIPPED))
+        print(json.dumps(reports[-1]), flush=True)
+    print(apis_main_table(reports))
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
             json.dump(reports, f, indent=2)
     return 0 if all(r["exit_code"] == 0 for r in reports) else 1
 
