@@ -165,6 +165,14 @@ def test_ledger_balances_exactly_through_clamps_and_sets():
     assert balance(start, adjusted) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_an_idle_battery_keeps_its_rsoc_exactly():
+    """The Modbus register serves RSOC x 10: 55.5 % must stay 55.5, not 55.50000000000001."""
+    clock = Clock()
+    m = BatteryModel(capacity_wh=4800.0, rsoc=55.5, clock=clock)
+    clock.t = 3600.0
+    assert m.rsoc == 55.5 and m.ledger()["stored"] == pytest.approx(0.555 * 4800)
+
+
 # --- the clock --------------------------------------------------------------------------
 
 def test_clock_pace_changes_from_the_moment_it_is_set():

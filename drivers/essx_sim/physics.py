@@ -111,14 +111,14 @@ class BatteryModel:
         ledger["load"] += load * h
         ledger["ac_in"] += ac_in * h
         ledger["loss"] += loss * h
-        stored = self._rsoc / 100.0 * self.capacity_wh + wh + (pv + ac_in - load - loss) * h
-        if stored > self.capacity_wh:
-            ledger["wasted"] += stored - self.capacity_wh
-            stored = self.capacity_wh
-        elif stored < 0.0:
-            ledger["ac_in"] -= stored   # the AC side covers what the battery cannot give
-            stored = 0.0
-        self._rsoc = stored / self.capacity_wh * 100.0
+        rsoc = self._rsoc + (wh + (pv + ac_in - load - loss) * h) / self.capacity_wh * 100.0
+        if rsoc > 100.0:
+            ledger["wasted"] += (rsoc - 100.0) / 100.0 * self.capacity_wh
+            rsoc = 100.0
+        elif rsoc < 0.0:
+            ledger["ac_in"] -= rsoc / 100.0 * self.capacity_wh   # the AC side covers what the battery cannot give
+            rsoc = 0.0
+        self._rsoc = rsoc
 
     def set_power(self, wb: float, wg: Optional[float] = None) -> None:
         """From now on the battery takes ``wb`` W (positive: charging; negative:
