@@ -176,6 +176,19 @@ def _stats(times):
             "p95_ms": ms[int(0.95 * (len(ms) - 1))], "max_ms": ms[-1]}
 
 
+def stop_grid(proc):
+    """SIGTERM the grid process (killed after 60 s); {"stop_s": s it took, "exit_code": its status}."""
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    proc.stdout.close()
+    return {"stop_s": time.monotonic() - t0, "exit_code": code}
+
+
 def measure(nodes, calls, load_seconds, config):
     proc, urls, control, started = start_grid(nodes, config)
     ps = psutil.Process(proc.pid)
@@ -186,15 +199,8 @@ def measure(nodes, calls, load_seconds, config):
                   "all_nodes": all_nodes(urls, load_seconds, ps),
                   "rss_mib": ps.memory_info().rss / 2 ** 20, "threads": ps.num_threads()}
     finally:
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        proc.stdout.close()
-    report.update(stop_s=time.monotonic() - t0, exit_code=code)
+        stopped = stop_grid(proc)
+    report.update(stopped)
     return report
 
 
@@ -239,15 +245,8 @@ def measure_apis_main(nodes, seconds, config):
         report = {"nodes": nodes, "seconds": seconds, "startup_s": started, "polled": polled,
                   "rss_mib": ps.memory_info().rss / 2 ** 20, "threads": ps.num_threads()}
     finally:
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        proc.stdout.close()
-    report.update(stop_s=time.monotonic() - t0, exit_code=code)
+        stopped = stop_grid(proc)
+    report.update(stopped)
     return report
 
 
