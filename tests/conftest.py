@@ -94,6 +94,16 @@ def held_line(link) -> typing.Iterator[None]:
         release.set()
         holder.join()
 
+class HandClock:
+    """A clock the test sets: ``t`` seconds (``clock()`` answers it)."""
+
+    def __init__(self, t=0.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
 class HTTPClient:
     """A tiny HTTP client for a server on 127.0.0.1: ``get(path, **params) -> (status, json)``."""
 

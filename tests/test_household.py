@@ -3,6 +3,7 @@ losses, the battery's energy ledger, the simulated clock and the day's figures."
 import datetime
 
 import pytest
+from conftest import HandClock
 
 from essx_sim.clock import SimClock, emulator_time
 from essx_sim.figures import Figures, day_figures, totals
@@ -11,16 +12,6 @@ from essx_sim.physics import BatteryModel
 from essx_sim.profiles import (DAY_S, Profile, ProfileError, load_profiles, read_node_file, sample_profiles,
                                unit_id, write_profiles)
 from eza2500 import table
-
-
-class Clock:
-    """A clock the test moves: ``t`` seconds."""
-
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
 
 
 # --- profiles -------------------------------------------------------------------------
@@ -140,7 +131,7 @@ def balance(start, end):
 
 
 def test_ledger_balances_exactly_through_clamps_and_sets():
-    clock = Clock()
+    clock = HandClock()
     m = BatteryModel(capacity_wh=1000.0, rsoc=50.0, clock=clock)
     start = m.ledger()
     m.set_side(pv=600.0, load=100.0, ac_in=57.0, loss=200.0)      # +357 W
@@ -167,7 +158,7 @@ def test_ledger_balances_exactly_through_clamps_and_sets():
 
 def test_an_idle_battery_keeps_its_rsoc_exactly():
     """The Modbus register serves RSOC x 10: 55.5 % must stay 55.5, not 55.50000000000001."""
-    clock = Clock()
+    clock = HandClock()
     m = BatteryModel(capacity_wh=4800.0, rsoc=55.5, clock=clock)
     clock.t = 3600.0
     assert m.rsoc == 55.5 and m.ledger()["stored"] == pytest.approx(0.555 * 4800)
@@ -176,7 +167,7 @@ def test_an_idle_battery_keeps_its_rsoc_exactly():
 # --- the clock --------------------------------------------------------------------------
 
 def test_clock_pace_changes_from_the_moment_it_is_set():
-    real = Clock()
+    real = HandClock()
     c = SimClock(datetime.datetime(2020, 3, 1, 6, 0), speed=60.0, real=real)
     real.t = 10.0
     assert c.seconds() == 600.0
@@ -194,7 +185,7 @@ def test_clock_pace_changes_from_the_moment_it_is_set():
 # --- figures ----------------------------------------------------------------------------
 
 def test_figures_close_a_day_whose_series_integrates_to_it():
-    clock = Clock()
+    clock = HandClock()
     m = BatteryModel(capacity_wh=50000.0, rsoc=50.0, clock=clock)    # never empty: no AC shortfall
     f = Figures(sample_s=3600.0)
     day = datetime.datetime(2020, 1, 1)

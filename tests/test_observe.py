@@ -3,22 +3,13 @@
 import threading
 
 import pytest
+from conftest import HandClock
 
 from essx import blocks
 from essx.exchange import Exchange, Listeners
 from essx_service.observe import (BLOCKS, HISTORY_SECONDS, HISTORY_SERIES, LATENCY_BUCKETS, STATUS_WORDS,
                                   Recorder, reply_name)
 from essx_service.status import history_body, operation, status_body
-
-
-class Clock:
-    """A settable clock (s)."""
-
-    def __init__(self, t=1000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
 
 
 class Owner:
@@ -45,7 +36,7 @@ METER = {"vg": 350.0, "ig": 1.5, "vb": 52.0, "ib": -10.0, "wg": 525.0, "wb": -52
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return HandClock(1000.0)
 
 
 @pytest.fixture

@@ -315,9 +315,9 @@ def with_options(spec: GridSpec, args: argparse.Namespace) -> GridSpec:
         GridConfigError: ``--start`` is not a date and time.
     """
     changes: Dict[str, Any] = {}
-    if getattr(args, "profiles", None):
+    if args.profiles:
         changes["profiles"] = args.profiles
-    if getattr(args, "start", None):
+    if args.start:
         try:
             changes["start"] = datetime.datetime.fromisoformat(args.start)
         except ValueError:

@@ -73,9 +73,7 @@ def install(app: bottle.Bottle, grid: Any) -> None:
         unknown = sorted(set(q) - {"rsoc", "capacity_wh", "pv", "load"})
         if unknown:
             raise ValueError("unknown parameter %s (known: rsoc, capacity_wh, pv, load)" % ", ".join(unknown))
-        kw = {k: q[k] for k in ("rsoc", "capacity_wh") if k in q}
-        kw.update({k: q[k] for k in ("pv", "load") if k in q})
-        devices.set_node(i, **kw)
+        devices.set_node(i, **q)
         return node_row(devices.node(i).index)
 
     def set_bus() -> Any:

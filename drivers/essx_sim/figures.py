@@ -65,6 +65,8 @@ class Figures:
 
     Args:
         sample_s: simulated seconds between series rows (> 0).
+    Raises:
+        ValueError: ``sample_s`` is not > 0.
     """
 
     def __init__(self, sample_s: float = 300.0) -> None:

@@ -316,11 +316,11 @@ class SimulatedGrid:
         """Node *i* (an int or its decimal text); KeyError naming it when there is none."""
         try:
             index = int(i)
-            if index < 0:
-                raise IndexError(index)
-            return self.nodes[index]
-        except (ValueError, TypeError, IndexError):
-            raise KeyError("node %r: no such node (0..%d)" % (i, len(self.nodes) - 1)) from None
+        except (ValueError, TypeError):
+            index = -1
+        if not 0 <= index < len(self.nodes):
+            raise KeyError("node %r: no such node (0..%d)" % (i, len(self.nodes) - 1))
+        return self.nodes[index]
 
     def set_node(self, i: Any, *, rsoc: Any = None, capacity_wh: Any = None, pv: Any = ..., load: Any = ...) -> None:
         """Set node *i*'s RSOC (%), capacity (Wh), PV and load (W, or

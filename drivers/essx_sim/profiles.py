@@ -213,15 +213,14 @@ def load_profiles(directory: str, nodes: int) -> List[NodeProfile]:
     if not names & ({SOLAR_FILE, LOAD_FILE, DEFAULT_FILE} | {unit_id(i) + ".csv" for i in range(nodes)}):
         raise ProfileError("--profiles %s: no profile in it (expected E001.csv, ..., %s, %s or %s)"
                            % (directory, DEFAULT_FILE, SOLAR_FILE, LOAD_FILE))
-    path = lambda name: os.path.join(directory, name)  # noqa: E731
-    default = read_node_file(path(DEFAULT_FILE)) if DEFAULT_FILE in names else ZERO
-    solar = read_solar_file(path(SOLAR_FILE)) if SOLAR_FILE in names else None
-    loads = read_load_file(path(LOAD_FILE)) if LOAD_FILE in names else {}
+    default = read_node_file(os.path.join(directory, DEFAULT_FILE)) if DEFAULT_FILE in names else ZERO
+    solar = read_solar_file(os.path.join(directory, SOLAR_FILE)) if SOLAR_FILE in names else None
+    loads = read_load_file(os.path.join(directory, LOAD_FILE)) if LOAD_FILE in names else {}
     result = []
     for i in range(nodes):
         own = unit_id(i) + ".csv"
         if own in names:
-            result.append(read_node_file(path(own)))
+            result.append(read_node_file(os.path.join(directory, own)))
         else:
             result.append(NodeProfile(solar or default.pv, loads.get(i + 1, default.load)))
     return result

@@ -171,7 +171,7 @@ class Field:
         field is made: every reply decodes with them (decimal.InvalidOperation
         for a raw field)."""
         if self._scaling is None:
-            return (self.rating_decimal, decimal.Decimal(2 ** self.q))   # raises for a raw field
+            raise decimal.InvalidOperation("%s travels raw: it has no scaling" % self.name)
         return self._scaling
 
     def range_text(self) -> str:
